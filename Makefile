@@ -1,0 +1,49 @@
+# recpipe — every target creates the virtualenv it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test lint bench sample-data clean help
+
+help:
+	@echo "make demo         create .venv, install recpipe, process sample_data/ into ./out/"
+	@echo "make test         install test dependencies and run the whole suite"
+	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make bench        performance comparisons (see SPEC)"
+	@echo "make sample-data  regenerate sample_data/ with ffmpeg"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
+	$(PIP) install -e '.[test]'
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.test
+	$(PIP) install -e '.[test,dev]'
+	@touch $@
+
+demo: $(VENV)/.runtime
+	$(BIN)/recpipe process sample_data --profile sample_data/start_request.json --dest out
+	@echo
+	@echo "Outputs are in ./out/ :"
+	@find out -type f | sort | sed 's/^/  /'
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check pipeline stages tests
+	$(BIN)/ruff format --check pipeline stages tests
+	$(BIN)/mypy
+
+sample-data: $(VENV)/.runtime
+	$(BIN)/recpipe sample sample_data --profile-out sample_data/start_request.json --force
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

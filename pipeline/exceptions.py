@@ -1,0 +1,112 @@
+"""recpipe's error tree. Every error recpipe raises on purpose is one of these.
+
+    PipelineError
+    ├── ConfigError             bad flags, profile, location or settings        (exit 2)
+    ├── DiscoveryError          no recording, or more than one, at a location
+    │   ├── RecordingNotFound                                                   (exit 1)
+    │   └── AmbiguousRecording  several recordings match; narrow with --sid     (exit 2)
+    ├── StorageError            the store failed after retries                  (exit 1)
+    │   └── ObjectNotFound      the key (or bucket) does not exist
+    ├── NamingError             a file name does not follow Agora's convention
+    ├── PlaylistError           the playlist cannot be read as HLS              (status rejected)
+    ├── MediaError              a TS or MP4 file cannot be read
+    ├── ContinuityError         the recording has error findings               (status failed)
+    ├── RemuxError              ffmpeg exited unexpectedly                      (status failed)
+    ├── ToolError               ffmpeg cannot be found or run
+    └── PublishError            an output could not be committed                (status failed)
+
+Third-party errors are translated in exactly one place each: botocore in
+``pipeline/storage/s3.py``, ffmpeg in ``stages/remux.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PipelineError(Exception):
+    """Root of every error recpipe raises on purpose."""
+
+
+class ConfigError(PipelineError):
+    """Bad command-line flags, profile, location or settings."""
+
+
+class DiscoveryError(PipelineError):
+    """The location does not hold exactly the recording that was asked for."""
+
+
+class RecordingNotFound(DiscoveryError):
+    """No recording matches at the location."""
+
+
+class AmbiguousRecording(DiscoveryError):
+    """Several recordings match; the caller must choose one."""
+
+    def __init__(self, message: str, *, candidates: Sequence[str]) -> None:
+        super().__init__(message)
+        self.candidates = tuple(candidates)
+
+    def __str__(self) -> str:
+        listed = "\n".join(f"  {c}" for c in self.candidates)
+        return f"{self.args[0]}\n{listed}"
+
+
+class StorageError(PipelineError):
+    """The object store failed, after any retries."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} (key: {self.key})" if self.key is not None else str(self.args[0])
+
+
+class ObjectNotFound(StorageError):
+    """The key, or the bucket holding it, does not exist."""
+
+
+class NamingError(PipelineError):
+    """A file name does not follow Agora's naming convention."""
+
+
+class PlaylistError(PipelineError):
+    """The playlist cannot be read as an HLS media playlist."""
+
+
+class MediaError(PipelineError):
+    """A media file (MPEG-TS slice or MP4 output) cannot be read."""
+
+
+class ContinuityError(PipelineError):
+    """The recording has error findings and the policy does not allow them."""
+
+    def __init__(self, message: str, *, codes: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.codes = tuple(codes)
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} ({', '.join(self.codes)})" if self.codes else str(self.args[0])
+
+
+class RemuxError(PipelineError):
+    """ffmpeg exited with an unexpected code."""
+
+    def __init__(self, message: str, *, argv: Sequence[str], returncode: int | None, stderr_tail: str) -> None:
+        super().__init__(message)
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+    def __str__(self) -> str:
+        tail = f"\n{self.stderr_tail}" if self.stderr_tail else ""
+        return f"{self.args[0]} (ffmpeg exit code {self.returncode}){tail}"
+
+
+class ToolError(PipelineError):
+    """An external tool recpipe needs (ffmpeg) is missing or unusable."""
+
+
+class PublishError(PipelineError):
+    """An output could not be committed to the destination."""

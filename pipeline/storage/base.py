@@ -1,0 +1,57 @@
+"""The Storage protocol: the few operations recpipe needs from an object store.
+
+Keys are always '/'-separated strings relative to the store's root (a directory or a bucket),
+never starting with '/'. Implementations map every "not there" shape to ``ObjectNotFound`` and
+every other failure to ``StorageError``; nothing else escapes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+
+class ObjectInfo(NamedTuple):
+    """One stored object: its key, size in bytes and an opaque version tag (S3 ETag, local mtime)."""
+
+    key: str
+    size: int
+    etag: str
+
+
+class Storage(Protocol):
+    """An object store rooted at a directory or a bucket."""
+
+    @property
+    def url(self) -> str:
+        """Human-readable root of the store (``/abs/dir`` or ``s3://bucket``), for messages and reports."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order, recursively."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """The object's info; ``ObjectNotFound`` if absent."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether the key exists."""
+        ...
+
+    def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
+        """The whole object; ``StorageError`` if it is larger than ``max_bytes``."""
+        ...
+
+    def get(self, key: str, dest: Path) -> ObjectInfo:
+        """Download the object to ``dest`` (written to a temporary name, then renamed)."""
+        ...
+
+    def put(self, src: Path, key: str) -> ObjectInfo:
+        """Upload ``src`` to ``key``; the object becomes visible only when complete."""
+        ...
+
+    def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
+        """Store ``data`` at ``key``; the object becomes visible only when complete."""
+        ...
