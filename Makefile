@@ -43,7 +43,7 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 
 sample-data: $(VENV)/.runtime
-	$(BIN)/recpipe sample sample_data --profile-out sample_data/start_request.json --force
+	$(BIN)/recpipe sample sample_data --force
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

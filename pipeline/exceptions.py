@@ -47,9 +47,13 @@ class AmbiguousRecording(DiscoveryError):
         super().__init__(message)
         self.candidates = tuple(candidates)
 
+    SHOWN = 10
+
     def __str__(self) -> str:
-        listed = "\n".join(f"  {c}" for c in self.candidates)
-        return f"{self.args[0]}\n{listed}"
+        lines = [f"  {c}" for c in self.candidates[: self.SHOWN]]
+        if len(self.candidates) > self.SHOWN:
+            lines.append(f"  ... and {len(self.candidates) - self.SHOWN} more (recpipe ls shows them all)")
+        return "\n".join([self.args[0], *lines])
 
 
 class StorageError(PipelineError):
@@ -93,7 +97,9 @@ class ContinuityError(PipelineError):
 class RemuxError(PipelineError):
     """ffmpeg exited with an unexpected code."""
 
-    def __init__(self, message: str, *, argv: Sequence[str], returncode: int | None, stderr_tail: str) -> None:
+    def __init__(
+        self, message: str, *, argv: Sequence[str], returncode: int | None, stderr_tail: str
+    ) -> None:
         super().__init__(message)
         self.argv = tuple(argv)
         self.returncode = returncode

@@ -1,0 +1,216 @@
+"""The commands' logic without click: from what the user asked for to a finished ``Result``.
+
+``cli.py`` parses flags into a ``Request`` and prints; everything between lives here, so the
+storage-event worker and tests can drive the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from pipeline.config import PipelineConfig
+from pipeline.exceptions import ConfigError, PlaylistError
+from pipeline.job import Expectations, Policy, Recording
+from pipeline.locations import Location, location_from_storage_spec, open_destination, open_location
+from pipeline.profile import Profile, load_profile, parse_av_file_types
+from pipeline.progress import NullProgress, Progress
+from pipeline.runner import Result, RunOptions, execute, make_job, output_directory
+from pipeline.tools import ffmpeg_version, find_ffmpeg
+from stages.base import Destination, StageContext
+from stages.discover import find_recordings, inputs_digest, select_recording, split_key
+from stages.fetch import read_playlist
+from stages.publish import read_existing_report, report_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Request:
+    """One command invocation, as parsed from flags."""
+
+    location: str | None
+    endpoint_url: str | None = None
+    profile: Path | None = None
+    sid: str | None = None
+    dest: str | None = None
+    policy: Policy | None = None
+    av_file_type: str | None = None
+    force: bool = False
+    dry_run: bool = False
+    publish: bool = True
+
+
+def recpipe_version() -> str:
+    """The installed recpipe version."""
+    try:
+        return metadata.version("recpipe")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def read_profile(path: Path | None) -> Profile | None:
+    """The start-request profile, when one was given."""
+    return None if path is None else load_profile(path)
+
+
+def open_source(request: Request, *, profile: Profile | None, environ: Mapping[str, str]) -> Location:
+    """The location to read from: the LOCATION argument, else the profile's storageConfig."""
+    if request.location is not None:
+        return open_location(request.location, endpoint_url=request.endpoint_url, environ=environ)
+    if profile is not None and profile.storage is not None:
+        return location_from_storage_spec(profile.storage, endpoint_url=request.endpoint_url, environ=environ)
+    raise ConfigError("give a LOCATION, or a --profile whose storageConfig says where the recording is")
+
+
+def base_directory(prefix: str) -> str:
+    """The directory part of a location prefix (a playlist key's directory, or the prefix itself)."""
+    return split_key(prefix)[0] if not prefix.endswith("/") else prefix
+
+
+def discover(source: Location, *, sid: str | None, profile: Profile | None) -> Recording:
+    """The one recording at ``source`` matching ``--sid`` and the profile's cname."""
+    recordings = find_recordings(source.storage, source.prefix)
+    exact = source.prefix if source.prefix.endswith(".m3u8") else None
+    cname = profile.cname if profile is not None else None
+    return select_recording(recordings, sid=sid, cname=cname, playlist_key=exact, where=source.display)
+
+
+def wants_mp4(request: Request, *, profile: Profile | None) -> bool:
+    """``--av-file-type`` wins, then the profile's avFileType, then Agora's default (HLS only)."""
+    if request.av_file_type is not None:
+        return "mp4" in parse_av_file_types(request.av_file_type)
+    return profile.wants_mp4 if profile is not None else False
+
+
+def expectations(profile: Profile | None) -> Expectations:
+    """What the profile says the recording holds."""
+    if profile is None:
+        return Expectations()
+    t = profile.transcoding
+    return Expectations(
+        stream_types=profile.stream_types,
+        width=t.width if t else None,
+        height=t.height if t else None,
+        fps=t.fps if t else None,
+    )
+
+
+def destination_for(
+    recording: Recording, *, request: Request, source: Location, environ: Mapping[str, str]
+) -> Destination:
+    """Where this recording's outputs go: ``--dest`` mirroring its directory, else beside it."""
+    base = base_directory(source.prefix)
+    if request.dest is None:
+        return Destination(storage=source.storage, directory=recording.directory)
+    dest = open_destination(request.dest, endpoint_url=request.endpoint_url, environ=environ)
+    directory = output_directory(recording, source_base=base, dest_base=base_directory(dest.prefix))
+    return Destination(storage=dest.storage, directory=directory)
+
+
+def run(
+    request: Request,
+    *,
+    config: PipelineConfig,
+    environ: Mapping[str, str],
+    progress: Progress | None = None,
+    logger: logging.Logger | None = None,
+) -> Result:
+    """Discover, then run the stages for one recording (process, verify, dry run)."""
+    profile = read_profile(request.profile)
+    source = open_source(request, profile=profile, environ=environ)
+    recording = discover(source, sid=request.sid, profile=profile)
+    want_mp4 = wants_mp4(request, profile=profile)
+    publish = request.publish and not request.dry_run
+    ffmpeg = (config.ffmpeg or find_ffmpeg(environ)) if want_mp4 and publish else None
+    ctx = StageContext(
+        storage=source.storage,
+        destination=destination_for(recording, request=request, source=source, environ=environ),
+        workdir=Path("."),
+        config=config,
+        ffmpeg=ffmpeg or "ffmpeg",
+        tool={"recpipe": recpipe_version(), "ffmpeg": ffmpeg_version(ffmpeg) if ffmpeg else ""},
+        logger=logger or logging.getLogger("recpipe"),
+        progress=progress or NullProgress(),
+    )
+    job = make_job(
+        recording, policy=request.policy or config.policy, want_mp4=want_mp4, expect=expectations(profile)
+    )
+    return execute(job, ctx=ctx, options=RunOptions(publish=publish, force=request.force))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Listing:
+    """One line of ``recpipe ls``."""
+
+    recording: Recording
+    state: str
+    """in-progress, complete, processed, failed or invalid."""
+    slices: int
+    duration_s: float
+    report_status: str | None
+
+    def to_json(self) -> dict[str, object]:
+        """The ``ls --json`` shape."""
+        rec = self.recording
+        return {
+            "sid": rec.sid,
+            "cname": rec.cname,
+            "mode": rec.mode,
+            "uid": rec.uid,
+            "media": rec.media,
+            "playlist": rec.playlist_key,
+            "slices": self.slices,
+            "duration_s": round(self.duration_s, 3),
+            "state": self.state,
+            "report_status": self.report_status,
+        }
+
+
+def recording_state(*, endlist: bool | None, report: Mapping[str, object] | None, digest: str) -> str:
+    """The ``ls`` state from the playlist's end marker and the existing report (pure)."""
+    if endlist is None:
+        return "invalid"
+    if not endlist:
+        return "in-progress"
+    if report is None or report.get("inputs_digest") != digest:
+        return "complete"
+    return "processed" if report.get("status") in {"ok", "degraded"} else "failed"
+
+
+def list_recordings(
+    location: str,
+    *,
+    endpoint_url: str | None,
+    dest: str | None,
+    environ: Mapping[str, str],
+    config: PipelineConfig,
+) -> list[Listing]:
+    """Every recording under ``location`` with its state (reads playlists and reports, nothing else)."""
+    source = open_location(location, endpoint_url=endpoint_url, environ=environ)
+    request = Request(location=location, endpoint_url=endpoint_url, dest=dest)
+    listings = []
+    for rec in find_recordings(source.storage, source.prefix):
+        destination = destination_for(rec, request=request, source=source, environ=environ)
+        listings.append(_listing(rec, source=source, destination=destination, config=config))
+    return listings
+
+
+def _listing(
+    rec: Recording, *, source: Location, destination: Destination, config: PipelineConfig
+) -> Listing:
+    endlist: bool | None = False
+    slices, duration = len(rec.slices), 0.0
+    if rec.playlist_key is not None:
+        try:
+            playlist = read_playlist(source.storage, rec.playlist_key, max_bytes=config.max_playlist_bytes)
+            endlist, slices, duration = playlist.endlist, len(playlist.entries), playlist.duration
+        except PlaylistError:
+            endlist = None
+    report = read_existing_report(destination.storage, report_key(rec, directory=destination.directory))
+    state = recording_state(endlist=endlist, report=report, digest=inputs_digest(rec))
+    status = str(report["status"]) if report else None
+    return Listing(recording=rec, state=state, slices=slices, duration_s=duration, report_status=status)

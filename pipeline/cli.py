@@ -1,0 +1,295 @@
+"""recpipe's command line: the only module that imports click.
+
+Expected errors become ``click.ClickException`` subclasses with distinct exit codes and never
+print a traceback; a finished run exits with its status's code (SPEC.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from pipeline.app import Request, list_recordings, recpipe_version, run
+from pipeline.config import PipelineConfig, load_config
+from pipeline.exceptions import AmbiguousRecording, ConfigError, PipelineError
+from pipeline.job import POLICIES
+from pipeline.progress import NullProgress, Progress, TerminalProgress
+from pipeline.report import summary_lines
+from pipeline.runner import Result
+from pipeline.sample import DEFECTS, write_sample
+from pipeline.tools import find_ffmpeg
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATUS_EXIT = {"ok": 0, "degraded": 3, "failed": 1, "pending": 75, "rejected": 4}
+USAGE_EXIT = 2
+
+
+def exit_code_for(err: PipelineError) -> int:
+    """Usage-like errors (bad config, ambiguous choice) exit 2; every other failure exits 1."""
+    return USAGE_EXIT if isinstance(err, ConfigError | AmbiguousRecording) else 1
+
+
+def fail(err: PipelineError, *, as_json: bool) -> NoReturn:
+    """Report an expected error (as JSON on stdout with ``--json``) and exit with its code."""
+    code = exit_code_for(err)
+    if as_json:
+        click.echo(
+            json.dumps({"error": {"type": type(err).__name__, "message": str(err)}, "exit_code": code})
+        )
+    else:
+        click.echo(f"Error: {err}", err=True)
+    sys.exit(code)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("recpipe: %(levelname)s: %(message)s"))
+    for name in ("pipeline", "stages", "recpipe"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def _progress(*, quiet: bool, as_json: bool) -> Progress:
+    if quiet or as_json or not sys.stderr.isatty():
+        return NullProgress()
+    return TerminalProgress(sys.stderr)
+
+
+def _config(obj: Mapping[str, Any]) -> PipelineConfig:
+    return load_config(environ=os.environ, overrides=obj.get("overrides"))
+
+
+def location_options(fn: F) -> F:
+    """``--endpoint-url`` and ``--json``/``--quiet``, shared by every command that reads storage."""
+    fn = click.option("--quiet", "-q", is_flag=True, help="Print no progress or summary, only errors.")(fn)
+    fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(fn)
+    return click.option(
+        "--endpoint-url",
+        metavar="URL",
+        help="S3-compatible endpoint for s3:// locations "
+        "(default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL).",
+    )(fn)
+
+
+def recording_options(fn: F) -> F:
+    """Options that choose the recording and what to expect of it."""
+    decorators = [
+        click.option("--sid", help="The recording's session ID, when the location holds several recordings."),
+        click.option(
+            "--profile",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="The start-request JSON (or its clientRequest): expected streams, avFileType, storage.",
+        ),
+        click.option(
+            "--policy",
+            type=click.Choice(POLICIES),
+            help="strict (default): any error finding fails the recording. "
+            "lenient: publish a best-effort MP4 and report the problems (status degraded, exit 3).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def _echo_result(result: Result, *, as_json: bool, quiet: bool, dest_url: str) -> None:
+    if as_json:
+        click.echo(json.dumps(result.report, indent=2, ensure_ascii=False))
+        return
+    if quiet:
+        return
+    for line in summary_lines(result.report):
+        click.echo(line)
+    if result.job.skipped:
+        click.echo("  already processed with the same inputs: nothing written (use --force to redo)")
+    if result.report_key:
+        click.echo(f"  report   {result.report_key}")
+    click.echo(f"  where    {dest_url}")
+
+
+def _finish(result: Result, *, as_json: bool, quiet: bool, dest_url: str) -> NoReturn:
+    _echo_result(result, as_json=as_json, quiet=quiet, dest_url=dest_url)
+    sys.exit(STATUS_EXIT[str(result.job.status)])
+
+
+def _run(request: Request, *, obj: Mapping[str, Any], as_json: bool, quiet: bool) -> NoReturn:
+    try:
+        result = run(
+            request,
+            config=_config(obj),
+            environ=os.environ,
+            progress=_progress(quiet=quiet, as_json=as_json),
+        )
+    except PipelineError as err:
+        fail(err, as_json=as_json)
+    dest = request.dest or request.location or "(profile storage)"
+    _finish(result, as_json=as_json, quiet=quiet, dest_url=dest)
+
+
+@click.group(
+    name="recpipe", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.version_option(recpipe_version(), prog_name="recpipe")
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-v info, -vv debug).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Slices fetched concurrently (default 8).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, workers: int | None) -> None:
+    """recpipe: turn Agora Cloud Recording HLS output into verified, published MP4s.
+
+    A LOCATION is a local directory (or file:///path), or s3://bucket/prefix. recpipe finds the
+    recordings under it by their Agora names (<sid>_<cname>.m3u8 + <sid>_<cname>_<utc>.ts).
+
+    \b
+    Exit codes: 0 ok, 3 degraded, 1 failed, 75 pending (still recording),
+                4 rejected (unsafe or unreadable input), 2 usage or configuration error.
+    """
+    _setup_logging(verbose)
+    overrides = {"fetch_workers": workers, "fetch_window": max(16, 2 * workers) if workers else None}
+    ctx.obj = {"overrides": overrides}
+
+
+@main.command()
+@click.argument("location", required=False)
+@recording_options
+@click.option("--dest", metavar="LOCATION", help="Where to write outputs (default: beside the recording).")
+@click.option("--av-file-type", metavar="LIST", help='Override the profile\'s avFileType, e.g. "hls,mp4".')
+@click.option("--force", is_flag=True, help="Process again even if an up-to-date report exists.")
+@click.option("--dry-run", is_flag=True, help="Fetch and verify only; write nothing.")
+@location_options
+@click.pass_obj
+def process(obj: Mapping[str, Any], /, location: str | None, **opts: Any) -> None:
+    """Fetch, verify, remux (if MP4 is wanted) and publish one recording.
+
+    Outputs are named by Agora's conventions (<sid>_<cname>_<utc>_<index>.mp4) and the report
+    <sid>_<cname>.report.json is written last. Running again with the same inputs writes nothing.
+    """
+    as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
+    request = Request(location=location, **opts)
+    _run(request, obj=obj, as_json=as_json, quiet=quiet)
+
+
+@main.command()
+@click.argument("location", required=False)
+@recording_options
+@location_options
+@click.pass_obj
+def verify(obj: Mapping[str, Any], /, location: str | None, **opts: Any) -> None:
+    """Fetch and verify one recording; write nothing. Same statuses and exit codes as process."""
+    as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
+    request = Request(location=location, publish=False, **opts)
+    _run(request, obj=obj, as_json=as_json, quiet=quiet)
+
+
+@main.command(name="ls")
+@click.argument("location")
+@click.option("--dest", metavar="LOCATION", help="Where reports were written, if not beside the recordings.")
+@location_options
+@click.pass_obj
+def ls_command(
+    obj: Mapping[str, Any],
+    location: str,
+    dest: str | None,
+    endpoint_url: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """List the recordings under LOCATION: state, slices, duration, mode, sid and cname.
+
+    \b
+    States: in-progress (no #EXT-X-ENDLIST yet), complete (finished, not processed),
+            processed (report ok/degraded for these inputs), failed, invalid (unreadable playlist).
+    """
+    try:
+        listings = list_recordings(
+            location, endpoint_url=endpoint_url, dest=dest, environ=os.environ, config=_config(obj)
+        )
+    except PipelineError as err:
+        fail(err, as_json=as_json)
+    if as_json:
+        click.echo(json.dumps([item.to_json() for item in listings], indent=2, ensure_ascii=False))
+        return
+    if not listings and not quiet:
+        click.echo(f"no recordings under {location}", err=True)
+    for item in listings:
+        rec = item.recording
+        who = f"{rec.sid}  {rec.cname}" + (f"  uid {rec.uid} {rec.media}" if rec.uid else "")
+        click.echo(f"{item.state:<12}{item.slices:>6} slices {item.duration_s:>9.1f} s  {rec.mode:<11} {who}")
+
+
+def _defect_help() -> str:
+    return "; ".join(f"{name}: {text}" for name, text in DEFECTS.items())
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--seconds",
+    type=click.IntRange(1, 24 * 3600),
+    default=45,
+    show_default=True,
+    help="Length of the recording.",
+)
+@click.option(
+    "--slice-seconds",
+    type=click.IntRange(1, 600),
+    default=15,
+    show_default=True,
+    help="Length of each slice (Agora cuts about every 15 s).",
+)
+@click.option("--cname", default="demo-room", show_default=True, help="Channel name.")
+@click.option(
+    "--prefix",
+    default="recordings",
+    show_default=True,
+    help="fileNamePrefix directory (inside DIRECTORY) that receives the recording.",
+)
+@click.option("--defect", type=click.Choice(sorted(DEFECTS)), help=f"Inject one defect. {_defect_help()}")
+@click.option("--force", is_flag=True, help="Overwrite a previous sample in the same place.")
+def sample(
+    directory: Path,
+    seconds: int,
+    slice_seconds: int,
+    cname: str,
+    prefix: str,
+    defect: str | None,
+    force: bool,
+) -> None:
+    """Write a synthetic, correctly named composite recording (H.264 + AAC) into DIRECTORY.
+
+    The slices and playlist go to DIRECTORY/PREFIX/ and the matching start-request profile to
+    DIRECTORY/start_request.json, ready for: recpipe process DIRECTORY --profile DIRECTORY/start_request.json
+    """
+    try:
+        made = write_sample(
+            directory / prefix,
+            ffmpeg=find_ffmpeg(os.environ),
+            seconds=seconds,
+            slice_seconds=slice_seconds,
+            cname=cname,
+            defect=defect,
+            force=force,
+        )
+    except PipelineError as err:
+        fail(err, as_json=False)
+    profile = json.loads(json.dumps(made.profile))
+    profile["clientRequest"]["storageConfig"]["fileNamePrefix"] = [p for p in prefix.split("/") if p]
+    profile_path = directory / "start_request.json"
+    profile_path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
+    size = sum(p.stat().st_size for p in made.slices if p.exists())
+    click.echo(f"wrote {len(made.slices)} slices ({size:,} bytes, {made.seconds:.1f} s) and {made.playlist}")
+    click.echo(f"profile: {profile_path}")
+    if defect:
+        click.echo(f"defect:  {defect} — {DEFECTS[defect]}")

@@ -1,0 +1,105 @@
+"""Pipeline settings: one frozen dataclass, loaded once from flags and the environment."""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.exceptions import ConfigError
+from pipeline.job import POLICIES, Policy
+
+log = logging.getLogger(__name__)
+
+MP4_TEMPLATE_FIELDS = frozenset({"sid", "cname", "utc", "index", "uid", "media"})
+DEFAULT_MP4_TEMPLATE = "{sid}_{cname}_{utc}_{index}.mp4"
+DEFAULT_INDIVIDUAL_MP4_TEMPLATE = "{sid}_{cname}__uid_s_{uid}__uid_e_{media}_{index}.mp4"
+
+ENV_PREFIX = "RECPIPE_"
+"""Settings can come from ``RECPIPE_<FIELD>`` variables, e.g. ``RECPIPE_FETCH_WORKERS=16``."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PipelineConfig:
+    """How recpipe runs. Every field has a default that suits a laptop and a worker alike."""
+
+    fetch_workers: int = 8
+    """Slices downloaded concurrently. S3 is latency-bound, so more workers than cores pays off."""
+    fetch_window: int = 16
+    """Slices in flight or waiting to be written at any time; bounds memory and open files."""
+    fetch_attempts: int = 3
+    """Tries per slice for read errors and size mismatches (botocore retries throttling/5xx itself)."""
+    max_playlist_bytes: int = 8 * 1024 * 1024
+    """A playlist larger than this is rejected unread (a day of 15 s slices is about 0.5 MB)."""
+    policy: Policy = "strict"
+    """``strict``: any error finding fails the recording; ``lenient``: publish a best-effort MP4."""
+    mp4_template: str = DEFAULT_MP4_TEMPLATE
+    """Name of composite MP4 outputs; fields: sid, cname, utc (first slice), index."""
+    individual_mp4_template: str = DEFAULT_INDIVIDUAL_MP4_TEMPLATE
+    """Name of individual-mode MP4 outputs; fields: sid, cname, uid, media, index."""
+    workdir: Path | None = None
+    """Parent of the per-job temporary directory; None means the system's temp directory."""
+    ffmpeg: str | None = None
+    """ffmpeg to run; None means $RECPIPE_FFMPEG, PATH, then the imageio-ffmpeg wheel."""
+
+    def __post_init__(self) -> None:
+        for name in ("fetch_workers", "fetch_window", "fetch_attempts", "max_playlist_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.fetch_window < self.fetch_workers:
+            raise ConfigError("fetch_window must be at least fetch_workers")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        check_template(self.mp4_template, name="mp4_template")
+        check_template(self.individual_mp4_template, name="individual_mp4_template")
+
+
+def check_template(template: str, *, name: str) -> str:
+    """Validate an output-name template: known fields only, ``{index}`` required, no path parts."""
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as err:
+        raise ConfigError(f"{name}: {err}") from err
+    unknown = used - MP4_TEMPLATE_FIELDS
+    if unknown:
+        raise ConfigError(f"{name}: unknown field(s) {sorted(unknown)}; known: {sorted(MP4_TEMPLATE_FIELDS)}")
+    if "index" not in used:
+        raise ConfigError(f"{name}: must contain {{index}} so split outputs get distinct names")
+    if "/" in template or "\\" in template or not template.endswith(".mp4"):
+        raise ConfigError(f"{name}: must be a plain file name ending in .mp4, got {template!r}")
+    return template
+
+
+def _coerce(raw: str, *, like: Any, name: str) -> Any:
+    """Turn an environment string into the type of the field's default."""
+    if isinstance(like, bool):
+        return raw.lower() in {"1", "true", "yes", "on"}
+    if isinstance(like, int):
+        try:
+            return int(raw)
+        except ValueError as err:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}: expected an integer, got {raw!r}") from err
+    if name == "workdir":
+        return Path(raw)
+    return raw
+
+
+def load_config(
+    *, environ: Mapping[str, str], overrides: Mapping[str, object] | None = None
+) -> PipelineConfig:
+    """Defaults, then ``RECPIPE_*`` variables, then explicit overrides (command-line flags)."""
+    base = PipelineConfig()
+    values: dict[str, Any] = {}
+    for f in fields(PipelineConfig):
+        raw = environ.get(f"{ENV_PREFIX}{f.name.upper()}")
+        if raw is not None and raw != "":
+            values[f.name] = _coerce(raw, like=getattr(base, f.name), name=f.name)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in fields(PipelineConfig)}
+    stray = set(values) - known
+    if stray:
+        raise ConfigError(f"unknown setting(s): {sorted(stray)}")
+    return replace(base, **values)

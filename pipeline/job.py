@@ -1,0 +1,188 @@
+"""The recording model: frozen records that stages pass along. No I/O here.
+
+A ``Job`` starts with a discovered ``Recording`` and grows, stage by stage, through
+``dataclasses.replace``: the fetch stage adds ``segments``, verify adds ``findings``, remux and
+publish add ``outputs``. The runner derives the status from the findings and the policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pipeline.storage.base import ObjectInfo
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "degraded", "failed", "pending", "rejected"]
+Severity = Literal["error", "warning", "info"]
+Policy = Literal["strict", "lenient"]
+Mode = Literal["composite", "individual", "web"]
+
+STATUSES: tuple[Status, ...] = ("ok", "degraded", "failed", "pending", "rejected")
+POLICIES: tuple[Policy, ...] = ("strict", "lenient")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Finding:
+    """One observation about a recording, with a stable ``code`` from SPEC.md."""
+
+    code: str
+    severity: Severity
+    detail: str
+    segment: str | None = None
+    at_s: float | None = None
+    seconds: float | None = None
+    entry: int | None = None
+    """Index of the playlist entry concerned, for recpipe's own bookkeeping (not in the report)."""
+
+    def to_json(self) -> dict[str, object]:
+        """The report's JSON shape for this finding."""
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "segment": self.segment,
+            "at_s": None if self.at_s is None else round(self.at_s, 3),
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Recording:
+    """A recording found in storage: its identity and the objects that belong to it."""
+
+    sid: str
+    cname: str
+    mode: Mode = "composite"
+    uid: str | None = None
+    media: str | None = None
+    directory: str
+    """Key prefix of the directory holding the recording ("" or ending with "/")."""
+    playlist_key: str | None
+    """The playlist's key, or None when slices exist but no playlist has been uploaded yet."""
+    slices: tuple[ObjectInfo, ...] = ()
+    """Every object in ``directory`` named as a slice of this recording, in key order."""
+    playlist: ObjectInfo | None = None
+
+    @property
+    def label(self) -> str:
+        """Short human name: ``<sid>_<cname>`` plus the uid/media for individual recordings."""
+        if self.uid is None:
+            return f"{self.sid}_{self.cname}"
+        return f"{self.sid}_{self.cname}__uid_s_{self.uid}__uid_e_{self.media}"
+
+    @property
+    def inputs(self) -> tuple[ObjectInfo, ...]:
+        """The objects whose (key, size, etag) define the recording's inputs."""
+        return ((self.playlist,) if self.playlist else ()) + self.slices
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Segment:
+    """One playlist entry, resolved against storage and, once fetched, on local disk."""
+
+    index: int
+    """Position in the playlist, from 0."""
+    num: int
+    """Media sequence number: EXT-X-MEDIA-SEQUENCE plus ``index``."""
+    uri: str
+    duration: float
+    discontinuity: bool = False
+    key: str | None = None
+    """Storage key, set only when the URI is a safe name inside the recording's directory."""
+    utc: datetime | None = None
+    """Start time from the slice name, when the name follows the convention."""
+    size: int | None = None
+    local: Path | None = None
+    """The fetched copy (named by recpipe, never by the playlist), or None if absent."""
+    defect: str | None = None
+    """The finding code that makes this slice unusable for the MP4 (set by verify)."""
+
+    @property
+    def present(self) -> bool:
+        """Whether the slice was fetched."""
+        return self.local is not None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Output:
+    """A file recpipe published."""
+
+    key: str
+    kind: str
+    bytes: int
+    sha256: str
+    duration_s: float | None = None
+    tracks: tuple[str, ...] = ()
+    local: Path | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, object]:
+        """The report's JSON shape for this output."""
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "bytes": self.bytes,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "tracks": list(self.tracks),
+            "sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Expectations:
+    """What the recording should contain, from the start-request profile."""
+
+    stream_types: int = 2
+    width: int | None = None
+    height: int | None = None
+    fps: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StageError:
+    """The error that stopped a stage, as shown in the report."""
+
+    stage: str
+    type: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Job:
+    """One recording going through the stages."""
+
+    recording: Recording
+    policy: Policy = "strict"
+    want_mp4: bool = False
+    expect: Expectations = Expectations()
+    inputs_digest: str = ""
+    playlist_duration: float = 0.0
+    target_duration: float | None = None
+    endlist: bool = False
+    segments: tuple[Segment, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    error: StageError | None = None
+    status: Status | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+    skipped: bool = False
+    """True when an up-to-date report already existed and nothing was done."""
+
+    @property
+    def present_segments(self) -> tuple[Segment, ...]:
+        """Segments that were fetched, in playlist order."""
+        return tuple(s for s in self.segments if s.present)
+
+    @property
+    def usable_segments(self) -> tuple[Segment, ...]:
+        """Segments that go into the MP4: fetched and without a defect."""
+        return tuple(s for s in self.segments if s.present and s.defect is None)
+
+    def has(self, code: str) -> bool:
+        """Whether any finding carries ``code``."""
+        return any(f.code == code for f in self.findings)

@@ -1,0 +1,38 @@
+"""Status from findings: the table in SPEC.md, as one pure function."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pipeline.job import Finding, Policy, StageError, Status
+
+log = logging.getLogger(__name__)
+
+REJECTING_CODES = frozenset({"PLAYLIST_INVALID", "UNSAFE_URI"})
+"""Unsafe or unparseable input: nothing is fetched or published."""
+
+PENDING_CODES = frozenset({"NO_ENDLIST"})
+"""The recorder has not finished: come back later."""
+
+PUBLISHABLE: frozenset[Status] = frozenset({"ok", "degraded"})
+
+
+def decide_status(findings: Iterable[Finding], *, policy: Policy, error: StageError | None = None) -> Status:
+    """The recording's status: rejected > pending > failed stage > error findings > ok."""
+    findings = tuple(findings)
+    codes = {f.code for f in findings}
+    if codes & REJECTING_CODES:
+        return "rejected"
+    if codes & PENDING_CODES:
+        return "pending"
+    if error is not None:
+        return "failed"
+    if any(f.severity == "error" for f in findings):
+        return "degraded" if policy == "lenient" else "failed"
+    return "ok"
+
+
+def is_terminal(status: Status) -> bool:
+    """Whether later stages must not run (nothing will be published)."""
+    return status not in PUBLISHABLE

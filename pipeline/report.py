@@ -1,0 +1,102 @@
+"""The report (SPEC.md, schema ``recpipe.report/1``): built from a finished job, and read back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.job import Job
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "recpipe.report/1"
+
+
+def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
+    """The report document for ``job``."""
+    rec = job.recording
+    present = job.present_segments
+    return {
+        "schema": SCHEMA,
+        "recording": {
+            "sid": rec.sid,
+            "cname": rec.cname,
+            "mode": rec.mode,
+            "uid": rec.uid,
+            "media": rec.media,
+            "playlist": rec.playlist_key,
+        },
+        "status": job.status,
+        "policy": job.policy,
+        "segments": {
+            "listed": len(job.segments),
+            "present": len(present),
+            "bytes": sum(s.size or 0 for s in present),
+        },
+        "duration": {
+            "playlist_s": round(job.playlist_duration, 3),
+            "media_s": round(math.fsum(s.duration for s in job.usable_segments), 3),
+            "wallclock_s": round(wallclock(job), 3),
+        },
+        "findings": [f.to_json() for f in job.findings],
+        "outputs": [o.to_json() for o in job.outputs],
+        "inputs_digest": job.inputs_digest,
+        "error": None
+        if job.error is None
+        else {"stage": job.error.stage, "type": job.error.type, "message": job.error.message},
+        "tool": dict(tool),
+        "timings_s": {k: round(v, 3) for k, v in job.timings.items()},
+    }
+
+
+def wallclock(job: Job) -> float:
+    """Seconds between the first and last slice start times in their names, plus the last EXTINF."""
+    timed = [(s.utc, s.duration) for s in job.segments if s.utc is not None]
+    if not timed:
+        return 0.0
+    (first, _), (last, last_duration) = timed[0], timed[-1]
+    return (last - first).total_seconds() + last_duration
+
+
+def dump_report(report: Mapping[str, Any]) -> bytes:
+    """The report as UTF-8 JSON, stable key order, trailing newline."""
+    return (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def load_report(data: bytes) -> dict[str, Any] | None:
+    """A previously written report, or None if it is not one of ours (then it is simply replaced)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        return None
+    return doc
+
+
+def summary_lines(report: Mapping[str, Any]) -> list[str]:
+    """A short human summary of a report, for the terminal."""
+    rec = report["recording"]
+    seg = report["segments"]
+    lines = [
+        f"{report['status'].upper():9} {rec['sid']}_{rec['cname']}  ({report['policy']} policy)",
+        f"  slices   {seg['present']}/{seg['listed']} present, {seg['bytes']:,} bytes;"
+        f" playlist {report['duration']['playlist_s']:.1f} s",
+    ]
+    counts: dict[str, int] = {}
+    for f in report["findings"]:
+        counts[f["severity"]] = counts.get(f["severity"], 0) + 1
+    for f in report["findings"][:20]:
+        where = f" at {f['at_s']:.1f} s" if f.get("at_s") is not None else ""
+        lines.append(f"  {f['severity']:7}  {f['code']}{where}: {f['detail']}")
+    if len(report["findings"]) > 20:
+        lines.append(f"  ... {len(report['findings']) - 20} more findings (see the report / --json)")
+    if report.get("error"):
+        lines.append(f"  error    {report['error']['stage']}: {report['error']['message']}")
+    for out in report["outputs"]:
+        tracks = "+".join(out["tracks"])
+        lines.append(f"  output   {out['key']}  ({out['kind']}, {out['bytes']:,} bytes, {tracks})")
+    return lines

@@ -1,0 +1,150 @@
+"""The stage runner: the only code that knows stage order, and what stops a run.
+
+``run_job`` runs stages in order, times them, turns a stage's ``PipelineError`` into the job's
+error, recomputes the status after every stage and stops as soon as nothing can be published.
+``execute`` wraps it with what every run needs: the idempotency check, a private work directory
+that is always removed, and the report written last.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import PipelineConfig
+from pipeline.exceptions import PipelineError, PlaylistError
+from pipeline.job import Expectations, Finding, Job, Policy, Recording, StageError
+from pipeline.policy import decide_status, is_terminal
+from pipeline.report import build_report
+from stages.base import Stage, StageContext
+from stages.discover import inputs_digest
+from stages.fetch import FetchStage
+from stages.publish import (
+    PublishStage,
+    is_up_to_date,
+    outputs_intact,
+    read_existing_report,
+    report_key,
+    write_report,
+)
+from stages.remux import RemuxStage
+from stages.verify import VerifyStage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunOptions:
+    """What kind of run this is."""
+
+    publish: bool = True
+    """False for ``verify`` and ``--dry-run``: fetch and verify only, write nothing."""
+    force: bool = False
+    """Process again even when an up-to-date report exists."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Result:
+    """A finished run: the job, its report document, and where the report was written (if it was)."""
+
+    job: Job
+    report: dict[str, Any]
+    report_key: str | None
+
+
+def make_job(recording: Recording, *, policy: Policy, want_mp4: bool, expect: Expectations) -> Job:
+    """A fresh job for a discovered recording."""
+    return Job(
+        recording=recording,
+        policy=policy,
+        want_mp4=want_mp4,
+        expect=expect,
+        inputs_digest=inputs_digest(recording),
+    )
+
+
+def output_directory(recording: Recording, *, source_base: str, dest_base: str | None) -> str:
+    """Where a recording's outputs go: beside it, or under ``dest_base`` mirroring its relative directory."""
+    if dest_base is None:
+        return recording.directory
+    relative = recording.directory.removeprefix(source_base)
+    return dest_base + relative
+
+
+def stages_for(options: RunOptions) -> tuple[Stage, ...]:
+    """The stage order for a run."""
+    if not options.publish:
+        return (FetchStage(), VerifyStage())
+    return (FetchStage(), VerifyStage(), RemuxStage(), PublishStage())
+
+
+def _stage_error(stage: Stage, err: PipelineError) -> tuple[StageError, tuple[Finding, ...]]:
+    findings: tuple[Finding, ...] = ()
+    if isinstance(err, PlaylistError):
+        findings = (Finding(code="PLAYLIST_INVALID", severity="error", detail=str(err)),)
+    return StageError(stage=stage.name, type=type(err).__name__, message=str(err)), findings
+
+
+def run_job(job: Job, stages: Sequence[Stage], *, ctx: StageContext) -> Job:
+    """Run ``stages`` in order; stop when the status says nothing will be published."""
+    for stage in stages:
+        started = time.monotonic()
+        ctx.logger.debug("stage %s: start", stage.name)
+        try:
+            job = stage.run(job, ctx)
+        except PipelineError as err:
+            error, findings = _stage_error(stage, err)
+            ctx.logger.debug("stage %s failed: %s", stage.name, err)
+            job = replace(job, error=error, findings=job.findings + findings)
+        elapsed = time.monotonic() - started
+        status = decide_status(job.findings, policy=job.policy, error=job.error)
+        job = replace(job, status=status, timings={**job.timings, stage.name: elapsed})
+        ctx.logger.debug("stage %s: %s after %.3f s", stage.name, status, elapsed)
+        if is_terminal(status):
+            break
+    return job
+
+
+@contextmanager
+def job_workdir(config: PipelineConfig) -> Iterator[Path]:
+    """A private temporary directory for one job, removed afterwards whatever happens."""
+    path = Path(tempfile.mkdtemp(prefix="recpipe-", dir=config.workdir))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _already_done(job: Job, *, ctx: StageContext) -> Result | None:
+    key = report_key(job.recording, directory=ctx.destination.directory)
+    existing = read_existing_report(ctx.destination.storage, key)
+    if existing is None or not is_up_to_date(existing, job=job):
+        return None
+    if not outputs_intact(existing, storage=ctx.destination.storage):
+        return None
+    ctx.logger.info(
+        "%s is already processed with the same inputs (%s); nothing to do", job.recording.label, key
+    )
+    return Result(job=replace(job, skipped=True, status=existing["status"]), report=existing, report_key=key)
+
+
+def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
+    """Run every stage for ``job`` (unless already done) and write its report when publishing."""
+    if options.publish and not options.force:
+        done = _already_done(job, ctx=ctx)
+        if done is not None:
+            return done
+    with job_workdir(ctx.config) as workdir:
+        job = run_job(job, stages_for(options), ctx=replace(ctx, workdir=workdir))
+    report = build_report(job, tool=ctx.tool)
+    key = None
+    if options.publish and job.status != "pending":
+        key = write_report(report, recording=job.recording, destination=ctx.destination)
+    return Result(job=job, report=report, report_key=key)

@@ -1,0 +1,288 @@
+"""``LocalStorage``: a directory used as an object store (the default, and the tests' fast fake).
+
+Keys are '/'-separated paths relative to the root. Keys that could leave the root (absolute, ``..``,
+backslashes, NUL, empty segments) are refused before the filesystem is touched, and every path is
+checked again after symlinks are resolved. Files are written to ``.<name>.<random>.part`` in the
+target directory and renamed into place, so readers never see a partial object; ``list`` skips
+those temporary names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import secrets
+import shutil
+import stat as stat_mode
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline.exceptions import ObjectNotFound, StorageError
+from pipeline.storage.base import ObjectInfo
+
+log = logging.getLogger(__name__)
+
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.part")
+_FORBIDDEN_CHARS = ("\\", "\0")
+_NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+_CHUNK = 1024 * 1024
+
+
+def temp_name(name: str) -> str:
+    """A fresh temporary file name for an object called ``name``, recognisable by ``is_temp_name``."""
+    return f".{name}.{secrets.token_hex(6)}.part"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temporary name this module writes."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def check_key(key: str) -> None:
+    """Raise ``StorageError`` if ``key`` is not a plain relative '/'-separated key."""
+    if not key:
+        raise StorageError("empty key", key=key)
+    problem = _key_problem(key)
+    if problem is not None:
+        raise StorageError(f"refusing unsafe key: {problem}", key=key)
+
+
+def _key_problem(key: str) -> str | None:
+    """Why ``key`` is unsafe, or None."""
+    if key.startswith("/"):
+        return "it is absolute"
+    if any(c in key for c in _FORBIDDEN_CHARS):
+        return "it contains a backslash or NUL"
+    segments = key.split("/")
+    if any(s == "" for s in segments):
+        return "it has an empty segment"
+    if any(s in (".", "..") for s in segments):
+        return "it has a '.' or '..' segment"
+    if is_temp_name(segments[-1]):
+        return "the name is reserved for temporary files"
+    return None
+
+
+def _write_temp(directory: Path, name: str, source: BinaryIO | bytes, *, sync: bool) -> tuple[Path, int]:
+    """Write ``source`` to a new temporary file in ``directory``; return its path and size."""
+    tmp = directory / temp_name(name)
+    try:
+        with open(tmp, "xb") as out:
+            if isinstance(source, bytes):
+                out.write(source)
+            else:
+                shutil.copyfileobj(source, out, _CHUNK)
+            out.flush()
+            if sync:
+                os.fsync(out.fileno())
+            size = out.tell()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp, size
+
+
+def _commit(tmp: Path, dest: Path) -> None:
+    """Move a finished temporary file into place, removing it if that fails."""
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+class LocalStorage:
+    """An object store rooted at a local directory."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(os.path.abspath(root)).resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self._root)!r})"
+
+    @property
+    def root(self) -> Path:
+        """The resolved root directory."""
+        return self._root
+
+    @property
+    def url(self) -> str:
+        """The root directory, for messages and reports."""
+        return str(self._root)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every regular file whose key starts with ``prefix``, in key order, recursively."""
+        base, _, tail = prefix.rpartition("/")
+        if any(c in prefix for c in _FORBIDDEN_CHARS) or prefix.startswith("/"):
+            raise StorageError("refusing unsafe prefix", key=prefix)
+        if base:
+            check_key(base)
+        directory = self._path(base) if base else self._root
+        yield from self._walk(directory, key_prefix=f"{base}/" if base else "", tail=tail)
+
+    def stat(self, key: str) -> ObjectInfo:
+        """The file's key, size and ``{size}-{mtime_ns}`` tag; ``ObjectNotFound`` if absent."""
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except OSError as err:
+            raise self._error(err, key=key, action="stat") from err
+        if not stat_mode.S_ISREG(st.st_mode):
+            raise ObjectNotFound("not a regular file", key=key)
+        return _info(key, st)
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` is a regular file."""
+        try:
+            self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
+        """The whole file; ``StorageError`` if it is larger than ``max_bytes``."""
+        path = self._path(key)
+        try:
+            with _open_regular(path, key=key) as src:
+                size = os.fstat(src.fileno()).st_size
+                data = src.read(max_bytes + 1) if size <= max_bytes else b""
+        except OSError as err:
+            raise self._error(err, key=key, action="read") from err
+        if size > max_bytes or len(data) > max_bytes:
+            raise StorageError(f"object is larger than the {max_bytes}-byte limit", key=key)
+        return data
+
+    def get(self, key: str, dest: Path) -> ObjectInfo:
+        """Copy the file to ``dest`` through a temporary file in the same directory."""
+        path = self._path(key)
+        try:
+            src = _open_regular(path, key=key)
+        except OSError as err:
+            raise self._error(err, key=key, action="read") from err
+        with src:
+            info = _info(key, os.fstat(src.fileno()))
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp, size = _write_temp(dest.parent, dest.name, src, sync=False)
+            except OSError as err:
+                raise StorageError(f"cannot copy to {dest}: {err.strerror or err}", key=key) from err
+        if size != info.size:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"read {size} bytes, expected {info.size}; the file changed", key=key)
+        try:
+            _commit(tmp, dest)
+        except OSError as err:
+            raise StorageError(f"cannot copy to {dest}: {err.strerror or err}", key=key) from err
+        return info
+
+    def put(self, src: Path, key: str) -> ObjectInfo:
+        """Store the file ``src`` at ``key``; it appears only complete (temp file, fsync, rename)."""
+        path = self._path(key)
+        try:
+            source = open(src, "rb")  # noqa: SIM115 - closed below; errors here are about src
+        except OSError as err:
+            raise StorageError(f"cannot read {src}: {err.strerror or err}", key=key) from err
+        with source:
+            return self._store(path, key, source)
+
+    def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
+        """Store ``data`` at ``key``; it appears only complete (temp file, fsync, rename)."""
+        return self._store(self._path(key), key, data)
+
+    def _store(self, path: Path, key: str, source: BinaryIO | bytes) -> ObjectInfo:
+        """Write ``source`` next to ``path`` under a temporary name, then rename it into place."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_inside(path.parent.resolve(), key=key)
+            tmp, _ = _write_temp(path.parent, path.name, source, sync=True)
+            _commit(tmp, path)
+            return _info(key, path.stat())
+        except OSError as err:
+            raise StorageError(f"cannot write under {self.url}: {err.strerror or err}", key=key) from err
+
+    def _path(self, key: str) -> Path:
+        """The filesystem path for ``key``, refusing keys and symlinks that lead outside the root."""
+        check_key(key)
+        path = self._root.joinpath(*key.split("/"))
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as err:
+            raise StorageError(f"cannot resolve the path under {self.url}", key=key) from err
+        self._check_inside(resolved, key=key)
+        return path
+
+    def _check_inside(self, resolved: Path, *, key: str) -> None:
+        """Raise ``StorageError`` unless ``resolved`` is the root or inside it."""
+        if resolved != self._root and not resolved.is_relative_to(self._root):
+            raise StorageError(f"refusing a key that resolves outside {self.url}", key=key)
+
+    def _walk(self, directory: Path, *, key_prefix: str, tail: str = "") -> Iterator[ObjectInfo]:
+        """Regular files under ``directory`` in key order; ``tail`` filters its direct entries."""
+        try:
+            with os.scandir(directory) as it:
+                entries = [(e.name + "/" if _is_real_dir(e) else e.name, e) for e in it]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as err:
+            raise StorageError(f"cannot list {directory}: {err.strerror or err}", key=key_prefix) from err
+        for sort_name, entry in sorted(entries, key=lambda pair: pair[0]):
+            if not sort_name.startswith(tail) or is_temp_name(entry.name):
+                continue
+            if sort_name.endswith("/"):
+                yield from self._walk(Path(entry.path), key_prefix=key_prefix + sort_name)
+                continue
+            info = self._entry_info(entry, key=key_prefix + entry.name)
+            if info is not None:
+                yield info
+
+    def _entry_info(self, entry: os.DirEntry[str], *, key: str) -> ObjectInfo | None:
+        """Info for a listed file; None for non-files, vanished files and symlinks leading outside."""
+        try:
+            if entry.is_symlink():
+                self._check_inside(Path(entry.path).resolve(), key=key)
+            st = entry.stat()
+        except (OSError, StorageError, RuntimeError) as err:
+            log.debug("not listing %s: %s", key, err)
+            return None
+        return _info(key, st) if stat_mode.S_ISREG(st.st_mode) else None
+
+    @staticmethod
+    def _error(err: OSError, *, key: str, action: str) -> StorageError:
+        """``ObjectNotFound`` for the "not there" errnos, else ``StorageError``."""
+        if err.errno in _NOT_FOUND:
+            return ObjectNotFound("no such file", key=key)
+        return StorageError(f"cannot {action}: {err.strerror or err}", key=key)
+
+
+def _is_real_dir(entry: os.DirEntry[str]) -> bool:
+    """A directory that is not a symlink (symlinked directories are not followed)."""
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _open_regular(path: Path, *, key: str) -> BinaryIO:
+    """Open a regular file for reading; ``ObjectNotFound`` for directories, FIFOs and devices.
+
+    O_NONBLOCK keeps a FIFO from blocking the open; it has no effect on regular files.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat_mode.S_ISREG(os.fstat(fd).st_mode):
+            raise ObjectNotFound("not a regular file", key=key)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _info(key: str, st: os.stat_result) -> ObjectInfo:
+    """ObjectInfo from a stat result."""
+    return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_size}-{st.st_mtime_ns}")

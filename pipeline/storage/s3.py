@@ -1,0 +1,299 @@
+"""``S3Storage``: a bucket on any S3-compatible store, through an injected boto3 client.
+
+This module and ``make_s3_client`` are the only code that imports boto3 or botocore, and
+``translate_error`` is the one place botocore errors become recpipe errors. botocore retries
+throttling, 5xx and connection errors itself (``Config(retries=...)``); we add only a small bounded
+retry for errors while streaming a body, keeping the last one (like s3transfer's ``GetObjectTask``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import boto3.session
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    FlexibleChecksumError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from s3transfer.manager import TransferConfig, TransferManager
+
+from pipeline.exceptions import ConfigError, ObjectNotFound, StorageError
+from pipeline.storage.base import ObjectInfo
+from pipeline.storage.local import temp_name
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+"""ClientError codes that mean "the key or its bucket does not exist"."""
+
+DEFAULT_READ_ATTEMPTS = 3
+"""How often a body that fails while streaming is fetched, in all."""
+
+DEFAULT_TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 1024 * 1024, max_request_concurrency=8)
+"""Uploads above 16 MiB go multipart; the object appears only when the upload is completed."""
+
+_CHUNK = 1024 * 1024
+
+
+class ShortReadError(Exception):
+    """A body ended before the length the server announced."""
+
+    def __init__(self, *, received: int, expected: int) -> None:
+        super().__init__(f"received {received} of {expected} bytes")
+
+
+STREAM_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    ReadTimeoutError,
+    IncompleteReadError,
+    ResponseStreamingError,
+    FlexibleChecksumError,
+    ShortReadError,
+)
+"""Errors while reading a body that are worth fetching it again for."""
+
+
+def make_s3_client(
+    *,
+    endpoint_url: str | None,
+    region: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    max_retries: int = 5,
+) -> S3Client:
+    """A thread-safe S3 client; credentials from boto3's standard chain unless both keys are given.
+
+    :param endpoint_url: an S3-compatible endpoint; it is addressed path-style (``host/bucket/key``),
+        which self-hosted stores expect. None means AWS itself (virtual-host style).
+    :param max_retries: botocore's ``retries.max_attempts``: retries after the first request (standard mode).
+    """
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_retries},
+        max_pool_connections=32,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    try:
+        session = boto3.session.Session()
+        return session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key or None,
+            aws_secret_access_key=secret_key or None,
+            config=config,
+        )
+    except (BotoCoreError, ValueError) as err:
+        raise ConfigError(f"cannot set up the S3 client: {err}") from err
+
+
+def translate_error(err: Exception, *, bucket: str, key: str | None, action: str) -> StorageError:
+    """The recpipe error for a botocore error: ``ObjectNotFound`` for the "not there" codes."""
+    where = f"s3://{bucket}"
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(error.get("Code", "")) or str(status)
+        message = str(error.get("Message", "")).strip()
+        if code in NOT_FOUND_CODES:
+            what = "bucket" if code == "NoSuchBucket" else "key"
+            return ObjectNotFound(f"{where}: no such {what} ({code})", key=key)
+        detail = f"{code}: {message}" if message else code
+        return StorageError(f"{where}: {action} failed: {detail}", key=key)
+    if isinstance(err, NoCredentialsError):
+        return StorageError(
+            f"{where}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or AWS_PROFILE (boto3's standard chain)",
+            key=key,
+        )
+    if isinstance(err, EndpointConnectionError):
+        return StorageError(f"{where}: cannot connect to the S3 endpoint: {err}", key=key)
+    return StorageError(f"{where}: {action} failed: {err}", key=key)
+
+
+class S3Storage:
+    """An object store in one S3 bucket."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        read_attempts: int = DEFAULT_READ_ATTEMPTS,
+        transfer_config: TransferConfig = DEFAULT_TRANSFER_CONFIG,
+        page_size: int = 1000,
+    ) -> None:
+        if read_attempts < 1 or page_size < 1:
+            raise ValueError("read_attempts and page_size must be at least 1")
+        self._client = client
+        self._bucket = bucket
+        self._read_attempts = read_attempts
+        self._transfer_config = transfer_config
+        self._page_size = page_size
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.url!r})"
+
+    @property
+    def bucket(self) -> str:
+        """The bucket name."""
+        return self._bucket
+
+    @property
+    def client(self) -> S3Client:
+        """The injected boto3 client."""
+        return self._client
+
+    @property
+    def url(self) -> str:
+        """``s3://bucket``."""
+        return f"s3://{self._bucket}"
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order; "folder" markers are skipped."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        with self._translated("list", key=prefix):
+            pages = paginator.paginate(
+                Bucket=self._bucket, Prefix=prefix, PaginationConfig={"PageSize": self._page_size}
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if not key.endswith("/"):
+                        yield ObjectInfo(key=key, size=obj["Size"], etag=_etag(obj["ETag"]))
+
+    def stat(self, key: str) -> ObjectInfo:
+        """The object's size and ETag; ``ObjectNotFound`` if absent."""
+        with self._translated("head", key=key):
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+        return ObjectInfo(key=key, size=head["ContentLength"], etag=_etag(head["ETag"]))
+
+    def exists(self, key: str) -> bool:
+        """Whether the key exists."""
+        try:
+            self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
+        """The whole object; ``StorageError`` if its length is over ``max_bytes`` (checked before reading)."""
+        return self._retrying(key, lambda: self._read(key, max_bytes=max_bytes))
+
+    def get(self, key: str, dest: Path) -> ObjectInfo:
+        """Stream the object to a temporary file beside ``dest``, check its length, rename it into place."""
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot create {dest.parent}: {err.strerror or err}", key=key) from err
+        return self._retrying(key, lambda: self._download(key, dest))
+
+    def put(self, src: Path, key: str) -> ObjectInfo:
+        """Upload ``src``; large files go multipart, and the object appears only once completed."""
+        try:
+            size = src.stat().st_size
+        except OSError as err:
+            raise StorageError(f"cannot read {src}: {err.strerror or err}", key=key) from err
+        try:
+            with (
+                self._translated("upload", key=key),
+                TransferManager(self._client, self._transfer_config) as m,
+            ):
+                m.upload(str(src), self._bucket, key).result()
+        except OSError as err:
+            raise StorageError(f"cannot upload {src}: {err.strerror or err}", key=key) from err
+        info = self.stat(key)
+        if info.size != size:
+            raise StorageError(f"uploaded {size} bytes but the store holds {info.size}", key=key)
+        return info
+
+    def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
+        """Store ``data`` in one PutObject request."""
+        with self._translated("put", key=key):
+            response = self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
+        return ObjectInfo(key=key, size=len(data), etag=_etag(response["ETag"]))
+
+    def _read(self, key: str, *, max_bytes: int) -> bytes:
+        """One attempt at reading a whole, size-capped object."""
+        response = self._get_object(key)
+        body, length = response["Body"], response["ContentLength"]
+        with contextlib.closing(body):
+            if length > max_bytes:
+                raise StorageError(f"object is {length} bytes, over the {max_bytes}-byte limit", key=key)
+            data = body.read()
+        if len(data) != length:
+            raise ShortReadError(received=len(data), expected=length)
+        return data
+
+    def _download(self, key: str, dest: Path) -> ObjectInfo:
+        """One attempt at streaming the object to ``dest``."""
+        response = self._get_object(key)
+        body, length = response["Body"], response["ContentLength"]
+        tmp = dest.parent / temp_name(dest.name)
+        try:
+            with contextlib.closing(body), open(tmp, "xb") as out:
+                for chunk in body.iter_chunks(_CHUNK):
+                    out.write(chunk)
+                received = out.tell()
+            if received != length:
+                raise ShortReadError(received=received, expected=length)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return ObjectInfo(key=key, size=length, etag=_etag(response["ETag"]))
+
+    def _get_object(self, key: str) -> GetObjectOutputTypeDef:
+        """The GetObject response; its body is not read yet."""
+        with self._translated("get", key=key):
+            return self._client.get_object(Bucket=self._bucket, Key=key)
+
+    def _retrying(self, key: str, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` again on stream errors, up to the configured attempts; keep the last error."""
+        last: Exception | None = None
+        for number in range(1, self._read_attempts + 1):
+            try:
+                return attempt()
+            except STREAM_ERRORS as err:
+                last = err
+                attempts = self._read_attempts
+                log.warning("%s/%s: read failed (attempt %d of %d): %s", self.url, key, number, attempts, err)
+            except BotoCoreError as err:
+                raise translate_error(err, bucket=self._bucket, key=key, action="read") from err
+            except OSError as err:
+                raise StorageError(f"cannot write the local copy: {err.strerror or err}", key=key) from err
+        raise StorageError(
+            f"{self.url}: reading failed after {self._read_attempts} attempts: {last}", key=key
+        ) from last
+
+    @contextlib.contextmanager
+    def _translated(self, action: str, *, key: str | None) -> Iterator[None]:
+        """Turn botocore errors raised inside the block into recpipe errors."""
+        try:
+            yield
+        except (ClientError, BotoCoreError) as err:
+            raise translate_error(err, bucket=self._bucket, key=key, action=action) from err
+
+
+def _etag(value: str) -> str:
+    """The ETag without its quotes."""
+    return value.strip('"')

@@ -1,0 +1,142 @@
+"""Reading the recorder's HLS media playlist. Pure: text in, ``Playlist`` out.
+
+The ``m3u8`` library does the tag parsing; it is lenient (it drops a URI without ``#EXTINF``,
+ignores garbage lines), so recpipe adds the structural checks a batch pipeline needs and turns
+every library failure into ``PlaylistError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+import m3u8
+
+from pipeline.exceptions import PlaylistError
+
+log = logging.getLogger(__name__)
+
+VENDOR_TAG_PREFIX = "#EXT-X-AGORA-"
+"""Agora's own tags (``#EXT-X-AGORA-TRACK-EVENT``, ``#EXT-X-AGORA-ROTATE``): kept, not interpreted."""
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Entry:
+    """One ``#EXTINF`` entry of the playlist."""
+
+    index: int
+    num: int
+    uri: str
+    duration: float
+    discontinuity: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Playlist:
+    """The parts of a media playlist recpipe uses."""
+
+    version: int | None
+    target_duration: float | None
+    media_sequence: int
+    endlist: bool
+    entries: tuple[Entry, ...]
+    vendor_tags: tuple[str, ...] = ()
+
+    @property
+    def duration(self) -> float:
+        """Sum of the EXTINF durations."""
+        return math.fsum(e.duration for e in self.entries)
+
+
+def decode_playlist(data: bytes) -> str:
+    """The playlist's text; ``PlaylistError`` unless it is UTF-8 without NULs."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise PlaylistError(f"playlist is not UTF-8 text (byte {err.start})") from err
+    if "\x00" in text:
+        raise PlaylistError("playlist contains NUL bytes")
+    return text
+
+
+def _uri_lines(text: str) -> list[str]:
+    """Every non-empty line that is not a tag or comment: the URIs the playlist lists."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _check_header(text: str) -> None:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if first != "#EXTM3U":
+        raise PlaylistError("playlist does not start with #EXTM3U")
+
+
+def _collect_vendor_tags(text: str) -> tuple[str, ...]:
+    return tuple(line.strip() for line in text.splitlines() if line.strip().startswith(VENDOR_TAG_PREFIX))
+
+
+def _load(text: str) -> m3u8.M3U8:
+    try:
+        return m3u8.loads(text)
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+        raise PlaylistError(f"playlist cannot be parsed: {err}") from err
+
+
+def _entries(parsed: m3u8.M3U8, *, media_sequence: int) -> tuple[Entry, ...]:
+    entries = []
+    for index, seg in enumerate(parsed.segments):
+        duration = seg.duration
+        if duration is None or not math.isfinite(duration) or duration < 0:
+            raise PlaylistError(f"entry {index} ({seg.uri!r}) has an invalid EXTINF duration {duration!r}")
+        entries.append(
+            Entry(
+                index=index,
+                num=media_sequence + index,
+                uri=str(seg.uri),
+                duration=float(duration),
+                discontinuity=bool(seg.discontinuity),
+            )
+        )
+    return tuple(entries)
+
+
+def parse_playlist(text: str) -> Playlist:
+    """Parse a media playlist; ``PlaylistError`` for anything that is not one."""
+    _check_header(text)
+    parsed = _load(text)
+    if parsed.is_variant:
+        raise PlaylistError("a master (variant) playlist was given; recordings have media playlists")
+    uris = _uri_lines(text)
+    if len(uris) != len(parsed.segments):
+        raise PlaylistError(f"{len(uris)} URI lines but {len(parsed.segments)} #EXTINF entries")
+    media_sequence = int(parsed.media_sequence or 0)
+    if media_sequence < 0:
+        raise PlaylistError(f"negative EXT-X-MEDIA-SEQUENCE {media_sequence}")
+    target = parsed.target_duration
+    return Playlist(
+        version=parsed.version,
+        target_duration=None if target is None else float(target),
+        media_sequence=media_sequence,
+        endlist=bool(parsed.is_endlist),
+        entries=_entries(parsed, media_sequence=media_sequence),
+        vendor_tags=_collect_vendor_tags(text),
+    )
+
+
+def unsafe_reason(uri: str) -> str | None:
+    """Why ``uri`` is not a plain file name inside the recording's directory, or None if it is."""
+    if not uri:
+        return "empty URI"
+    if _CONTROL.search(uri):
+        return "control characters"
+    if "/" in uri or "\\" in uri:
+        return "path separators"
+    if uri.startswith("."):
+        return "a leading dot (hidden file or parent directory)"
+    if _SCHEME.match(uri):
+        return "a URL scheme"
+    return None

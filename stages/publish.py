@@ -1,0 +1,94 @@
+"""Publish: commit the outputs to the destination, then the report — atomically, idempotently.
+
+Outputs are uploaded first and the report last, so a report always describes outputs that exist.
+A run whose inputs, policy and wanted outputs match an existing successful report does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.exceptions import ObjectNotFound
+from pipeline.job import Job, Recording
+from pipeline.naming import report_name
+from pipeline.report import dump_report, load_report
+from pipeline.storage.base import Storage
+from stages.base import Destination, StageContext
+
+log = logging.getLogger(__name__)
+
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+HASH_CHUNK = 1024 * 1024
+
+
+def report_key(recording: Recording, *, directory: str) -> str:
+    """Key of the recording's report in the destination directory."""
+    return directory + report_name(recording.sid, recording.cname, uid=recording.uid, media=recording.media)  # type: ignore[arg-type]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_up_to_date(report: Mapping[str, Any], *, job: Job) -> bool:
+    """Whether ``report`` already covers this job: same inputs and policy, published, same outputs wanted."""
+    has_mp4 = any(o.get("kind") == "mp4" for o in report.get("outputs", []))
+    return (
+        report.get("inputs_digest") == job.inputs_digest
+        and report.get("policy") == job.policy
+        and report.get("status") in {"ok", "degraded"}
+        and has_mp4 == job.want_mp4
+    )
+
+
+def outputs_intact(report: Mapping[str, Any], *, storage: Storage) -> bool:
+    """Whether every output the report lists is still there with its size."""
+    try:
+        return all(storage.stat(o["key"]).size == o["bytes"] for o in report.get("outputs", []))
+    except (ObjectNotFound, KeyError, TypeError):
+        return False
+
+
+def read_existing_report(storage: Storage, key: str) -> dict[str, Any] | None:
+    """The report at ``key``, or None if there is none (or it is not a recpipe report)."""
+    try:
+        return load_report(storage.read_bytes(key, max_bytes=MAX_REPORT_BYTES))
+    except ObjectNotFound:
+        return None
+
+
+def write_report(report: Mapping[str, Any], *, recording: Recording, destination: Destination) -> str:
+    """Write the report beside the recording's outputs (after them); returns its key."""
+    key = report_key(recording, directory=destination.directory)
+    destination.storage.put_bytes(dump_report(report), key)
+    return key
+
+
+class PublishStage:
+    """Upload every output recpipe produced to the destination under its final key."""
+
+    name = "publish"
+
+    def run(self, job: Job, ctx: StageContext) -> Job:
+        """Replace each local output with its published record (key, size, sha256)."""
+        published = []
+        for out in job.outputs:
+            if out.local is None:
+                published.append(out)
+                continue
+            key = ctx.destination.directory + out.key
+            sha256 = sha256_file(out.local)
+            info = ctx.destination.storage.put(out.local, key)
+            ctx.logger.info("published %s (%d bytes)", key, info.size)
+            published.append(replace(out, key=key, bytes=info.size, sha256=sha256, local=None))
+        return replace(job, outputs=tuple(published))

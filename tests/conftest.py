@@ -1,0 +1,108 @@
+"""Shared fixtures: a real S3 server (moto) on loopback, a fresh bucket per test, and both storages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from pipeline.storage import LocalStorage, S3Storage, Storage
+from pipeline.storage.s3 import make_s3_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# Variables that would point boto3 somewhere other than the test server, or at real credentials.
+_AMBIENT_AWS = (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+)
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """A bucket on the test server and a client for it."""
+
+    name: str
+    endpoint: str
+    client: S3Client
+
+
+@pytest.fixture(scope="session")
+def aws_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fake credentials and no ambient AWS settings (profile, endpoints, config files) for the session."""
+    no_config = tmp_path_factory.mktemp("aws") / "none"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _AMBIENT_AWS:
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_CONFIG_FILE", str(no_config))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_config))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield
+
+
+@pytest.fixture(scope="session")
+def s3_server(aws_environment: None) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 for the whole session (with ``aws_environment``); yields its URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_server: str) -> S3Client:
+    """One boto3 client for the test server, shared like the pipeline shares its client."""
+    return make_s3_client(endpoint_url=s3_server, region="us-east-1")
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, s3_client: S3Client) -> Iterator[S3Bucket]:
+    """A new, uniquely named bucket on the test server; emptied and deleted afterwards."""
+    client = s3_client
+    name = f"recpipe-test-{uuid.uuid4().hex}"
+    client.create_bucket(Bucket=name)
+    try:
+        yield S3Bucket(name=name, endpoint=s3_server, client=client)
+    finally:
+        _delete_bucket(client, name)
+
+
+def _delete_bucket(client: S3Client, name: str) -> None:
+    """Abort unfinished uploads, delete every object, then the bucket."""
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+    client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("local", id="local"),
+        pytest.param("s3", id="s3", marks=pytest.mark.integration),
+    ]
+)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Each Storage implementation in turn: a directory under tmp_path, then a fresh S3 bucket."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "store")
+    bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+    return S3Storage(bucket.client, bucket.name)

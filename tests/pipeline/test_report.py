@@ -1,0 +1,98 @@
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pipeline.job import Finding, Job, Output, Recording, Segment
+from pipeline.report import SCHEMA, build_report, dump_report, load_report, summary_lines
+
+T0 = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+
+
+def job():
+    segs = tuple(
+        Segment(
+            index=i,
+            num=i,
+            uri=f"s{i}.ts",
+            duration=15.0,
+            key=f"s{i}.ts",
+            utc=T0 + timedelta(seconds=15 * i),
+            size=1000,
+            local=Path(f"/w/{i}") if i != 1 else None,
+        )
+        for i in range(3)
+    )
+    return Job(
+        recording=Recording(sid="sid1", cname="room", directory="", playlist_key="sid1_room.m3u8"),
+        policy="lenient",
+        status="degraded",
+        segments=segs,
+        playlist_duration=45.0,
+        findings=(
+            Finding(
+                code="MISSING_SEGMENT",
+                severity="error",
+                segment="s1.ts",
+                at_s=15.0,
+                seconds=15.0,
+                detail="gone",
+                entry=1,
+            ),
+        ),
+        outputs=(
+            Output(
+                key="sid1_room_x_0.mp4",
+                kind="mp4",
+                bytes=5,
+                sha256="ab",
+                duration_s=45.0,
+                tracks=("video", "audio"),
+            ),
+        ),
+        inputs_digest="d",
+        timings={"fetch": 0.12345},
+    )
+
+
+def test_report_follows_the_schema():
+    report = build_report(job(), tool={"recpipe": "0.1.0", "ffmpeg": "n9"})
+    assert report["schema"] == SCHEMA
+    assert report["recording"] == {
+        "sid": "sid1",
+        "cname": "room",
+        "mode": "composite",
+        "uid": None,
+        "media": None,
+        "playlist": "sid1_room.m3u8",
+    }
+    assert report["segments"] == {"listed": 3, "present": 2, "bytes": 2000}
+    assert report["duration"] == {"playlist_s": 45.0, "media_s": 30.0, "wallclock_s": 45.0}
+    assert report["findings"] == [
+        {
+            "code": "MISSING_SEGMENT",
+            "severity": "error",
+            "segment": "s1.ts",
+            "at_s": 15.0,
+            "seconds": 15.0,
+            "detail": "gone",
+        }
+    ]
+    assert report["outputs"][0]["tracks"] == ["video", "audio"]
+    assert report["timings_s"] == {"fetch": 0.123}
+    assert report["status"] == "degraded"
+    assert report["policy"] == "lenient"
+    assert report["error"] is None
+
+
+def test_dump_and_load_round_trip():
+    report = build_report(job(), tool={})
+    assert load_report(dump_report(report)) == json.loads(json.dumps(report))
+    assert load_report(b"not json") is None
+    assert load_report(b'{"schema": "other"}') is None
+
+
+def test_summary_mentions_status_findings_and_outputs():
+    text = "\n".join(summary_lines(build_report(job(), tool={})))
+    assert "DEGRADED" in text
+    assert "MISSING_SEGMENT at 15.0 s" in text
+    assert "sid1_room_x_0.mp4" in text

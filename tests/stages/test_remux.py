@@ -1,0 +1,130 @@
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import DEFAULT_INDIVIDUAL_MP4_TEMPLATE, DEFAULT_MP4_TEMPLATE
+from pipeline.exceptions import MediaError, NamingError, RemuxError
+from pipeline.job import Recording, Segment
+from pipeline.tools import find_ffmpeg
+from stages.media.mp4 import Mp4Info, Mp4Track
+from stages.remux import build_remux_argv, check_output, first_utc, mp4_file_name, run_ffmpeg
+
+
+def test_argv_is_a_stream_copy_from_stdin():
+    argv = build_remux_argv(ffmpeg_exe="/opt/ffmpeg", output=Path("/w/out.mp4.part"))
+    assert argv[0] == "/opt/ffmpeg"
+    joined = " ".join(argv)
+    for part in (
+        "-protocol_whitelist file,pipe",
+        "-protocol_whitelist file,pipe -i pipe:0",
+        "-map 0:v? -map 0:a?",
+        "-c copy",
+        "-bsf:a aac_adtstoasc",
+        "-movflags +faststart",
+        "-f mp4",
+    ):
+        assert part in joined
+    before_input = argv[: argv.index("-i")]
+    assert before_input[before_input.index("-f") + 1] == "mpegts"
+    assert argv[-1] == "/w/out.mp4.part"
+    assert argv[-1] == "/w/out.mp4.part"
+    assert "-y" in argv
+    assert "-nostdin" in argv
+    assert not any(a.endswith(".m3u8") or "://" in a for a in argv)
+
+
+@pytest.mark.ffmpeg
+def test_run_ffmpeg_reports_the_tail_of_stderr(tmp_path):
+    garbage = tmp_path / "garbage.ts"
+    garbage.write_bytes(b"this is not an MPEG transport stream" * 100)
+    ffmpeg_exe = find_ffmpeg(os.environ)
+    argv = build_remux_argv(ffmpeg_exe=ffmpeg_exe, output=tmp_path / "out.mp4")
+    with pytest.raises(RemuxError) as info:
+        run_ffmpeg(argv, inputs=[garbage])
+    assert info.value.returncode not in (0, None)
+    assert info.value.stderr_tail
+    assert "ffmpeg exit code" in str(info.value)
+    assert not (tmp_path / "out.mp4").exists() or (tmp_path / "out.mp4").stat().st_size == 0
+
+
+def test_run_ffmpeg_missing_binary(tmp_path):
+    with pytest.raises(RemuxError, match="cannot start ffmpeg"):
+        run_ffmpeg([str(tmp_path / "nope")])
+
+
+WHEN = datetime(2026, 1, 15, 9, 30, 0, 120000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("recording", "template", "name"),
+    [
+        pytest.param(
+            Recording(sid="sid1", cname="demo room", directory="", playlist_key=None),
+            DEFAULT_MP4_TEMPLATE,
+            "sid1_demo room_20260115093000120_0.mp4",
+            id="composite",
+        ),
+        pytest.param(
+            Recording(sid="sid1", cname="c", uid="123", media="video", directory="", playlist_key=None),
+            DEFAULT_INDIVIDUAL_MP4_TEMPLATE,
+            "sid1_c__uid_s_123__uid_e_video_0.mp4",
+            id="individual",
+        ),
+    ],
+)
+def test_mp4_file_name(recording, template, name):
+    assert mp4_file_name(recording, template=template, index=0, utc=WHEN) == name
+
+
+def test_first_utc_skips_unnamed():
+    segs = [
+        Segment(index=0, num=0, uri="x.ts", duration=1.0),
+        Segment(index=1, num=1, uri="y", duration=1.0, utc=WHEN),
+    ]
+    assert first_utc(segs) == WHEN
+    with pytest.raises(NamingError):
+        first_utc(segs[:1])
+
+
+def info(duration, kinds):
+    tracks = tuple(
+        Mp4Track(
+            track_id=i + 1,
+            kind=k,
+            codec="avc1" if k == "video" else "mp4a",
+            duration_s=duration,
+            timescale=1000,
+            width=None,
+            height=None,
+            sample_count=10,
+        )
+        for i, k in enumerate(kinds)
+    )
+    return Mp4Info(duration_s=duration, tracks=tracks, faststart=True)
+
+
+def test_check_output_accepts_faithful_copy():
+    assert (
+        check_output(info(45.02, ["video", "audio"]), expected_tracks=("video", "audio"), expected_s=45.0)
+        == ()
+    )
+
+
+def test_check_output_reports_duration_mismatch():
+    [finding] = check_output(info(40.0, ["video", "audio"]), expected_tracks=("video",), expected_s=45.0)
+    assert finding.code == "DURATION_MISMATCH"
+    assert finding.seconds == pytest.approx(-5.0)
+
+
+@pytest.mark.parametrize(
+    ("mp4", "expected"),
+    [
+        pytest.param(info(0.0, []), (), id="empty"),
+        pytest.param(info(10.0, ["video"]), ("video", "audio"), id="no-audio"),
+    ],
+)
+def test_check_output_rejects(mp4, expected):
+    with pytest.raises(MediaError):
+        check_output(mp4, expected_tracks=expected, expected_s=10.0)
