@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from pipeline.naming import Media
 from pipeline.storage.base import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Recording:
     cname: str
     mode: Mode = "composite"
     uid: str | None = None
-    media: str | None = None
+    media: Media | None = None
     directory: str
     """Key prefix of the directory holding the recording ("" or ending with "/")."""
     playlist_key: str | None

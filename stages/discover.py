@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from pipeline.exceptions import AmbiguousRecording, NamingError, RecordingNotFound
 from pipeline.job import Recording
-from pipeline.naming import AgoraName, is_snapshot_playlist, parse_name
+from pipeline.naming import AgoraName, Media, is_snapshot_playlist, parse_name
 from pipeline.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class _Group(NamedTuple):
     sid: str
     cname: str
     uid: str | None
-    media: str | None
+    media: Media | None
 
 
 def split_key(key: str) -> tuple[str, str]:

@@ -28,7 +28,7 @@ HASH_CHUNK = 1024 * 1024
 
 def report_key(recording: Recording, *, directory: str) -> str:
     """Key of the recording's report in the destination directory."""
-    return directory + report_name(recording.sid, recording.cname, uid=recording.uid, media=recording.media)  # type: ignore[arg-type]
+    return directory + report_name(recording.sid, recording.cname, uid=recording.uid, media=recording.media)
 
 
 def sha256_file(path: Path) -> str:
