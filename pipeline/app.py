@@ -18,6 +18,7 @@ from pipeline.job import Expectations, Policy, Recording
 from pipeline.locations import Location, location_from_storage_spec, open_destination, open_location
 from pipeline.profile import Profile, load_profile, parse_av_file_types
 from pipeline.progress import NullProgress, Progress
+from pipeline.report import recording_json
 from pipeline.runner import Result, RunOptions, execute, make_job, output_directory
 from pipeline.tools import ffmpeg_version, find_ffmpeg
 from stages.base import Destination, StageContext
@@ -155,14 +156,8 @@ class Listing:
 
     def to_json(self) -> dict[str, object]:
         """The ``ls --json`` shape."""
-        rec = self.recording
         return {
-            "sid": rec.sid,
-            "cname": rec.cname,
-            "mode": rec.mode,
-            "uid": rec.uid,
-            "media": rec.media,
-            "playlist": rec.playlist_key,
+            **recording_json(self.recording),
             "slices": self.slices,
             "duration_s": round(self.duration_s, 3),
             "state": self.state,

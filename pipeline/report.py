@@ -8,11 +8,23 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.job import Job
+from pipeline.job import Job, Recording
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "recpipe.report/1"
+
+
+def recording_json(rec: Recording) -> dict[str, Any]:
+    """Who the recording is, as the report (and ``ls --json``) show it."""
+    return {
+        "sid": rec.sid,
+        "cname": rec.cname,
+        "mode": rec.mode,
+        "uid": rec.uid,
+        "media": rec.media,
+        "playlist": rec.playlist_key,
+    }
 
 
 def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
@@ -21,14 +33,7 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
     present = job.present_segments
     return {
         "schema": SCHEMA,
-        "recording": {
-            "sid": rec.sid,
-            "cname": rec.cname,
-            "mode": rec.mode,
-            "uid": rec.uid,
-            "media": rec.media,
-            "playlist": rec.playlist_key,
-        },
+        "recording": recording_json(rec),
         "status": job.status,
         "policy": job.policy,
         "segments": {

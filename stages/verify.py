@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.job import Finding, Job, Recording, Segment
+from pipeline.job import Finding, Job, Recording, Segment, Severity
 from stages.base import StageContext
 
 log = logging.getLogger(__name__)
@@ -27,16 +27,27 @@ def offsets(segments: Iterable[Segment]) -> Iterator[tuple[Segment, float]]:
     return zip(segments, starts, strict=False)
 
 
+def about(seg: Segment, at: float, *, code: str, severity: Severity, detail: str) -> Finding:
+    """A finding that concerns one playlist entry, placed on the playlist's timeline."""
+    return Finding(
+        code=code,
+        severity=severity,
+        segment=seg.uri,
+        entry=seg.index,
+        at_s=at,
+        seconds=seg.duration,
+        detail=detail,
+    )
+
+
 def find_missing(segments: tuple[Segment, ...]) -> tuple[Finding, ...]:
     """``MISSING_SEGMENT`` for every listed, safe slice that is not in storage."""
     return tuple(
-        Finding(
+        about(
+            seg,
+            at,
             code="MISSING_SEGMENT",
             severity="error",
-            segment=seg.uri,
-            entry=seg.index,
-            at_s=at,
-            seconds=seg.duration,
             detail=f"slice {seg.uri} is listed in the playlist (entry {seg.index}) but is not in storage",
         )
         for seg, at in offsets(segments)
@@ -47,15 +58,7 @@ def find_missing(segments: tuple[Segment, ...]) -> tuple[Finding, ...]:
 def find_empty(segments: tuple[Segment, ...]) -> tuple[Finding, ...]:
     """``EMPTY_SEGMENT`` for every fetched slice of zero bytes."""
     return tuple(
-        Finding(
-            code="EMPTY_SEGMENT",
-            severity="error",
-            segment=seg.uri,
-            entry=seg.index,
-            at_s=at,
-            seconds=seg.duration,
-            detail=f"slice {seg.uri} is empty (0 bytes)",
-        )
+        about(seg, at, code="EMPTY_SEGMENT", severity="error", detail=f"slice {seg.uri} is empty (0 bytes)")
         for seg, at in offsets(segments)
         if seg.present and seg.size == 0
     )
@@ -79,15 +82,7 @@ def find_corrupt(segments: tuple[Segment, ...], heads: dict[int, bytes]) -> tupl
         problem = ts_problem(heads[seg.index], size=seg.size)
         if problem:
             findings.append(
-                Finding(
-                    code="CORRUPT_SEGMENT",
-                    severity="error",
-                    segment=seg.uri,
-                    entry=seg.index,
-                    at_s=at,
-                    seconds=seg.duration,
-                    detail=f"slice {seg.uri} {problem}",
-                )
+                about(seg, at, code="CORRUPT_SEGMENT", severity="error", detail=f"slice {seg.uri} {problem}")
             )
     return tuple(findings)
 
@@ -98,17 +93,8 @@ def find_duplicates(segments: tuple[Segment, ...]) -> tuple[Finding, ...]:
     findings = []
     for seg, at in offsets(segments):
         if seg.uri in first:
-            findings.append(
-                Finding(
-                    code="DUPLICATE_SEGMENT",
-                    severity="error",
-                    segment=seg.uri,
-                    entry=seg.index,
-                    at_s=at,
-                    seconds=seg.duration,
-                    detail=f"entry {seg.index} repeats entry {first[seg.uri]} ({seg.uri})",
-                )
-            )
+            detail = f"entry {seg.index} repeats entry {first[seg.uri]} ({seg.uri})"
+            findings.append(about(seg, at, code="DUPLICATE_SEGMENT", severity="error", detail=detail))
         first.setdefault(seg.uri, seg.index)
     return tuple(findings)
 
@@ -151,13 +137,11 @@ def find_target_exceeded(segments: tuple[Segment, ...], *, target: float | None)
     if target is None:
         return ()
     return tuple(
-        Finding(
+        about(
+            seg,
+            at,
             code="TARGET_DURATION_EXCEEDED",
             severity="warning",
-            segment=seg.uri,
-            entry=seg.index,
-            at_s=at,
-            seconds=seg.duration,
             detail=f"EXTINF {seg.duration:.3f} s is longer than the target duration {target:g} s",
         )
         for seg, at in offsets(segments)
