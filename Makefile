@@ -42,6 +42,9 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check pipeline stages tests
 	$(BIN)/mypy
 
+bench: $(VENV)/.test
+	$(BIN)/python -m tests.bench.reader
+
 sample-data: $(VENV)/.runtime
 	$(BIN)/recpipe sample sample_data --force
 

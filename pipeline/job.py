@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from pipeline.media import SliceMedia
 from pipeline.naming import Media
 from pipeline.storage.base import ObjectInfo
 
@@ -103,6 +104,10 @@ class Segment:
     """The fetched copy (named by recpipe, never by the playlist), or None if absent."""
     defect: str | None = None
     """The finding code that makes this slice unusable for the MP4 (set by verify)."""
+    media: SliceMedia | None = None
+    """What recpipe's MPEG-TS reader found in the fetched bytes (set by verify)."""
+    at_s: float | None = None
+    """Start on the recording's reconciled timeline, in seconds from its start (set by verify)."""
 
     @property
     def present(self) -> bool:
@@ -138,7 +143,8 @@ class Output:
 class Expectations:
     """What the recording should contain, from the start-request profile."""
 
-    stream_types: int = 2
+    stream_types: int | None = None
+    """``streamTypes``: 0 audio, 1 video, 2 both; None when no profile says."""
     width: int | None = None
     height: int | None = None
     fps: int | None = None

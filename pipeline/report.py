@@ -43,7 +43,7 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         },
         "duration": {
             "playlist_s": round(job.playlist_duration, 3),
-            "media_s": round(math.fsum(s.duration for s in job.usable_segments), 3),
+            "media_s": round(media_seconds(job), 3),
             "wallclock_s": round(wallclock(job), 3),
         },
         "findings": [f.to_json() for f in job.findings],
@@ -55,6 +55,32 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         "tool": dict(tool),
         "timings_s": {k: round(v, 3) for k, v in job.timings.items()},
     }
+
+
+def media_seconds(job: Job) -> float:
+    """Seconds of the recording's timeline covered by usable slices (overlaps counted once).
+
+    A slice covers its media's duration (EXTINF when it was not read) from its timeline position.
+    """
+    usable = job.usable_segments
+    lengths = [
+        s.media.duration_s if s.media is not None and s.media.duration_s is not None else s.duration
+        for s in usable
+    ]
+    starts = [s.at_s for s in usable]
+    if None in starts:  # not placed (verify did not run): a plain sum
+        return math.fsum(lengths)
+    return covered([(a, a + n) for a, n in zip(starts, lengths, strict=True) if a is not None])
+
+
+def covered(spans: list[tuple[float, float]]) -> float:
+    """Total length of the union of ``(start, end)`` intervals."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def wallclock(job: Job) -> float:

@@ -27,15 +27,20 @@ from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.naming import format_utc
 from stages.base import StageContext
 from stages.media.mp4 import Mp4Info, read_mp4
-from stages.verify import offsets
+from stages.timeline import length_of
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+TS_PACKET = 188
 STDERR_TAIL_LINES = 15
 DURATION_TOLERANCE_S = 0.5
 """Output vs. slice timeline: more than this is reported. A frame at 15 fps is 0.067 s and AAC
 frames are 0.021 s, so a faithful copy lands well inside; half a second means lost media."""
+
+FFMPEG_REBASE_GAP_S = 10.0
+"""ffmpeg's ``-dts_delta_threshold`` default: reading MPEG-TS, it re-bases timestamps that jump further
+than this, so a longer gap is closed in the MP4 while a shorter one is kept as a pause."""
 
 EXPECTED_TRACKS = {0: ("audio",), 1: ("video",), 2: ("video", "audio")}
 """``streamTypes`` of the start request → the tracks the MP4 must have."""
@@ -61,13 +66,21 @@ def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
     return [ffmpeg_exe, *GLOBAL_OPTIONS, *(str(a) for a in stream.get_args())]
 
 
+def whole_packets(size: int) -> int:
+    """Bytes of a slice to pass on: a truncated slice's partial last packet would desynchronise the
+    demuxer at the start of the next slice, so it is left out."""
+    return size - size % TS_PACKET
+
+
 def _feed(proc: subprocess.Popen[bytes], inputs: Sequence[Path], advance: Callable[[int], None]) -> None:
     assert proc.stdin is not None
     try:
         for path in inputs:
             with path.open("rb") as fh:
-                while chunk := fh.read(CHUNK):
+                left = whole_packets(path.stat().st_size)
+                while left and (chunk := fh.read(min(CHUNK, left))):
                     proc.stdin.write(chunk)
+                    left -= len(chunk)
                     advance(len(chunk))
     except BrokenPipeError:
         log.debug("ffmpeg closed its input early")
@@ -123,11 +136,27 @@ def first_utc(segments: Sequence[Segment]) -> datetime:
     raise NamingError("cannot name the MP4: no usable slice name carries a start time")
 
 
-def media_span(job: Job) -> float:
-    """Seconds from the first usable slice's start to the last one's end, on the playlist timeline."""
-    usable = {s.index for s in job.usable_segments}
-    spans = [(at, at + seg.duration) for seg, at in offsets(job.segments) if seg.index in usable]
-    return spans[-1][1] - spans[0][0] if spans else 0.0
+def media_span(segments: Sequence[Segment]) -> float:
+    """How long the MP4 of ``segments`` should last: their span on the recording's timeline, less
+    the gaps ffmpeg closes (longer than ``FFMPEG_REBASE_GAP_S``)."""
+    placed = sorted((s.at_s, s.at_s + length_of(s)) for s in segments if s.at_s is not None)
+    if len(placed) < len(segments):
+        return math.fsum(length_of(s) for s in segments)
+    total, reach = 0.0, placed[0][0] if placed else 0.0
+    for start, end in placed:
+        gap = start - reach
+        total += max(0.0, end - reach) if gap <= FFMPEG_REBASE_GAP_S else end - start
+        reach = max(reach, end)
+    return total
+
+
+def expected_tracks(job: Job) -> tuple[str, ...]:
+    """The tracks the MP4 must have: every stream the slices carry (verify reports any shortfall
+    against the profile as ``STREAMS_MISMATCH``); the profile's streamTypes when slices were not read."""
+    if any(s.media is None for s in job.usable_segments):
+        return EXPECTED_TRACKS.get(job.expect.stream_types or 2, ())
+    kinds = {kind for s in job.usable_segments if s.media for kind in s.media.kinds}
+    return tuple(k for k in ("video", "audio") if k in kinds)
 
 
 def check_output(info: Mp4Info, *, expected_tracks: Sequence[str], expected_s: float) -> tuple[Finding, ...]:
@@ -171,8 +200,7 @@ class RemuxStage:
         finally:
             ctx.progress.finish()
         info = read_mp4(part)
-        expected = EXPECTED_TRACKS.get(job.expect.stream_types, ())
-        findings = check_output(info, expected_tracks=expected, expected_s=media_span(job))
+        findings = check_output(info, expected_tracks=expected_tracks(job), expected_s=media_span(inputs))
         final = part.with_name(name)
         os.replace(part, final)
         output = Output(

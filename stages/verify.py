@@ -1,190 +1,378 @@
-"""Verify: is every listed slice there, sound, and named as the recorder names it?
+"""Verify: is every second of the recording there, sound, and where the recorder says it is?
 
-Each check is a pure function from segments to findings, so each is tested with a table.
-The stage marks unusable segments (``Segment.defect``) so remux leaves them out.
+The stage reads every fetched slice with recpipe's own MPEG-TS reader, reconciles the three
+clocks into one timeline (``stages.timeline``), and turns what it sees into findings. Each check
+is a pure function from segments to findings, so each is tested with a table. The stage marks
+unusable segments (``Segment.defect``) so remux leaves them out; it never fixes anything.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
-from pipeline.job import Finding, Job, Recording, Segment, Severity
+from pipeline.exceptions import NamingError
+from pipeline.job import Expectations, Finding, Job, Recording, Segment, Severity
+from pipeline.media import SliceMedia
+from pipeline.naming import parse_name
 from stages.base import StageContext
+from stages.media.ts import read_slice_file
+from stages.timeline import (
+    Timeline,
+    build_timeline,
+    describe_kinds,
+    length_of,
+    readable_media,
+    repeated_entries,
+)
 
 log = logging.getLogger(__name__)
 
-TS_PACKET = 188
-TS_SYNC = 0x47
+K = TypeVar("K", bound=Hashable)
+
+DURATION_TOLERANCE_S = 1.0
+"""EXTINF and the slice's media may differ by this much before it is reported. Writers of HLS
+version < 3 playlists give whole seconds (a 15.49 s slice is listed as 15), and a slice's audio may
+end a PES after its last video frame; more than a second is media the playlist misdescribes."""
+STREAM_KINDS = {0: frozenset({"audio"}), 1: frozenset({"video"}), 2: frozenset({"audio", "video"})}
+"""``streamTypes`` of the start request → the streams every slice must carry."""
 
 
-def offsets(segments: Iterable[Segment]) -> Iterator[tuple[Segment, float]]:
-    """Each segment with its start offset on the playlist's timeline (sum of earlier EXTINFs)."""
-    starts = itertools.accumulate((s.duration for s in segments), initial=0.0)
-    return zip(segments, starts, strict=False)
-
-
-def about(seg: Segment, at: float, *, code: str, severity: Severity, detail: str) -> Finding:
-    """A finding that concerns one playlist entry, placed on the playlist's timeline."""
+def about(
+    seg: Segment, *, code: str, severity: Severity, detail: str, seconds: float | None = None
+) -> Finding:
+    """A finding that concerns one playlist entry, placed on the recording's timeline."""
     return Finding(
         code=code,
         severity=severity,
         segment=seg.uri,
         entry=seg.index,
-        at_s=at,
-        seconds=seg.duration,
+        at_s=seg.at_s,
+        seconds=seg.duration if seconds is None else seconds,
         detail=detail,
     )
 
 
-def find_missing(segments: tuple[Segment, ...]) -> tuple[Finding, ...]:
+def find_missing(segments: Sequence[Segment]) -> tuple[Finding, ...]:
     """``MISSING_SEGMENT`` for every listed, safe slice that is not in storage."""
     return tuple(
         about(
             seg,
-            at,
             code="MISSING_SEGMENT",
             severity="error",
             detail=f"slice {seg.uri} is listed in the playlist (entry {seg.index}) but is not in storage",
         )
-        for seg, at in offsets(segments)
+        for seg in segments
         if seg.key is not None and not seg.present
     )
 
 
-def find_empty(segments: tuple[Segment, ...]) -> tuple[Finding, ...]:
+def find_empty(segments: Sequence[Segment]) -> tuple[Finding, ...]:
     """``EMPTY_SEGMENT`` for every fetched slice of zero bytes."""
     return tuple(
-        about(seg, at, code="EMPTY_SEGMENT", severity="error", detail=f"slice {seg.uri} is empty (0 bytes)")
-        for seg, at in offsets(segments)
+        about(seg, code="EMPTY_SEGMENT", severity="error", detail=f"slice {seg.uri} is empty (0 bytes)")
+        for seg in segments
         if seg.present and seg.size == 0
     )
 
 
-def ts_problem(head: bytes, *, size: int) -> str | None:
-    """Why a non-empty slice cannot be MPEG-TS, from its first packet and size, or None."""
-    if head[:1] != bytes([TS_SYNC]):
-        return f"does not start with the MPEG-TS sync byte 0x47 (starts with {head[:4].hex() or 'nothing'})"
-    if size % TS_PACKET:
-        return f"is {size} bytes, not a whole number of 188-byte packets (truncated?)"
-    return None
-
-
-def find_corrupt(segments: tuple[Segment, ...], heads: dict[int, bytes]) -> tuple[Finding, ...]:
-    """``CORRUPT_SEGMENT`` for every fetched, non-empty slice that is not MPEG-TS."""
+def find_corrupt(segments: Sequence[Segment]) -> tuple[Finding, ...]:
+    """``CORRUPT_SEGMENT`` for every non-empty slice the MPEG-TS reader found damaged."""
     findings = []
-    for seg, at in offsets(segments):
-        if seg.index not in heads or not seg.size:
+    for seg in segments:
+        if seg.media is None or not seg.media.problems():
             continue
-        problem = ts_problem(heads[seg.index], size=seg.size)
-        if problem:
-            findings.append(
-                about(seg, at, code="CORRUPT_SEGMENT", severity="error", detail=f"slice {seg.uri} {problem}")
-            )
+        usable = "the rest is used" if seg.media.readable else "it is left out of the MP4"
+        detail = f"slice {seg.uri} {'; '.join(seg.media.problems())}"
+        if seg.media.readable and seg.media.duration_s is not None:
+            detail += f"; it holds {seg.media.duration_s:.3f} s of media of its {seg.duration:.3f} s EXTINF"
+        findings.append(about(seg, code="CORRUPT_SEGMENT", severity="error", detail=f"{detail} ({usable})"))
     return tuple(findings)
 
 
-def find_duplicates(segments: tuple[Segment, ...]) -> tuple[Finding, ...]:
-    """``DUPLICATE_SEGMENT`` for every entry that repeats an earlier entry's URI."""
+def find_duplicates(segments: Sequence[Segment]) -> tuple[Finding, ...]:
+    """``DUPLICATE_SEGMENT`` for every entry that repeats an earlier entry's URI (left out of the MP4)."""
     first: dict[str, int] = {}
     findings = []
-    for seg, at in offsets(segments):
+    for seg in segments:
         if seg.uri in first:
-            detail = f"entry {seg.index} repeats entry {first[seg.uri]} ({seg.uri})"
-            findings.append(about(seg, at, code="DUPLICATE_SEGMENT", severity="error", detail=detail))
+            detail = (
+                f"entry {seg.index} repeats entry {first[seg.uri]} ({seg.uri}); "
+                "the repeat is left out of the MP4"
+            )
+            findings.append(about(seg, code="DUPLICATE_SEGMENT", severity="warning", detail=detail))
         first.setdefault(seg.uri, seg.index)
     return tuple(findings)
 
 
-def find_name_mismatches(segments: tuple[Segment, ...], *, recording: Recording) -> tuple[Finding, ...]:
+def find_name_mismatches(segments: Sequence[Segment], *, recording: Recording) -> tuple[Finding, ...]:
     """``NAME_MISMATCH`` for safe URIs that are not this recording's slice names."""
     expected = f"{recording.label}_<17-digit UTC>.ts"
     return tuple(
-        Finding(
+        about(
+            seg,
             code="NAME_MISMATCH",
             severity="warning",
-            segment=seg.uri,
-            entry=seg.index,
-            at_s=at,
             detail=f"slice {seg.uri} does not follow the naming convention {expected}",
         )
-        for seg, at in offsets(segments)
+        for seg in segments
         if seg.key is not None and seg.utc is None
     )
 
 
-def find_orphans(segments: tuple[Segment, ...], *, recording: Recording) -> tuple[Finding, ...]:
+def find_orphans(
+    segments: Sequence[Segment], *, recording: Recording, timeline: Timeline | None = None
+) -> tuple[Finding, ...]:
     """``ORPHAN_SEGMENT`` for slices of this recording in storage that the playlist does not list."""
     listed = {seg.key for seg in segments}
-    return tuple(
-        Finding(
-            code="ORPHAN_SEGMENT",
-            severity="warning",
-            segment=obj.key.rpartition("/")[2],
-            detail=f"{obj.key} ({obj.size} bytes) is named as a slice of this recording "
-            "but not listed in the playlist",
+    findings = []
+    for obj in recording.slices:
+        if obj.key in listed:
+            continue
+        name = obj.key.rpartition("/")[2]
+        detail = (
+            f"{obj.key} ({obj.size} bytes) is named as a slice of this recording "
+            "but not listed in the playlist"
         )
-        for obj in recording.slices
-        if obj.key not in listed
-    )
+        at = orphan_offset(name, timeline=timeline)
+        gap = covering_gap(at, timeline) if at is not None else None
+        if gap is not None:
+            detail += f"; its start time falls in the {gap.seconds:.3f} s gap at {gap.at_s:.3f} s"
+        findings.append(
+            Finding(code="ORPHAN_SEGMENT", severity="warning", segment=name, at_s=at, detail=detail)
+        )
+    return tuple(findings)
 
 
-def find_target_exceeded(segments: tuple[Segment, ...], *, target: float | None) -> tuple[Finding, ...]:
-    """``TARGET_DURATION_EXCEEDED`` where an EXTINF rounds above #EXT-X-TARGETDURATION (RFC 8216 4.3.3.1)."""
+def orphan_offset(name: str, *, timeline: Timeline | None) -> float | None:
+    """Where an unlisted slice's name puts it on the recording's timeline."""
+    if timeline is None or timeline.origin is None:
+        return None
+    try:
+        utc = parse_name(name).utc
+    except NamingError:
+        return None
+    return None if utc is None else (utc - timeline.origin).total_seconds()
+
+
+def covering_gap(at: float, timeline: Timeline | None) -> Finding | None:
+    """The TIMELINE_GAP finding whose stretch contains ``at``, if any."""
+    for f in timeline.findings if timeline else ():
+        if (
+            f.code == "TIMELINE_GAP"
+            and f.at_s is not None
+            and f.seconds is not None
+            and f.at_s - 0.001 <= at < f.at_s + f.seconds
+        ):
+            return f
+    return None
+
+
+def find_target_exceeded(segments: Sequence[Segment], *, target: float | None) -> tuple[Finding, ...]:
+    """``TARGET_DURATION_EXCEEDED`` where an EXTINF rounds above #EXT-X-TARGETDURATION (RFC 8216 4.3.3.1).
+
+    Agora's own playlists do this; players cope, so it is a warning.
+    """
     if target is None:
         return ()
     return tuple(
         about(
             seg,
-            at,
             code="TARGET_DURATION_EXCEEDED",
             severity="warning",
             detail=f"EXTINF {seg.duration:.3f} s is longer than the target duration {target:g} s",
         )
-        for seg, at in offsets(segments)
+        for seg in segments
         if round(seg.duration) > target
     )
 
 
-UNUSABLE = ("MISSING_SEGMENT", "EMPTY_SEGMENT", "CORRUPT_SEGMENT", "DUPLICATE_SEGMENT")
+def find_duration_mismatches(segments: Sequence[Segment]) -> tuple[Finding, ...]:
+    """``DURATION_MISMATCH`` where a sound slice's media and its EXTINF differ by more than the tolerance."""
+    findings = []
+    for seg in segments:
+        media = readable_media(seg)
+        if media is None or media.problems() or media.duration_s is None:
+            continue
+        diff = media.duration_s - seg.duration
+        if abs(diff) > DURATION_TOLERANCE_S:
+            detail = (
+                f"slice {seg.uri} holds {media.duration_s:.3f} s of media "
+                f"but its EXTINF says {seg.duration:.3f} s"
+            )
+            findings.append(
+                about(seg, code="DURATION_MISMATCH", severity="warning", seconds=abs(diff), detail=detail)
+            )
+    return tuple(findings)
 
 
-def mark_defects(segments: tuple[Segment, ...], findings: Iterable[Finding]) -> tuple[Segment, ...]:
-    """Segments with ``defect`` set from the findings that make them unusable for the MP4."""
-    defects: dict[int, str] = {}
-    for f in findings:
-        if f.code in UNUSABLE and f.entry is not None:
-            defects.setdefault(f.entry, f.code)
-    return tuple(replace(s, defect=defects[s.index]) if s.index in defects else s for s in segments)
+def find_no_keyframe(segments: Sequence[Segment]) -> tuple[Finding, ...]:
+    """``NO_KEYFRAME_AT_START`` for slices whose video does not begin with a keyframe.
+
+    The recorder does this on a forced cut (past ~5.5 min or ~50 MB); played on its own, or after a
+    gap, such a slice shows broken pictures until its first keyframe. A warning.
+    """
+    findings = []
+    for seg in segments:
+        media = readable_media(seg)
+        video = media.video if media else None
+        if video is not None and video.keyframe_at_start is False:
+            detail = f"the video of slice {seg.uri} does not start with a keyframe ({video.codec} IDR)"
+            findings.append(about(seg, code="NO_KEYFRAME_AT_START", severity="warning", detail=detail))
+    return tuple(findings)
 
 
-def read_head(path: Path, *, size: int = TS_PACKET) -> bytes:
-    """The first ``size`` bytes of a file."""
-    with path.open("rb") as fh:
-        return fh.read(size)
+def find_continuity_errors(segments: Sequence[Segment]) -> tuple[Finding, ...]:
+    """``CONTINUITY_COUNTER`` for slices in which packets were lost or reordered (one finding per slice)."""
+    findings = []
+    for seg in segments:
+        media = seg.media
+        if media is None or not media.cc_errors:
+            continue
+        total = sum(n for _, n in media.cc_errors)
+        pids = ", ".join(f"PID {pid}: {n}" for pid, n in media.cc_errors)
+        detail = f"slice {seg.uri} has {total} continuity-counter jumps (lost or reordered packets; {pids})"
+        findings.append(about(seg, code="CONTINUITY_COUNTER", severity="warning", detail=detail))
+    return tuple(findings)
+
+
+def runs(items: Iterable[tuple[Segment, K | None]]) -> Iterator[tuple[K, list[Segment]]]:
+    """Consecutive segments with the same non-None key, grouped."""
+    for key, group in itertools.groupby(items, key=lambda item: item[1]):
+        if key is not None:
+            yield key, [seg for seg, _ in group]
+
+
+def grouped(segs: list[Segment], *, code: str, severity: Severity, detail: str) -> Finding:
+    """One finding for a run of slices: at the first one's start, for their summed length."""
+    first = segs[0]
+    return Finding(
+        code=code,
+        severity=severity,
+        segment=first.uri,
+        entry=first.index,
+        at_s=first.at_s,
+        seconds=sum(length_of(s) for s in segs),
+        detail=detail,
+    )
+
+
+def span_text(segs: list[Segment]) -> str:
+    """``slice X`` or ``N slices from X to Y``."""
+    if len(segs) == 1:
+        return f"slice {segs[0].uri}"
+    return f"{len(segs)} slices from {segs[0].uri} to {segs[-1].uri}"
+
+
+def find_streams_mismatch(segments: Sequence[Segment], *, expect: Expectations) -> tuple[Finding, ...]:
+    """``STREAMS_MISMATCH``: slices lacking a stream the profile (or the rest of the recording) has.
+
+    A missing stream is media lost (error); a stream the profile did not ask for is a warning.
+    Consecutive slices with the same difference make one finding.
+    """
+    readable = [(seg, media) for seg in segments if (media := readable_media(seg)) is not None]
+    if not readable:
+        return ()
+    wanted = STREAM_KINDS.get(expect.stream_types) if expect.stream_types is not None else None
+    expected = wanted if wanted is not None else frozenset().union(*(m.kinds for _, m in readable))
+    source = "the profile's streamTypes" if wanted is not None else "the rest of the recording"
+    findings = []
+    for lacking, segs in runs((seg, frozenset(expected - m.kinds) or None) for seg, m in readable):
+        detail = f"{span_text(segs)} lack {describe_kinds(lacking)}, which {source} has"
+        findings.append(grouped(segs, code="STREAMS_MISMATCH", severity="error", detail=detail))
+    if wanted is not None:
+        for extra, segs in runs((seg, frozenset(m.kinds - wanted) or None) for seg, m in readable):
+            detail = (
+                f"{span_text(segs)} carry {describe_kinds(extra)}, which streamTypes {expect.stream_types} "
+                "does not ask for"
+            )
+            findings.append(grouped(segs, code="STREAMS_MISMATCH", severity="warning", detail=detail))
+    return tuple(sorted(findings, key=lambda f: f.entry or 0))
+
+
+def find_resolution_mismatch(segments: Sequence[Segment], *, expect: Expectations) -> tuple[Finding, ...]:
+    """``RESOLUTION_MISMATCH`` (warning) for runs of slices whose video size is not transcodingConfig's."""
+    if expect.width is None or expect.height is None:
+        return ()
+    wanted = (expect.width, expect.height)
+
+    def off(seg: Segment) -> tuple[int, int] | None:
+        media = readable_media(seg)
+        size = media.resolution if media else None
+        return size if size is not None and size != wanted else None
+
+    return tuple(
+        grouped(
+            segs,
+            code="RESOLUTION_MISMATCH",
+            severity="warning",
+            detail=f"{span_text(segs)} are {size[0]}x{size[1]}, "
+            f"not the {wanted[0]}x{wanted[1]} of transcodingConfig",
+        )
+        for size, segs in runs((seg, off(seg)) for seg in segments)
+    )
+
+
+def unusable(seg: Segment, *, repeats: frozenset[int]) -> str | None:
+    """The finding code that keeps a slice out of the MP4, or None when it can be used."""
+    if seg.key is None or not seg.present:
+        return "MISSING_SEGMENT"
+    if seg.size == 0:
+        return "EMPTY_SEGMENT"
+    if seg.index in repeats:
+        return "DUPLICATE_SEGMENT"
+    if seg.media is not None and not seg.media.readable:
+        return "CORRUPT_SEGMENT"
+    return None
+
+
+def scan(
+    segments: Sequence[Segment], *, read: Callable[[Path], SliceMedia] = read_slice_file
+) -> list[Segment]:
+    """Segments with ``media`` filled in for every fetched, non-empty slice."""
+    return [replace(s, media=read(s.local)) if s.local is not None and s.size else s for s in segments]
+
+
+def check(segments: Sequence[Segment], *, job: Job) -> tuple[tuple[Segment, ...], tuple[Finding, ...]]:
+    """Place the scanned segments on the timeline, find everything, mark what the MP4 must leave out."""
+    timeline = build_timeline(segments)
+    repeats = repeated_entries(segments)
+    segs = [replace(s, at_s=timeline.starts[s.index], defect=unusable(s, repeats=repeats)) for s in segments]
+    findings = (
+        find_missing(segs)
+        + find_empty(segs)
+        + find_corrupt(segs)
+        + find_duplicates(segs)
+        + find_name_mismatches(segs, recording=job.recording)
+        + timeline.findings
+        + find_duration_mismatches(segs)
+        + find_streams_mismatch(segs, expect=job.expect)
+        + find_resolution_mismatch(segs, expect=job.expect)
+        + find_no_keyframe(segs)
+        + find_continuity_errors(segs)
+        + find_target_exceeded(segs, target=job.target_duration)
+        + find_orphans(segs, recording=job.recording, timeline=timeline)
+    )
+    return tuple(segs), tuple(sorted(findings, key=position))
+
+
+def position(f: Finding) -> tuple[int, float]:
+    """Sort key: recording-level findings first, then by entry and time."""
+    return (-1 if f.entry is None else f.entry, f.at_s or 0.0)
 
 
 class VerifyStage:
-    """Check presence, integrity and naming of every slice; report without fixing."""
+    """Read every slice, reconcile the timeline, report without fixing."""
 
     name = "verify"
 
     def run(self, job: Job, ctx: StageContext) -> Job:
-        """Add findings and mark unusable segments."""
-        segs, rec = job.segments, job.recording
-        heads = {s.index: read_head(s.local) for s in segs if s.local is not None and s.size}
-        findings = (
-            find_missing(segs)
-            + find_empty(segs)
-            + find_corrupt(segs, heads)
-            + find_duplicates(segs)
-            + find_name_mismatches(segs, recording=rec)
-            + find_orphans(segs, recording=rec)
-            + find_target_exceeded(segs, target=job.target_duration)
-        )
+        """Add findings, place segments on the timeline, and mark unusable ones."""
+        segs, findings = check(scan(job.segments), job=job)
         for f in findings:
             ctx.logger.debug("%s %s: %s", f.severity, f.code, f.detail)
-        return replace(job, findings=job.findings + findings, segments=mark_defects(segs, findings))
+        return replace(job, findings=job.findings + findings, segments=segs)

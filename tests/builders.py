@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
+from pipeline.media import TICKS_PER_S, SliceMedia, StreamFacts
+
 SID = "sid713476478245"
 CNAME = "demo room"
 START = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
@@ -50,3 +52,48 @@ def make_playlist(
     if endlist:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def media(
+    start_s: float = 0.0,
+    seconds: float = 15.0,
+    *,
+    kinds: Collection[str] = ("video", "audio"),
+    size: tuple[int, int] | None = (320, 240),
+    keyframe: bool | None = True,
+    cc_errors: tuple[tuple[int, int], ...] = (),
+    trailing: int = 0,
+    readable: bool = True,
+) -> SliceMedia:
+    """A ``SliceMedia`` as the TS reader would report a slice at ``start_s`` lasting ``seconds``."""
+    frame = 6000  # 15 fps
+    first = round((10 + start_s) * TICKS_PER_S)
+    last = first + round(seconds * TICKS_PER_S) - frame
+    streams = []
+    if "video" in kinds:
+        streams.append(
+            StreamFacts(
+                pid=256, stream_type=0x1B, kind="video", codec="h264", pes_count=10,
+                first_pts=first, last_pts=last, min_pts=first, max_pts=last, frame_ticks=frame,
+                tail_ticks=frame, keyframe_at_start=keyframe,
+                width=size[0] if size else None, height=size[1] if size else None,
+            )
+        )  # fmt: skip
+    if "audio" in kinds:
+        streams.append(
+            StreamFacts(
+                pid=257, stream_type=0x0F, kind="audio", codec="aac", pes_count=10,
+                first_pts=first, last_pts=last, min_pts=first, max_pts=last, frame_ticks=frame,
+                tail_ticks=frame, sample_rate=48000, channels=1,
+            )
+        )  # fmt: skip
+    packets = 100
+    return SliceMedia(
+        size=packets * 188 + trailing,
+        packets=packets,
+        trailing_bytes=trailing,
+        has_pat=True,
+        has_pmt=readable,
+        streams=tuple(streams) if readable else (),
+        cc_errors=cc_errors,
+    )

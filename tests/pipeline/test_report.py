@@ -2,8 +2,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from pipeline.job import Finding, Job, Output, Recording, Segment
-from pipeline.report import SCHEMA, build_report, dump_report, load_report, summary_lines
+from pipeline.report import SCHEMA, build_report, covered, dump_report, load_report, summary_lines
 
 T0 = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
@@ -96,3 +98,18 @@ def test_summary_mentions_status_findings_and_outputs():
     assert "DEGRADED" in text
     assert "MISSING_SEGMENT at 15.0 s" in text
     assert "sid1_room_x_0.mp4" in text
+
+
+@pytest.mark.parametrize(
+    ("spans", "total"),
+    [
+        pytest.param([], 0.0, id="none"),
+        pytest.param([(0, 15), (15, 30)], 30.0, id="contiguous"),
+        pytest.param([(0, 15), (30, 45)], 30.0, id="gap"),
+        pytest.param([(0, 20), (15, 30)], 30.0, id="overlap-counted-once"),
+        pytest.param([(15, 30), (0, 10)], 25.0, id="any-order"),
+        pytest.param([(0, 30), (5, 10)], 30.0, id="inside"),
+    ],
+)
+def test_covered(spans, total):
+    assert covered(spans) == total

@@ -1,4 +1,8 @@
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.exceptions import PlaylistError
 from stages.playlist import decode_playlist, parse_playlist, unsafe_reason
@@ -75,3 +79,68 @@ def test_decode_strips_bom():
 )
 def test_unsafe_reason(uri, unsafe):
     assert (unsafe_reason(uri) is not None) is unsafe
+
+
+# --- hostile input: only PlaylistError, whatever the bytes --------------------------------------------------
+
+REAL = make_playlist(count=4, discontinuity_at=(2,), extra_tags=("#EXT-X-AGORA-ROTATE:0",))
+PLAYLIST_WORDS = [
+    "#EXTM3U",
+    "#EXTINF:",
+    "#EXT-X-TARGETDURATION:",
+    "#EXT-X-MEDIA-SEQUENCE:",
+    "#EXT-X-ENDLIST",
+    "#EXT-X-DISCONTINUITY",
+    '#EXT-X-KEY:METHOD=AES-128,URI="k"',
+    "#EXT-X-BYTERANGE:10@0",
+    "#EXT-X-STREAM-INF:",
+    '#EXT-X-MAP:URI="i.mp4"',
+    "-1",
+    "nan",
+    "inf",
+    "1e309",
+    "15.0,",
+    ",",
+    "\n",
+    "\r\n",
+    "a.ts",
+    "../x.ts",
+    "\x00",
+]
+
+
+def parse_or_reject(text: str) -> None:
+    try:
+        playlist = parse_playlist(text)
+    except PlaylistError:
+        return
+    assert all(math.isfinite(e.duration) and e.duration >= 0 for e in playlist.entries)
+    assert [e.index for e in playlist.entries] == list(range(len(playlist.entries)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=600) | st.lists(st.sampled_from(PLAYLIST_WORDS), max_size=40).map("".join))
+def test_random_text_is_parsed_or_rejected(text):
+    parse_or_reject(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5000), st.sampled_from([*PLAYLIST_WORDS, "", "9" * 400])), max_size=8)
+)
+def test_mutated_playlists_are_parsed_or_rejected(edits):
+    text = REAL
+    for pos, word in edits:
+        at = pos % (len(text) + 1)
+        text = text[:at] + word + text[at + len(word) // 2 :]
+    parse_or_reject(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_decode_or_reject(data):
+    try:
+        text = decode_playlist(data)
+    except PlaylistError:
+        return
+    parse_or_reject(text)

@@ -9,7 +9,15 @@ from pipeline.exceptions import MediaError, NamingError, RemuxError
 from pipeline.job import Recording, Segment
 from pipeline.tools import find_ffmpeg
 from stages.media.mp4 import Mp4Info, Mp4Track
-from stages.remux import build_remux_argv, check_output, first_utc, mp4_file_name, run_ffmpeg
+from stages.remux import (
+    build_remux_argv,
+    check_output,
+    first_utc,
+    media_span,
+    mp4_file_name,
+    run_ffmpeg,
+    whole_packets,
+)
 
 
 def test_argv_is_a_stream_copy_from_stdin():
@@ -128,3 +136,29 @@ def test_check_output_reports_duration_mismatch():
 def test_check_output_rejects(mp4, expected):
     with pytest.raises(MediaError):
         check_output(mp4, expected_tracks=expected, expected_s=10.0)
+
+
+def placed(at: float, seconds: float, i: int = 0) -> Segment:
+    return Segment(index=i, num=i, uri=f"s{i}.ts", duration=seconds, at_s=at)
+
+
+@pytest.mark.parametrize(
+    ("spans", "expected"),
+    [
+        pytest.param([(0, 15), (15, 15)], 30.0, id="contiguous"),
+        pytest.param([(0, 15), (20, 15)], 35.0, id="short-gap-kept-as-a-pause"),
+        pytest.param([(0, 15), (40, 15)], 30.0, id="long-gap-closed-by-ffmpeg"),
+        pytest.param([(0, 20), (15, 15)], 30.0, id="overlap"),
+    ],
+)
+def test_media_span(spans, expected):
+    segs = [placed(at, n, i) for i, (at, n) in enumerate(spans)]
+    assert media_span(segs) == pytest.approx(expected)
+
+
+def test_media_span_of_unplaced_segments_sums_extinf():
+    assert media_span([Segment(index=i, num=i, uri=f"s{i}.ts", duration=15.0) for i in range(3)]) == 45.0
+
+
+def test_whole_packets():
+    assert [whole_packets(n) for n in (0, 187, 188, 189, 188 * 5 + 94)] == [0, 0, 188, 188, 940]

@@ -1,0 +1,267 @@
+"""The recording's timeline, reconciled from three clocks. Pure: segments in, positions and findings out.
+
+The three clocks, and what each is good for:
+
+- **media** — the slices' own PTS (90 kHz). Exact, but only comparable inside a *run*: slices
+  not separated by ``#EXT-X-DISCONTINUITY`` (and not separated by an unsignalled jump).
+- **names** — the ``<utc>`` in each slice name: the recorder's wall clock at the slice's start,
+  to the millisecond. Survives discontinuities and missing slices; a single name can be wrong.
+- **playlist** — the EXTINF durations. They add up to a timeline only if nothing is missing,
+  so they are the fallback when neither other clock can place a slice.
+
+Each slice is placed at a start time (seconds from the recording's start): by the media clock
+when it agrees with the names, else by the two clocks that agree, else by the names. The
+difference between where a slice starts and where the previous one ends is a gap or an overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pipeline.job import Finding, Segment
+from pipeline.media import TICKS_PER_S, SliceMedia
+
+log = logging.getLogger(__name__)
+
+GAP_TOLERANCE_S = 0.25
+"""A slice starting this much later than the previous one ends is still contiguous: slices end on
+a frame (1/15 s at Agora's lowest frame rate) and audio on a PES, so up to a few frames of jitter
+between the streams' ends is normal; a quarter second is media a viewer would notice missing."""
+OVERLAP_TOLERANCE_S = 0.25
+"""The same allowance backwards: audio of one slice may run a little past the next slice's video."""
+CLOCK_AGREEMENT_S = 0.5
+"""Two clocks placing a slice closer than this agree. Slice names are the recorder's wall clock at
+the slice's start to the millisecond; the media clock is exact. Half a second absorbs the
+recorder's own scheduling delay between cutting a slice and naming it."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timeline:
+    """Where each playlist entry starts (seconds from the recording's start), and what was found."""
+
+    starts: dict[int, float]
+    """Entry index → start. Every entry has one; repeated and unsafe entries sit where they are listed."""
+    lengths: dict[int, float]
+    """Entry index → seconds it covers: its media when readable, else its EXTINF."""
+    origin: datetime | None
+    """Wall-clock time of the timeline's zero, from the slice names (None without conforming names)."""
+    findings: tuple[Finding, ...]
+
+    @property
+    def end_s(self) -> float:
+        """End of the last entry."""
+        return max((self.starts[i] + self.lengths[i] for i in self.starts), default=0.0)
+
+
+def readable_media(seg: Segment) -> SliceMedia | None:
+    """The slice's media facts when it holds readable, timestamped media."""
+    media = seg.media
+    if media is None or not media.readable or media.start_ticks is None:
+        return None
+    return media
+
+
+def length_of(seg: Segment) -> float:
+    """Seconds the slice covers: its media when readable, else what the playlist says."""
+    media = readable_media(seg)
+    if media is not None and media.duration_s is not None:
+        return media.duration_s
+    return seg.duration
+
+
+def repeated_entries(segments: Iterable[Segment]) -> frozenset[int]:
+    """Indexes of entries whose URI an earlier entry already listed."""
+    seen: set[str] = set()
+    repeats = set()
+    for seg in segments:
+        if seg.uri in seen:
+            repeats.add(seg.index)
+        seen.add(seg.uri)
+    return frozenset(repeats)
+
+
+@dataclass(slots=True)
+class _Run:
+    """A stretch of slices whose media timestamps are comparable: anchor time and ticks."""
+
+    start_s: float
+    ticks: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Placement:
+    start: float
+    clock: str
+    """Which clock placed the slice: ``media``, ``names`` or ``playlist``."""
+    name_wrong: bool = False
+    media_jump: float | None = None
+    """Seconds the media clock jumps without a discontinuity tag (None when it does not)."""
+
+
+def place(*, contiguous: float, by_media: float | None, by_name: float | None) -> _Placement:
+    """Choose the slice's start from the clocks that can place it (see the module doc)."""
+    if by_media is not None and by_name is not None:
+        if abs(by_media - by_name) <= CLOCK_AGREEMENT_S:
+            return _Placement(start=by_media, clock="media")
+        if abs(by_media - contiguous) <= CLOCK_AGREEMENT_S:
+            return _Placement(start=by_media, clock="media", name_wrong=True)
+        return _Placement(start=by_name, clock="names", media_jump=by_media - by_name)
+    if by_media is not None:
+        return _Placement(start=by_media, clock="media")
+    if by_name is not None:
+        return _Placement(start=by_name, clock="names")
+    return _Placement(start=contiguous, clock="playlist")
+
+
+def build_timeline(segments: Sequence[Segment]) -> Timeline:
+    """Place every entry and find gaps, overlaps, discontinuities and names that disagree with the media."""
+    repeats = repeated_entries(segments)
+    starts: dict[int, float] = {}
+    lengths = {seg.index: length_of(seg) for seg in segments}
+    findings: list[Finding] = []
+    origin: datetime | None = None
+    run: _Run | None = None
+    prev: Segment | None = None
+    for seg in segments:
+        contiguous = 0.0 if prev is None else starts[prev.index] + lengths[prev.index]
+        if seg.key is None or seg.index in repeats:
+            starts[seg.index] = contiguous if prev is None else starts[prev.index]
+            continue
+        media = readable_media(seg)
+        if prev is None:
+            placed = _Placement(start=0.0, clock="names" if seg.utc else "playlist")
+        else:
+            by_media = None
+            if media is not None and run is not None and not seg.discontinuity:
+                assert media.start_ticks is not None
+                by_media = run.start_s + (media.start_ticks - run.ticks) / TICKS_PER_S
+            by_name = None
+            if seg.utc is not None and origin is not None:
+                by_name = (seg.utc - origin).total_seconds()
+            placed = place(contiguous=contiguous, by_media=by_media, by_name=by_name)
+            findings += boundary_findings(prev, seg, placed=placed, contiguous=contiguous)
+        starts[seg.index] = placed.start
+        if seg.utc is not None and origin is None and not placed.name_wrong:
+            origin = seg.utc - timedelta(seconds=placed.start)
+        if media is not None and (run is None or seg.discontinuity or placed.media_jump is not None):
+            assert media.start_ticks is not None
+            run = _Run(start_s=placed.start, ticks=media.start_ticks)
+        prev = seg
+    return Timeline(starts=starts, lengths=lengths, origin=origin, findings=tuple(findings))
+
+
+def boundary_findings(prev: Segment, seg: Segment, *, placed: _Placement, contiguous: float) -> list[Finding]:
+    """What the step from ``prev`` to ``seg`` shows: gap, overlap, discontinuity, a wrong name."""
+    out: list[Finding] = []
+    excess = placed.start - contiguous
+    if excess > GAP_TOLERANCE_S:
+        out.append(
+            Finding(
+                code="TIMELINE_GAP",
+                severity="error",
+                segment=seg.uri,
+                entry=seg.index,
+                at_s=contiguous,
+                seconds=excess,
+                detail=f"{excess:.3f} s of the recording are in no slice: {prev.uri} ends at "
+                f"{contiguous:.3f} s and {seg.uri} starts at {placed.start:.3f} s "
+                f"(by the {placed.clock} clock)",
+            )
+        )
+    elif excess < -OVERLAP_TOLERANCE_S:
+        out.append(
+            Finding(
+                code="TIMELINE_OVERLAP",
+                severity="error",
+                segment=seg.uri,
+                entry=seg.index,
+                at_s=placed.start,
+                seconds=-excess,
+                detail=f"{seg.uri} starts at {placed.start:.3f} s, {-excess:.3f} s before {prev.uri} ends "
+                f"at {contiguous:.3f} s (by the {placed.clock} clock): that stretch is recorded twice",
+            )
+        )
+    if placed.name_wrong:
+        assert seg.utc is not None
+        out.append(
+            Finding(
+                code="NAME_MISMATCH",
+                severity="warning",
+                segment=seg.uri,
+                entry=seg.index,
+                at_s=placed.start,
+                detail=f"the time in the name of {seg.uri} ({clock_text(seg.utc)}) disagrees with its media "
+                f"and the playlist, which place it at {placed.start:.3f} s; the name is ignored",
+            )
+        )
+    reasons = discontinuity_reasons(prev, seg, excess=excess, media_jump=placed.media_jump)
+    if seg.discontinuity or reasons.unsignalled:
+        out.append(
+            Finding(
+                code="DISCONTINUITY",
+                severity="info" if seg.discontinuity else "warning",
+                segment=seg.uri,
+                entry=seg.index,
+                at_s=placed.start,
+                detail=discontinuity_detail(seg, reasons),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reasons:
+    """What changes at a slice boundary."""
+
+    changes: tuple[str, ...]
+    unsignalled: bool
+    """Whether something changes that players need a discontinuity tag for, and there is none."""
+
+
+def discontinuity_reasons(prev: Segment, seg: Segment, *, excess: float, media_jump: float | None) -> Reasons:
+    """The changes between two neighbouring slices: resolution, streams, an interruption, a timestamp jump."""
+    changes: list[str] = []
+    a, b = readable_media(prev), readable_media(seg)
+    hard = False
+    if a is not None and b is not None:
+        if a.resolution and b.resolution and a.resolution != b.resolution:
+            changes.append("resolution change {}x{} → {}x{}".format(*a.resolution, *b.resolution))
+            hard = True
+        if a.kinds != b.kinds:
+            changes.append(f"streams change {describe_kinds(a.kinds)} → {describe_kinds(b.kinds)}")
+            hard = True
+        if a.video and b.video and a.video.codec != b.video.codec:
+            changes.append(f"codec change {a.video.codec} → {b.video.codec}")
+            hard = True
+    if excess > GAP_TOLERANCE_S:
+        changes.append(f"interruption: {excess:.3f} s without media")
+    if media_jump is not None:
+        changes.append(f"media timestamps jump {media_jump:+.3f} s against the slice names")
+        hard = True
+    elif seg.discontinuity and a is not None and b is not None and a.end_ticks is not None:
+        assert b.start_ticks is not None
+        step = (b.start_ticks - a.end_ticks) / TICKS_PER_S
+        if abs(step) > CLOCK_AGREEMENT_S:
+            changes.append(f"media timestamps restart ({step:+.3f} s)")
+    return Reasons(changes=tuple(changes), unsignalled=hard and not seg.discontinuity)
+
+
+def clock_text(when: datetime) -> str:
+    """``2026-01-15 09:30:15.000 UTC``."""
+    return f"{when:%Y-%m-%d %H:%M:%S}.{when.microsecond // 1000:03d} UTC"
+
+
+def describe_kinds(kinds: Iterable[str]) -> str:
+    """``audio+video``, ``audio``, ``video`` or ``none``."""
+    return "+".join(sorted(kinds)) or "none"
+
+
+def discontinuity_detail(seg: Segment, reasons: Reasons) -> str:
+    """One sentence for a DISCONTINUITY finding."""
+    what = "; ".join(reasons.changes) if reasons.changes else "no change is visible in the media"
+    if seg.discontinuity:
+        return f"#EXT-X-DISCONTINUITY before {seg.uri}: {what}"
+    return f"unsignalled discontinuity before {seg.uri} (the playlist has no #EXT-X-DISCONTINUITY): {what}"
