@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 VENDOR_TAG_PREFIX = "#EXT-X-AGORA-"
 """Agora's own tags (``#EXT-X-AGORA-TRACK-EVENT``, ``#EXT-X-AGORA-ROTATE``): kept, not interpreted."""
 
+MAX_MEDIA_SEQUENCE = 2**63
+"""RFC 8216 makes it a decimal-integer (0 to 2**64-1); recpipe keeps it within a signed 64-bit range."""
+MAX_TARGET_DURATION_S = 24 * 3600
+"""A day: far beyond any slice (cut every ~15 s, forced at ~5.5 min), and small enough to be a float."""
+
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -114,9 +119,11 @@ def parse_playlist(text: str) -> Playlist:
     if len(uris) != len(parsed.segments):
         raise PlaylistError(f"{len(uris)} URI lines but {len(parsed.segments)} #EXTINF entries")
     media_sequence = int(parsed.media_sequence or 0)
-    if media_sequence < 0:
-        raise PlaylistError(f"negative EXT-X-MEDIA-SEQUENCE {media_sequence}")
+    if not 0 <= media_sequence < MAX_MEDIA_SEQUENCE:
+        raise PlaylistError(f"EXT-X-MEDIA-SEQUENCE {str(media_sequence)[:20]} is out of range")
     target = parsed.target_duration
+    if target is not None and not 0 <= target <= MAX_TARGET_DURATION_S:
+        raise PlaylistError(f"EXT-X-TARGETDURATION {str(target)[:20]} is out of range")
     return Playlist(
         version=parsed.version,
         target_duration=None if target is None else float(target),

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipeline.job import Finding, Segment
+from pipeline.job import Finding, Segment, Severity
 from pipeline.media import TICKS_PER_S, SliceMedia
 
 log = logging.getLogger(__name__)
@@ -153,17 +153,37 @@ def build_timeline(segments: Sequence[Segment]) -> Timeline:
     return Timeline(starts=starts, lengths=lengths, origin=origin, findings=tuple(findings))
 
 
+def entry_finding(
+    seg: Segment,
+    *,
+    code: str,
+    severity: Severity,
+    at_s: float | None,
+    detail: str,
+    seconds: float | None = None,
+) -> Finding:
+    """A finding about playlist entry ``seg``."""
+    return Finding(
+        code=code,
+        severity=severity,
+        segment=seg.uri,
+        entry=seg.index,
+        at_s=at_s,
+        seconds=seconds,
+        detail=detail,
+    )
+
+
 def boundary_findings(prev: Segment, seg: Segment, *, placed: _Placement, contiguous: float) -> list[Finding]:
     """What the step from ``prev`` to ``seg`` shows: gap, overlap, discontinuity, a wrong name."""
     out: list[Finding] = []
     excess = placed.start - contiguous
     if excess > GAP_TOLERANCE_S:
         out.append(
-            Finding(
+            entry_finding(
+                seg,
                 code="TIMELINE_GAP",
                 severity="error",
-                segment=seg.uri,
-                entry=seg.index,
                 at_s=contiguous,
                 seconds=excess,
                 detail=f"{excess:.3f} s of the recording are in no slice: {prev.uri} ends at "
@@ -173,11 +193,10 @@ def boundary_findings(prev: Segment, seg: Segment, *, placed: _Placement, contig
         )
     elif excess < -OVERLAP_TOLERANCE_S:
         out.append(
-            Finding(
+            entry_finding(
+                seg,
                 code="TIMELINE_OVERLAP",
                 severity="error",
-                segment=seg.uri,
-                entry=seg.index,
                 at_s=placed.start,
                 seconds=-excess,
                 detail=f"{seg.uri} starts at {placed.start:.3f} s, {-excess:.3f} s before {prev.uri} ends "
@@ -187,11 +206,10 @@ def boundary_findings(prev: Segment, seg: Segment, *, placed: _Placement, contig
     if placed.name_wrong:
         assert seg.utc is not None
         out.append(
-            Finding(
+            entry_finding(
+                seg,
                 code="NAME_MISMATCH",
                 severity="warning",
-                segment=seg.uri,
-                entry=seg.index,
                 at_s=placed.start,
                 detail=f"the time in the name of {seg.uri} ({clock_text(seg.utc)}) disagrees with its media "
                 f"and the playlist, which place it at {placed.start:.3f} s; the name is ignored",
@@ -200,11 +218,10 @@ def boundary_findings(prev: Segment, seg: Segment, *, placed: _Placement, contig
     reasons = discontinuity_reasons(prev, seg, excess=excess, media_jump=placed.media_jump)
     if seg.discontinuity or reasons.unsignalled:
         out.append(
-            Finding(
+            entry_finding(
+                seg,
                 code="DISCONTINUITY",
                 severity="info" if seg.discontinuity else "warning",
-                segment=seg.uri,
-                entry=seg.index,
                 at_s=placed.start,
                 detail=discontinuity_detail(seg, reasons),
             )

@@ -25,6 +25,7 @@ from stages.timeline import (
     Timeline,
     build_timeline,
     describe_kinds,
+    entry_finding,
     length_of,
     readable_media,
     repeated_entries,
@@ -45,16 +46,9 @@ STREAM_KINDS = {0: frozenset({"audio"}), 1: frozenset({"video"}), 2: frozenset({
 def about(
     seg: Segment, *, code: str, severity: Severity, detail: str, seconds: float | None = None
 ) -> Finding:
-    """A finding that concerns one playlist entry, placed on the recording's timeline."""
-    return Finding(
-        code=code,
-        severity=severity,
-        segment=seg.uri,
-        entry=seg.index,
-        at_s=seg.at_s,
-        seconds=seg.duration if seconds is None else seconds,
-        detail=detail,
-    )
+    """A finding that concerns one placed playlist entry: at its start, for its EXTINF unless told."""
+    seconds = seg.duration if seconds is None else seconds
+    return entry_finding(seg, code=code, severity=severity, at_s=seg.at_s, seconds=seconds, detail=detail)
 
 
 def find_missing(segments: Sequence[Segment]) -> tuple[Finding, ...]:
@@ -249,15 +243,8 @@ def runs(items: Iterable[tuple[Segment, K | None]]) -> Iterator[tuple[K, list[Se
 
 def grouped(segs: list[Segment], *, code: str, severity: Severity, detail: str) -> Finding:
     """One finding for a run of slices: at the first one's start, for their summed length."""
-    first = segs[0]
-    return Finding(
-        code=code,
-        severity=severity,
-        segment=first.uri,
-        entry=first.index,
-        at_s=first.at_s,
-        seconds=sum(length_of(s) for s in segs),
-        detail=detail,
+    return about(
+        segs[0], code=code, severity=severity, seconds=sum(length_of(s) for s in segs), detail=detail
     )
 
 

@@ -144,3 +144,17 @@ def test_random_bytes_decode_or_reject(data):
     except PlaylistError:
         return
     parse_or_reject(text)
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        pytest.param("#EXT-X-TARGETDURATION:" + "9" * 400, id="huge-target"),
+        pytest.param("#EXT-X-MEDIA-SEQUENCE:" + "9" * 400, id="huge-sequence"),
+        pytest.param("#EXT-X-MEDIA-SEQUENCE:-1", id="negative-sequence"),
+    ],
+)
+def test_out_of_range_numbers_are_rejected(tag):
+    text = "#EXTM3U\n" + tag + "\n#EXTINF:15.0,\na.ts\n#EXT-X-ENDLIST\n"
+    with pytest.raises(PlaylistError, match="out of range"):
+        parse_playlist(text)
