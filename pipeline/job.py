@@ -114,6 +114,12 @@ class Segment:
         """Whether the slice was fetched."""
         return self.local is not None
 
+    @property
+    def length_s(self) -> float:
+        """Seconds the slice covers: its media's duration once read, else what its EXTINF says."""
+        media_s = self.media.duration_s if self.media is not None else None
+        return self.duration if media_s is None else media_s
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Output:

@@ -63,14 +63,10 @@ def media_seconds(job: Job) -> float:
     A slice covers its media's duration (EXTINF when it was not read) from its timeline position.
     """
     usable = job.usable_segments
-    lengths = [
-        s.media.duration_s if s.media is not None and s.media.duration_s is not None else s.duration
-        for s in usable
-    ]
-    starts = [s.at_s for s in usable]
-    if None in starts:  # not placed (verify did not run): a plain sum
-        return math.fsum(lengths)
-    return covered([(a, a + n) for a, n in zip(starts, lengths, strict=True) if a is not None])
+    spans = [(s.at_s, s.at_s + s.length_s) for s in usable if s.at_s is not None]
+    if len(spans) < len(usable):  # not placed (verify did not run): a plain sum
+        return math.fsum(s.length_s for s in usable)
+    return covered(spans)
 
 
 def covered(spans: list[tuple[float, float]]) -> float:

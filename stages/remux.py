@@ -25,9 +25,9 @@ import ffmpeg
 from pipeline.exceptions import MediaError, NamingError, RemuxError
 from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.naming import format_utc
+from pipeline.report import covered
 from stages.base import StageContext
 from stages.media.mp4 import Mp4Info, read_mp4
-from stages.timeline import length_of
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +139,14 @@ def first_utc(segments: Sequence[Segment]) -> datetime:
 def media_span(segments: Sequence[Segment]) -> float:
     """How long the MP4 of ``segments`` should last: their span on the recording's timeline, less
     the gaps ffmpeg closes (longer than ``FFMPEG_REBASE_GAP_S``)."""
-    placed = sorted((s.at_s, s.at_s + length_of(s)) for s in segments if s.at_s is not None)
+    placed = sorted((s.at_s, s.at_s + s.length_s) for s in segments if s.at_s is not None)
     if len(placed) < len(segments):
-        return math.fsum(length_of(s) for s in segments)
-    total, reach = 0.0, placed[0][0] if placed else 0.0
-    for start, end in placed:
-        gap = start - reach
-        total += max(0.0, end - reach) if gap <= FFMPEG_REBASE_GAP_S else end - start
+        return math.fsum(s.length_s for s in segments)
+    bridged, reach = [], -math.inf
+    for start, end in placed:  # a pause ffmpeg keeps counts as covered
+        bridged.append((reach if 0 < start - reach <= FFMPEG_REBASE_GAP_S else start, end))
         reach = max(reach, end)
-    return total
+    return covered(bridged)
 
 
 def expected_tracks(job: Job) -> tuple[str, ...]:

@@ -64,14 +64,6 @@ def readable_media(seg: Segment) -> SliceMedia | None:
     return media
 
 
-def length_of(seg: Segment) -> float:
-    """Seconds the slice covers: its media when readable, else what the playlist says."""
-    media = readable_media(seg)
-    if media is not None and media.duration_s is not None:
-        return media.duration_s
-    return seg.duration
-
-
 def repeated_entries(segments: Iterable[Segment]) -> frozenset[int]:
     """Indexes of entries whose URI an earlier entry already listed."""
     seen: set[str] = set()
@@ -120,7 +112,7 @@ def build_timeline(segments: Sequence[Segment]) -> Timeline:
     """Place every entry and find gaps, overlaps, discontinuities and names that disagree with the media."""
     repeats = repeated_entries(segments)
     starts: dict[int, float] = {}
-    lengths = {seg.index: length_of(seg) for seg in segments}
+    lengths = {seg.index: seg.length_s for seg in segments}
     findings: list[Finding] = []
     origin: datetime | None = None
     run: _Run | None = None

@@ -26,7 +26,6 @@ from stages.timeline import (
     build_timeline,
     describe_kinds,
     entry_finding,
-    length_of,
     readable_media,
     repeated_entries,
 )
@@ -243,9 +242,7 @@ def runs(items: Iterable[tuple[Segment, K | None]]) -> Iterator[tuple[K, list[Se
 
 def grouped(segs: list[Segment], *, code: str, severity: Severity, detail: str) -> Finding:
     """One finding for a run of slices: at the first one's start, for their summed length."""
-    return about(
-        segs[0], code=code, severity=severity, seconds=sum(length_of(s) for s in segs), detail=detail
-    )
+    return about(segs[0], code=code, severity=severity, seconds=sum(s.length_s for s in segs), detail=detail)
 
 
 def span_text(segs: list[Segment]) -> str:

@@ -268,7 +268,6 @@ class TsReader:
         self._streams: dict[int, _Stream] = {}
         self._collecting: set[int] = set()
         """PIDs whose every payload is read: video until its first PES is judged, AAC throughout."""
-        self._need_sps: set[int] = set()
 
     def feed(self, data: bytes) -> None:
         """Read ``data``, the next bytes of the slice."""
@@ -306,7 +305,7 @@ class TsReader:
     def _packets(self, buf: bytes, start: int, count: int) -> None:
         end = start + count * PACKET
         cc, cc_errors = self._cc, self._cc_errors
-        collecting, streams = self._collecting, self._streams
+        collecting = self._collecting
         off = start
         for b1, b2, b3 in zip(
             buf[start + 1 : end : PACKET],
@@ -329,7 +328,7 @@ class TsReader:
                     cc_errors[pid] = cc_errors.get(pid, 0) + 1
                 cc[pid] = counter
             if b1 & 0x40 or pid in collecting:
-                self._payload(buf, off, pid, pusi=bool(b1 & 0x40), b3=b3, streams=streams)
+                self._payload(buf, off, pid, pusi=bool(b1 & 0x40), b3=b3)
             off += PACKET
         self._n.packets += count
 
@@ -338,9 +337,7 @@ class TsReader:
         """Whether the packet's adaptation field sets discontinuity_indicator (a legal CC jump)."""
         return bool(b3 & 0x20) and buf[off + 4] > 0 and bool(buf[off + 5] & 0x80)
 
-    def _payload(
-        self, buf: bytes, off: int, pid: int, *, pusi: bool, b3: int, streams: dict[int, _Stream]
-    ) -> None:
+    def _payload(self, buf: bytes, off: int, pid: int, *, pusi: bool, b3: int) -> None:
         if not b3 & 0x10:
             return
         start = off + 4
@@ -354,18 +351,15 @@ class TsReader:
                 self._read_pat(buf[start:end])
             return
         if pid == self._pmt_pid:
-            if pusi and not streams:
+            if pusi and not self._streams:
                 self._read_pmt(buf[start:end])
             return
-        stream = streams.get(pid)
+        stream = self._streams.get(pid)
         if stream is None:
             return
         if pusi:
-            if pid in self._collecting and stream.first_au is not None and stream.pes_count:
-                self._collecting.discard(pid)
-                stream.judge_first_au()
-                if stream.width is None:
-                    self._need_sps.add(pid)
+            if stream.first_au is not None and stream.pes_count:
+                self._finish_first_au(stream)
             self._read_pes(stream, buf, start, end)
         else:
             if stream.first_au is not None and stream.pes_count:
@@ -377,8 +371,13 @@ class TsReader:
         assert stream.first_au is not None
         stream.first_au += data
         if len(stream.first_au) >= FIRST_AU_LIMIT:
+            self._finish_first_au(stream)
+
+    def _finish_first_au(self, stream: _Stream) -> None:
+        """Judge the collected first access unit; only AAC streams stay followed packet by packet."""
+        stream.judge_first_au()
+        if stream.adts is None:
             self._collecting.discard(stream.pid)
-            stream.judge_first_au()
 
     def _read_pat(self, section: bytes) -> None:
         table = _section(section, table_id=0x00)
@@ -419,12 +418,10 @@ class TsReader:
         dts = read_pts(buf, p + 14) if flags & 0x40 and header_len >= 10 else None
         stream.timestamps(read_pts(buf, p + 9), dts)
         es = buf[p + 9 + header_len : end]
-        if stream.first_au is not None and stream.pid in self._collecting:
+        if stream.first_au is not None:
             self._collect(stream, es)
-        elif stream.pid in self._need_sps:
+        else:  # the SPS may only come with a later keyframe
             stream.look_for_sps(es)
-            if stream.width is not None:
-                self._need_sps.discard(stream.pid)
         if stream.adts is not None:
             stream.adts.start_pes()
             stream.adts.feed(es)
