@@ -153,7 +153,8 @@ def expected_tracks(job: Job) -> tuple[str, ...]:
     """The tracks the MP4 must have: every stream the slices carry (verify reports any shortfall
     against the profile as ``STREAMS_MISMATCH``); the profile's streamTypes when slices were not read."""
     if any(s.media is None for s in job.usable_segments):
-        return EXPECTED_TRACKS.get(job.expect.stream_types or 2, ())
+        stream_types = 2 if job.expect.stream_types is None else job.expect.stream_types
+        return EXPECTED_TRACKS.get(stream_types, ())
     kinds = {kind for s in job.usable_segments if s.media for kind in s.media.kinds}
     return tuple(k for k in ("video", "audio") if k in kinds)
 

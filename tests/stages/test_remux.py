@@ -6,18 +6,20 @@ import pytest
 
 from pipeline.config import DEFAULT_INDIVIDUAL_MP4_TEMPLATE, DEFAULT_MP4_TEMPLATE
 from pipeline.exceptions import MediaError, NamingError, RemuxError
-from pipeline.job import Recording, Segment
+from pipeline.job import Expectations, Job, Recording, Segment
 from pipeline.tools import find_ffmpeg
 from stages.media.mp4 import Mp4Info, Mp4Track
 from stages.remux import (
     build_remux_argv,
     check_output,
+    expected_tracks,
     first_utc,
     media_span,
     mp4_file_name,
     run_ffmpeg,
     whole_packets,
 )
+from tests.builders import media
 
 
 def test_argv_is_a_stream_copy_from_stdin():
@@ -162,3 +164,22 @@ def test_media_span_of_unplaced_segments_sums_extinf():
 
 def test_whole_packets():
     assert [whole_packets(n) for n in (0, 187, 188, 189, 188 * 5 + 94)] == [0, 0, 188, 188, 940]
+
+
+@pytest.mark.parametrize(
+    ("stream_types", "tracks"),
+    [(0, ("audio",)), (1, ("video",)), (2, ("video", "audio")), (None, ("video", "audio"))],
+)
+def test_expected_tracks_without_read_slices_follow_the_profile(stream_types, tracks):
+    seg = Segment(index=0, num=0, uri="s0.ts", duration=15.0, local=Path("/w/0.ts"), size=188)
+    job = Job(recording=Recording(sid="s", cname="c", directory="", playlist_key="p.m3u8"),
+              expect=Expectations(stream_types=stream_types), segments=(seg,))  # fmt: skip
+    assert expected_tracks(job) == tracks
+
+
+def test_expected_tracks_are_what_the_slices_carry():
+    seg = Segment(index=0, num=0, uri="s0.ts", duration=15.0, local=Path("/w/0.ts"), size=188,
+                  media=media(kinds=("audio",)))  # fmt: skip
+    job = Job(recording=Recording(sid="s", cname="c", directory="", playlist_key="p.m3u8"),
+              expect=Expectations(stream_types=2), segments=(seg,))  # fmt: skip
+    assert expected_tracks(job) == ("audio",)
