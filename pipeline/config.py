@@ -29,7 +29,12 @@ class PipelineConfig:
     fetch_workers: int = 8
     """Slices downloaded concurrently. S3 is latency-bound, so more workers than cores pays off."""
     fetch_window: int = 16
-    """Slices in flight or waiting to be written at any time; bounds memory and open files."""
+    """Slices in flight or waiting to be consumed at any time."""
+    fetch_window_bytes: int = 64 * 1024 * 1024
+    """Bytes of slices in flight or waiting at any time: what bounds memory, whatever the recording's
+    length (a slice larger than this is still fetched, alone)."""
+    max_slice_bytes: int = 256 * 1024 * 1024
+    """A slice larger than this is not read (the recorder cuts slices at ~50 MB)."""
     fetch_attempts: int = 3
     """Tries per slice for read errors and size mismatches (botocore retries throttling/5xx itself)."""
     max_playlist_bytes: int = 8 * 1024 * 1024
@@ -40,15 +45,30 @@ class PipelineConfig:
     """Name of composite MP4 outputs; fields: sid, cname, utc (first slice), index."""
     individual_mp4_template: str = DEFAULT_INDIVIDUAL_MP4_TEMPLATE
     """Name of individual-mode MP4 outputs; fields: sid, cname, uid, media, index."""
+    max_mp4_seconds: float = 7200.0
+    """A new MP4 starts at the slice boundary before one would pass this much media (the recorder's ~2 h)."""
+    max_mp4_bytes: int = 2 * 1024**3
+    """... or before its slices would pass this many bytes (the recorder's ~2 GB; the MP4 is a little
+    smaller than its slices)."""
     workdir: Path | None = None
     """Parent of the per-job temporary directory; None means the system's temp directory."""
     ffmpeg: str | None = None
     """ffmpeg to run; None means $RECPIPE_FFMPEG, PATH, then the imageio-ffmpeg wheel."""
 
     def __post_init__(self) -> None:
-        for name in ("fetch_workers", "fetch_window", "fetch_attempts", "max_playlist_bytes"):
+        for name in (
+            "fetch_workers",
+            "fetch_window",
+            "fetch_window_bytes",
+            "fetch_attempts",
+            "max_playlist_bytes",
+            "max_slice_bytes",
+            "max_mp4_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.max_mp4_seconds > 0:
+            raise ConfigError(f"max_mp4_seconds must be positive, got {self.max_mp4_seconds}")
         if self.fetch_window < self.fetch_workers:
             raise ConfigError("fetch_window must be at least fetch_workers")
         if self.policy not in POLICIES:
@@ -82,6 +102,11 @@ def _coerce(raw: str, *, like: Any, name: str) -> Any:
             return int(raw)
         except ValueError as err:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()}: expected an integer, got {raw!r}") from err
+    if isinstance(like, float):
+        try:
+            return float(raw)
+        except ValueError as err:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}: expected a number, got {raw!r}") from err
     if name == "workdir":
         return Path(raw)
     return raw

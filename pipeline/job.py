@@ -100,8 +100,7 @@ class Segment:
     utc: datetime | None = None
     """Start time from the slice name, when the name follows the convention."""
     size: int | None = None
-    local: Path | None = None
-    """The fetched copy (named by recpipe, never by the playlist), or None if absent."""
+    """Bytes fetched; None when the slice was not fetched (missing, or never asked for)."""
     defect: str | None = None
     """The finding code that makes this slice unusable for the MP4 (set by verify)."""
     media: SliceMedia | None = None
@@ -112,7 +111,7 @@ class Segment:
     @property
     def present(self) -> bool:
         """Whether the slice was fetched."""
-        return self.local is not None
+        return self.size is not None
 
     @property
     def length_s(self) -> float:
@@ -131,6 +130,8 @@ class Output:
     sha256: str
     duration_s: float | None = None
     tracks: tuple[str, ...] = ()
+    start_s: float | None = None
+    """Where the output begins on the recording's clock (seconds from its start); MP4s only."""
     local: Path | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, object]:
@@ -142,6 +143,7 @@ class Output:
             "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
             "tracks": list(self.tracks),
             "sha256": self.sha256,
+            "start_s": None if self.start_s is None else round(self.start_s, 3),
         }
 
 

@@ -16,8 +16,20 @@ log = logging.getLogger(__name__)
 TICKS_PER_S = 90_000
 """MPEG system clock for PTS/DTS."""
 TS_PACKET = 188
+PTS_WRAP = 1 << 33
+"""PTS, DTS and the PCR base are 33-bit fields: they wrap about every 26.5 hours."""
 
 StreamKind = Literal["video", "audio", "other"]
+
+
+def unwrap(raw: int, previous: int | None) -> int:
+    """``raw`` (33-bit) placed on the continuous timeline nearest to ``previous``."""
+    if previous is None:
+        return raw
+    delta = (raw - previous) % PTS_WRAP
+    if delta >= PTS_WRAP // 2:
+        delta -= PTS_WRAP
+    return previous + delta
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

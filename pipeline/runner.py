@@ -78,11 +78,16 @@ def output_directory(recording: Recording, *, source_base: str, dest_base: str |
     return dest_base + relative
 
 
-def stages_for(options: RunOptions) -> tuple[Stage, ...]:
-    """The stage order for a run."""
+def stages_for(options: RunOptions, *, want_mp4: bool) -> tuple[Stage, ...]:
+    """The stage order for a run. When MP4 is wanted, remux's feeder consumes the slices while they
+    are fetched (one ffmpeg per MP4, fed in playlist order); the remux stage then checks the MP4s
+    against the verified recording, and nothing is published unless verification allows it."""
     if not options.publish:
         return (FetchStage(), VerifyStage())
-    return (FetchStage(), VerifyStage(), RemuxStage(), PublishStage())
+    if not want_mp4:
+        return (FetchStage(), VerifyStage(), PublishStage())
+    remux = RemuxStage()
+    return (FetchStage(consumer=remux.feeder), VerifyStage(), remux, PublishStage())
 
 
 def _stage_error(stage: Stage, err: PipelineError) -> tuple[StageError, tuple[Finding, ...]]:
@@ -142,7 +147,7 @@ def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
         if done is not None:
             return done
     with job_workdir(ctx.config) as workdir:
-        job = run_job(job, stages_for(options), ctx=replace(ctx, workdir=workdir))
+        job = run_job(job, stages_for(options, want_mp4=job.want_mp4), ctx=replace(ctx, workdir=workdir))
     report = build_report(job, tool=ctx.tool)
     key = None
     if options.publish and job.status != "pending":

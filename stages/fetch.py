@@ -1,26 +1,29 @@
-"""Fetch: read the playlist, check its URIs, download the slices concurrently and in order.
+"""Fetch: read the playlist, check its URIs, stream the slices concurrently and hand them on in order.
 
 Nothing is downloaded for a playlist that is unsafe (``UNSAFE_URI``) or unfinished
-(``NO_ENDLIST``). Slices are saved under recpipe's own names (``00000.ts`` ...) in the job's
-work directory, never under names taken from the playlist.
+(``NO_ENDLIST``). Slices are never written to disk: each is downloaded into memory by a worker,
+read there by recpipe's MPEG-TS reader (so verification happens as the bytes arrive), and handed
+in playlist order to the stage's consumer (the remux feeder) — then dropped. Memory is bounded by
+``fetch_window_bytes``: no new download starts while that many bytes are in flight or waiting.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pipeline.exceptions import NamingError, ObjectNotFound, PlaylistError, StorageError
 from pipeline.job import Finding, Job, Recording, Segment
 from pipeline.naming import parse_name
 from pipeline.storage.base import ObjectInfo, Storage
 from stages.base import StageContext
+from stages.media.ts import read_slice
 from stages.playlist import Playlist, decode_playlist, parse_playlist, unsafe_reason
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 ExecutorFactory = Callable[[int], Executor]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One playlist entry after fetching: the segment (``size`` and ``media`` set when it was there)
+    and its bytes (None when it is missing or was never fetched)."""
+
+    segment: Segment
+    data: bytes | None
 
 
 def build_segments(playlist: Playlist, *, recording: Recording) -> tuple[Segment, ...]:
@@ -91,39 +103,68 @@ def playlist_findings(playlist: Playlist, segments: Iterable[Segment]) -> tuple[
     return tuple(findings)
 
 
-def map_in_order(fn: Callable[[T], R], items: Iterable[T], *, executor: Executor, window: int) -> Iterator[R]:
-    """``fn`` over ``items`` on ``executor``, yielding results in input order, ``window`` in flight."""
+def map_in_order(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    executor: Executor,
+    window: int,
+    weight: Callable[[T], int] | None = None,
+    budget: int | None = None,
+) -> Iterator[R]:
+    """``fn`` over ``items`` on ``executor``, yielding results in input order.
+
+    At most ``window`` items are in flight or waiting to be consumed; with ``weight`` and ``budget``,
+    also at most ``budget`` of their summed weight (a single heavier item still goes, alone).
+    """
     source = iter(items)
-    pending: deque[Future[R]] = deque(
-        executor.submit(fn, item) for _, item in zip(range(window), source, strict=False)
-    )
+    pending: deque[tuple[Future[R], int]] = deque()
+    waiting: list[T] = []
+    """At most one item taken from ``source`` that did not fit yet."""
+    load = 0
+
+    def fill() -> None:
+        nonlocal load
+        while len(pending) < window:
+            if not waiting:
+                waiting.extend(itertools.islice(source, 1))
+                if not waiting:
+                    return
+            cost = weight(waiting[0]) if weight is not None else 0
+            if pending and budget is not None and load + cost > budget:
+                return
+            pending.append((executor.submit(fn, waiting.pop()), cost))
+            load += cost
+
     try:
+        fill()
         while pending:
-            result = pending.popleft().result()
-            for item in source:
-                pending.append(executor.submit(fn, item))
-                break
+            future, cost = pending.popleft()
+            result = future.result()
+            load -= cost
+            fill()
             yield result
     finally:
-        for future in pending:
+        for future, _ in pending:
             future.cancel()
 
 
 def fetch_segment(
-    seg: Segment, *, storage: Storage, dest: Path, listed: Mapping[str, ObjectInfo], attempts: int
-) -> Segment:
-    """Download one slice; a missing object gives a segment with ``local=None``."""
+    seg: Segment, *, storage: Storage, listed: Mapping[str, ObjectInfo], attempts: int, max_bytes: int
+) -> Fetched:
+    """Download one slice into memory and read it; a missing object gives ``data=None``."""
     assert seg.key is not None
     expected = listed.get(seg.key)
     for attempt in range(1, attempts + 1):
         try:
-            info = storage.get(seg.key, dest)
+            data = storage.read_bytes(seg.key, max_bytes=max_bytes)
         except ObjectNotFound:
-            return seg
-        if expected is None or info.size == expected.size:
-            return replace(seg, local=dest, size=info.size)
+            return Fetched(segment=seg, data=None)
+        if expected is None or len(data) == expected.size:
+            media = read_slice((data,)) if data else None
+            return Fetched(segment=replace(seg, size=len(data), media=media), data=data)
         log.warning(
-            "slice %s: %d bytes, listed as %d (attempt %d)", seg.key, info.size, expected.size, attempt
+            "slice %s: %d bytes, listed as %d (attempt %d)", seg.key, len(data), expected.size, attempt
         )
     raise StorageError(
         f"slice size keeps differing from the listing after {attempts} attempts; it may be being rewritten",
@@ -136,16 +177,35 @@ def read_playlist(storage: Storage, key: str, *, max_bytes: int) -> Playlist:
     return parse_playlist(decode_playlist(storage.read_bytes(key, max_bytes=max_bytes)))
 
 
+class SliceConsumer(Protocol):
+    """Takes the fetched slices in playlist order while they stream (the remux feeder)."""
+
+    def start(self, job: Job, ctx: StageContext) -> None:
+        """Called once the playlist is read, before the first slice."""
+        ...
+
+    def add(self, fetched: Fetched) -> None:
+        """The next playlist entry, fetched or not."""
+        ...
+
+    def finish(self, *, ok: bool) -> None:
+        """No more slices; ``ok`` is False when fetching failed (throw away what was started)."""
+        ...
+
+
 class FetchStage:
-    """Read the playlist and download every listed slice that is safe to read."""
+    """Read the playlist, stream every listed slice that is safe to read, and read each as it arrives."""
 
     name = "fetch"
 
-    def __init__(self, *, executor_factory: ExecutorFactory | None = None) -> None:
+    def __init__(
+        self, *, consumer: SliceConsumer | None = None, executor_factory: ExecutorFactory | None = None
+    ) -> None:
+        self._consumer = consumer
         self._executor_factory = executor_factory or (lambda n: ThreadPoolExecutor(n, "recpipe-fetch"))
 
     def run(self, job: Job, ctx: StageContext) -> Job:
-        """Fill ``job.segments`` (fetched where possible) and add the playlist's findings."""
+        """Fill ``job.segments`` (sizes and media facts where fetched); add the playlist's findings."""
         recording = job.recording
         if recording.playlist_key is None:
             raise PlaylistError(f"no playlist has been uploaded yet for {recording.label}")
@@ -162,29 +222,51 @@ class FetchStage:
         )
         if findings and any(f.code in {"UNSAFE_URI", "NO_ENDLIST"} for f in findings):
             return job
-        return replace(job, segments=self._download(segments, recording=recording, ctx=ctx))
+        return replace(job, segments=self._stream(job, ctx=ctx))
 
-    def _download(
-        self, segments: tuple[Segment, ...], *, recording: Recording, ctx: StageContext
-    ) -> tuple[Segment, ...]:
-        folder = ctx.workdir / "slices"
-        folder.mkdir(parents=True, exist_ok=True)
-        listed = {o.key: o for o in recording.slices}
-        total = sum(listed[s.key].size for s in segments if s.key in listed)
+    def _stream(self, job: Job, *, ctx: StageContext) -> tuple[Segment, ...]:
+        listed = {o.key: o for o in job.recording.slices}
+        total = sum(listed[s.key].size for s in job.segments if s.key in listed)
+        config = ctx.config
 
-        def one(seg: Segment) -> Segment:
-            dest = folder / f"{seg.index:05d}.ts"
+        def one(seg: Segment) -> Fetched:
+            if seg.key is None:
+                return Fetched(segment=seg, data=None)
             return fetch_segment(
-                seg, storage=ctx.storage, dest=dest, listed=listed, attempts=ctx.config.fetch_attempts
+                seg,
+                storage=ctx.storage,
+                listed=listed,
+                attempts=config.fetch_attempts,
+                max_bytes=config.max_slice_bytes,
             )
 
+        def weight(seg: Segment) -> int:
+            info = listed.get(seg.key or "")
+            return info.size if info is not None else 0
+
         done = []
+        consumer = self._consumer
+        ok = False
         ctx.progress.start("fetch", total=total, unit="B")
         try:
-            with self._executor_factory(ctx.config.fetch_workers) as executor:
-                for seg in map_in_order(one, segments, executor=executor, window=ctx.config.fetch_window):
-                    done.append(seg)
-                    ctx.progress.advance(seg.size or 0)
+            if consumer is not None:
+                consumer.start(job, ctx)
+            with self._executor_factory(config.fetch_workers) as executor:
+                for fetched in map_in_order(
+                    one,
+                    job.segments,
+                    executor=executor,
+                    window=config.fetch_window,
+                    weight=weight,
+                    budget=config.fetch_window_bytes,
+                ):
+                    done.append(fetched.segment)
+                    if consumer is not None:
+                        consumer.add(fetched)
+                    ctx.progress.advance(fetched.segment.size or 0)
+            ok = True
         finally:
+            if consumer is not None:
+                consumer.finish(ok=ok)
             ctx.progress.finish()
         return tuple(done)

@@ -1,9 +1,15 @@
-"""Remux: stream-copy the fetched slices into one MP4, then check it with recpipe's MP4 reader.
+"""Remux: stream-copy the usable slices into MP4s while they are fetched, then check each MP4.
 
-ffmpeg never sees the vendor playlist or a URL: recpipe pipes the bytes of the slices it fetched,
-in playlist order, into ``-f mpegts -i pipe:0`` (``-protocol_whitelist file,pipe``). Concatenated
-MPEG-TS slices of one recording are one continuous transport stream, which is exactly how HLS
-defines them. This is the only module that runs ffmpeg, through ``run_ffmpeg``.
+``Feeder`` is the fetch stage's consumer. As each slice arrives (in playlist order) it is placed on
+the timeline and judged (``stages.verify.Screen``), given its shift, cuts and MP4 part
+(``stages.splice``), rewritten where the clock needs it (``stages.media.retime``) and written to the
+stdin of the part's ffmpeg (``-f mpegts -i pipe:0``, ``-protocol_whitelist file,pipe``): concatenated
+MPEG-TS slices are one transport stream, which is how HLS defines them. ffmpeg never sees the vendor
+playlist or a URL, and no copy of the slices is written to disk. Each slice is held back until the
+next one arrives, because an overlap is resolved by cutting the earlier slice's tail.
+
+``RemuxStage`` runs after verification: it checks each finished MP4 with recpipe's MP4 reader and
+names it. This is the only module that runs ffmpeg (``FfmpegProcess``).
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,22 +31,19 @@ import ffmpeg
 from pipeline.exceptions import MediaError, NamingError, RemuxError
 from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.naming import format_utc
-from pipeline.report import covered
 from stages.base import StageContext
+from stages.fetch import Fetched
 from stages.media.mp4 import Mp4Info, read_mp4
+from stages.media.retime import retime
+from stages.splice import Part, Splicer
+from stages.verify import Screen
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1024 * 1024
-TS_PACKET = 188
 STDERR_TAIL_LINES = 15
 DURATION_TOLERANCE_S = 0.5
 """Output vs. slice timeline: more than this is reported. A frame at 15 fps is 0.067 s and AAC
 frames are 0.021 s, so a faithful copy lands well inside; half a second means lost media."""
-
-FFMPEG_REBASE_GAP_S = 10.0
-"""ffmpeg's ``-dts_delta_threshold`` default: reading MPEG-TS, it re-bases timestamps that jump further
-than this, so a longer gap is closed in the MP4 while a shorter one is kept as a pause."""
 
 EXPECTED_TRACKS = {0: ("audio",), 1: ("video",), 2: ("video", "audio")}
 """``streamTypes`` of the start request → the tracks the MP4 must have."""
@@ -66,54 +69,155 @@ def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
     return [ffmpeg_exe, *GLOBAL_OPTIONS, *(str(a) for a in stream.get_args())]
 
 
-def whole_packets(size: int) -> int:
-    """Bytes of a slice to pass on: a truncated slice's partial last packet would desynchronise the
-    demuxer at the start of the next slice, so it is left out."""
-    return size - size % TS_PACKET
+class FfmpegProcess:
+    """One ffmpeg remuxing MPEG-TS written to its stdin into one MP4 file."""
 
-
-def _feed(proc: subprocess.Popen[bytes], inputs: Sequence[Path], advance: Callable[[int], None]) -> None:
-    assert proc.stdin is not None
-    try:
-        for path in inputs:
-            with path.open("rb") as fh:
-                left = whole_packets(path.stat().st_size)
-                while left and (chunk := fh.read(min(CHUNK, left))):
-                    proc.stdin.write(chunk)
-                    left -= len(chunk)
-                    advance(len(chunk))
-    except BrokenPipeError:
-        log.debug("ffmpeg closed its input early")
-    finally:
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-
-
-def _ignore(_: int) -> None:
-    """Default progress callback."""
-
-
-def run_ffmpeg(
-    argv: Sequence[str], *, inputs: Sequence[Path] = (), advance: Callable[[int], None] = _ignore
-) -> None:
-    """Run ffmpeg with ``inputs`` concatenated on stdin; ``RemuxError`` with stderr's tail on failure."""
-    log.debug("running %s", shlex.join(argv))
-    with tempfile.TemporaryFile() as err_file:
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        log.debug("running %s", shlex.join(self.argv))
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; closed in close/kill
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err_file)
+            self._proc = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
+            )
         except OSError as err:
+            self._stderr.close()
             raise RemuxError(
-                f"cannot start ffmpeg: {err}", argv=argv, returncode=None, stderr_tail=""
+                f"cannot start ffmpeg: {err}", argv=self.argv, returncode=None, stderr_tail=""
             ) from err
-        _feed(proc, inputs, advance)
-        returncode = proc.wait()
-        err_file.seek(0)
-        stderr = err_file.read().decode("utf-8", errors="replace")
-    if returncode != 0:
-        tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
-        raise RemuxError(
-            "ffmpeg could not remux the slices", argv=argv, returncode=returncode, stderr_tail=tail
+        self._broken = False
+
+    def write(self, data: bytes) -> None:
+        """Pass ``data`` on; if ffmpeg has stopped reading, the error shows when it is closed."""
+        if self._broken or not data:
+            return
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(data)
+        except BrokenPipeError:
+            self._broken = True
+            log.debug("ffmpeg closed its input early")
+
+    def close(self) -> None:
+        """End the input and wait; ``RemuxError`` with the tail of stderr if ffmpeg failed."""
+        assert self._proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.close()
+        returncode = self._proc.wait()
+        self._stderr.seek(0)
+        stderr = self._stderr.read().decode("utf-8", errors="replace")
+        self._stderr.close()
+        if returncode != 0:
+            tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
+            raise RemuxError(
+                "ffmpeg could not remux the slices", argv=self.argv, returncode=returncode, stderr_tail=tail
+            )
+
+    def kill(self) -> None:
+        """Stop ffmpeg at once (the output is thrown away)."""
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        with contextlib.suppress(OSError, BrokenPipeError):
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+        self._proc.wait()
+        self._stderr.close()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartFile:
+    """A finished MP4 in the work directory and the slices it holds."""
+
+    part: Part
+    path: Path
+
+
+@dataclass(slots=True)
+class _Held:
+    seg: Segment
+    data: bytes
+    shift: int
+
+
+class Feeder:
+    """The fetch stage's consumer: feeds usable slices, in order, to one ffmpeg per MP4 part."""
+
+    def __init__(self) -> None:
+        self._ctx: StageContext | None = None
+        self._screen: Screen | None = None
+        self._splicer: Splicer | None = None
+        self._held: _Held | None = None
+        self._proc: FfmpegProcess | None = None
+        self._paths: list[Path] = []
+        self._files: tuple[PartFile, ...] | None = None
+
+    def start(self, job: Job, ctx: StageContext) -> None:
+        """Get ready for ``job``'s slices."""
+        self._ctx = ctx
+        self._screen = Screen(job.segments)
+        self._splicer = Splicer(max_seconds=ctx.config.max_mp4_seconds, max_bytes=ctx.config.max_mp4_bytes)
+
+    def add(self, fetched: Fetched) -> None:
+        """Place and judge the next entry; pass the previous usable slice on, cut where this one overlaps."""
+        assert self._screen is not None
+        assert self._splicer is not None
+        seg = self._screen.add(fetched.segment)
+        if seg.defect is not None or fetched.data is None:
+            return
+        step = self._splicer.add(seg)
+        if step.closed_gap_s:
+            log.debug("closing a %.3f s gap before %s", step.closed_gap_s, seg.uri)
+        self._release(cuts=step.cut_previous)
+        if step.new_part:
+            self._close_part()
+            self._open_part(step.part)
+        self._held = _Held(seg=seg, data=fetched.data, shift=step.shift)
+
+    def finish(self, *, ok: bool) -> None:
+        """Flush the last slice and close the last MP4 (or kill ffmpeg when fetching failed)."""
+        if not ok:
+            self.abandon()
+            return
+        self._release(cuts={})
+        self._close_part()
+        assert self._splicer is not None
+        self._files = tuple(
+            PartFile(part=part, path=path)
+            for part, path in zip(self._splicer.parts(), self._paths, strict=True)
         )
+
+    def abandon(self) -> None:
+        """Stop any running ffmpeg; nothing will be published."""
+        self._held = None
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc = None
+
+    def files(self) -> tuple[PartFile, ...]:
+        """The finished MP4s, in order (after ``finish``)."""
+        if self._files is None:
+            raise RemuxError(
+                "the slices were not all fed to ffmpeg", argv=[], returncode=None, stderr_tail=""
+            )
+        return self._files
+
+    def _release(self, *, cuts: dict[int, int]) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        assert self._proc is not None
+        self._proc.write(retime(held.data, shift=held.shift, cuts=cuts))
+
+    def _open_part(self, index: int) -> None:
+        assert self._ctx is not None
+        path = self._ctx.workdir / f"part-{index}.mp4.part"
+        self._proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=self._ctx.ffmpeg, output=path))
+        self._paths.append(path)
+
+    def _close_part(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.close()
 
 
 def mp4_file_name(recording: Recording, *, template: str, index: int, utc: datetime) -> str:
@@ -128,34 +232,20 @@ def mp4_file_name(recording: Recording, *, template: str, index: int, utc: datet
     )
 
 
-def first_utc(segments: Sequence[Segment]) -> datetime:
-    """Start time of the first slice whose name carries one (the MP4 is named after it)."""
+def first_utc(segments: Iterable[Segment]) -> datetime:
+    """Start time of the first slice whose name carries one (an MP4 is named after its first slice)."""
     for seg in segments:
         if seg.utc is not None:
             return seg.utc
     raise NamingError("cannot name the MP4: no usable slice name carries a start time")
 
 
-def media_span(segments: Sequence[Segment]) -> float:
-    """How long the MP4 of ``segments`` should last: their span on the recording's timeline, less
-    the gaps ffmpeg closes (longer than ``FFMPEG_REBASE_GAP_S``)."""
-    placed = sorted((s.at_s, s.at_s + s.length_s) for s in segments if s.at_s is not None)
-    if len(placed) < len(segments):
-        return math.fsum(s.length_s for s in segments)
-    bridged, reach = [], -math.inf
-    for start, end in placed:  # a pause ffmpeg keeps counts as covered
-        bridged.append((reach if 0 < start - reach <= FFMPEG_REBASE_GAP_S else start, end))
-        reach = max(reach, end)
-    return covered(bridged)
-
-
-def expected_tracks(job: Job) -> tuple[str, ...]:
-    """The tracks the MP4 must have: every stream the slices carry (verify reports any shortfall
-    against the profile as ``STREAMS_MISMATCH``); the profile's streamTypes when slices were not read."""
-    if any(s.media is None for s in job.usable_segments):
-        stream_types = 2 if job.expect.stream_types is None else job.expect.stream_types
-        return EXPECTED_TRACKS.get(stream_types, ())
-    kinds = {kind for s in job.usable_segments if s.media for kind in s.media.kinds}
+def expected_tracks(segments: Sequence[Segment], *, stream_types: int | None) -> tuple[str, ...]:
+    """The tracks an MP4 must have: every stream its slices carry (verify reports any shortfall against
+    the profile as ``STREAMS_MISMATCH``); the profile's streamTypes when slices were not read."""
+    if any(s.media is None for s in segments):
+        return EXPECTED_TRACKS.get(2 if stream_types is None else stream_types, ())
+    kinds = {kind for s in segments if s.media for kind in s.media.kinds}
     return tuple(k for k in ("video", "audio") if k in kinds)
 
 
@@ -179,37 +269,42 @@ def check_output(info: Mp4Info, *, expected_tracks: Sequence[str], expected_s: f
 
 
 class RemuxStage:
-    """Stream-copy the usable slices into one MP4 in the work directory."""
+    """Check and name the MP4s the feeder wrote while the slices streamed."""
 
     name = "remux"
 
+    def __init__(self, feeder: Feeder | None = None) -> None:
+        self.feeder = feeder or Feeder()
+
     def run(self, job: Job, ctx: StageContext) -> Job:
-        """Add an unpublished MP4 ``Output`` (key = file name) when the profile asks for MP4."""
+        """Add an unpublished ``Output`` (key = file name) per MP4 when the profile asks for MP4."""
         if not job.want_mp4:
             return job
-        inputs = job.usable_segments
-        if not inputs:
+        files = self.feeder.files()
+        if not files:
             raise MediaError("no usable slices to remux")
         template = ctx.config.individual_mp4_template if job.recording.uid else ctx.config.mp4_template
-        name = mp4_file_name(job.recording, template=template, index=0, utc=first_utc(inputs))
-        part = ctx.workdir / "remux.mp4.part"
-        ctx.progress.start("remux", total=sum(s.size or 0 for s in inputs), unit="B")
-        try:
-            argv = build_remux_argv(ffmpeg_exe=ctx.ffmpeg, output=part)
-            run_ffmpeg(argv, inputs=[s.local for s in inputs if s.local], advance=ctx.progress.advance)
-        finally:
-            ctx.progress.finish()
-        info = read_mp4(part)
-        findings = check_output(info, expected_tracks=expected_tracks(job), expected_s=media_span(inputs))
-        final = part.with_name(name)
-        os.replace(part, final)
-        output = Output(
-            key=name,
-            kind="mp4",
-            bytes=final.stat().st_size,
-            sha256="",
-            duration_s=info.duration_s,
-            tracks=info.track_kinds,
-            local=final,
-        )
-        return replace(job, outputs=(*job.outputs, output), findings=job.findings + findings)
+        by_index = {s.index: s for s in job.segments}
+        outputs: list[Output] = []
+        findings: list[Finding] = []
+        for file in files:
+            segs = [by_index[i] for i in file.part.entries]
+            info = read_mp4(file.path)
+            tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
+            findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
+            name = mp4_file_name(job.recording, template=template, index=file.part.index, utc=first_utc(segs))
+            final = file.path.with_name(name)
+            os.replace(file.path, final)
+            outputs.append(
+                Output(
+                    key=name,
+                    kind="mp4",
+                    bytes=final.stat().st_size,
+                    sha256="",
+                    duration_s=info.duration_s,
+                    tracks=info.track_kinds,
+                    start_s=file.part.start_s,
+                    local=final,
+                )
+            )
+        return replace(job, outputs=(*job.outputs, *outputs), findings=job.findings + tuple(findings))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipeline.job import Finding, Segment, Severity
-from pipeline.media import TICKS_PER_S, SliceMedia
+from pipeline.media import TICKS_PER_S, SliceMedia, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def repeated_entries(segments: Iterable[Segment]) -> frozenset[int]:
 
 @dataclass(slots=True)
 class _Run:
-    """A stretch of slices whose media timestamps are comparable: anchor time and ticks."""
+    """The last slice placed with readable media (start, first tick): the next is measured from it."""
 
     start_s: float
     ticks: int
@@ -108,41 +108,76 @@ def place(*, contiguous: float, by_media: float | None, by_name: float | None) -
     return _Placement(start=contiguous, clock="playlist")
 
 
-def build_timeline(segments: Sequence[Segment]) -> Timeline:
-    """Place every entry and find gaps, overlaps, discontinuities and names that disagree with the media."""
-    repeats = repeated_entries(segments)
-    starts: dict[int, float] = {}
-    lengths = {seg.index: seg.length_s for seg in segments}
-    findings: list[Finding] = []
-    origin: datetime | None = None
-    run: _Run | None = None
-    prev: Segment | None = None
-    for seg in segments:
-        contiguous = 0.0 if prev is None else starts[prev.index] + lengths[prev.index]
-        if seg.key is None or seg.index in repeats:
-            starts[seg.index] = contiguous if prev is None else starts[prev.index]
-            continue
+class TimelineBuilder:
+    """Places entries one at a time, in playlist order: each placement needs only the entries before it.
+
+    That is what lets the streaming pipeline place a slice as soon as its bytes are read;
+    ``build_timeline`` is the same builder run over a whole playlist.
+    """
+
+    def __init__(self, *, repeats: frozenset[int]) -> None:
+        self._repeats = repeats
+        self._starts: dict[int, float] = {}
+        self._lengths: dict[int, float] = {}
+        self._findings: list[Finding] = []
+        self._origin: datetime | None = None
+        self._run: _Run | None = None
+        self._prev: Segment | None = None
+
+    def add(self, seg: Segment) -> float:
+        """Place the next entry; returns its start (seconds from the recording's start)."""
+        prev = self._prev
+        self._lengths[seg.index] = seg.length_s
+        contiguous = 0.0 if prev is None else self._starts[prev.index] + self._lengths[prev.index]
+        if seg.key is None or seg.index in self._repeats:
+            start = contiguous if prev is None else self._starts[prev.index]
+            self._starts[seg.index] = start
+            return start
         media = readable_media(seg)
         if prev is None:
             placed = _Placement(start=0.0, clock="names" if seg.utc else "playlist")
         else:
-            by_media = None
-            if media is not None and run is not None and not seg.discontinuity:
-                assert media.start_ticks is not None
-                by_media = run.start_s + (media.start_ticks - run.ticks) / TICKS_PER_S
-            by_name = None
-            if seg.utc is not None and origin is not None:
-                by_name = (seg.utc - origin).total_seconds()
-            placed = place(contiguous=contiguous, by_media=by_media, by_name=by_name)
-            findings += boundary_findings(prev, seg, placed=placed, contiguous=contiguous)
-        starts[seg.index] = placed.start
-        if seg.utc is not None and origin is None and not placed.name_wrong:
-            origin = seg.utc - timedelta(seconds=placed.start)
-        if media is not None and (run is None or seg.discontinuity or placed.media_jump is not None):
+            placed = place(
+                contiguous=contiguous, by_media=self._by_media(seg, media), by_name=self._by_name(seg)
+            )
+            self._findings += boundary_findings(prev, seg, placed=placed, contiguous=contiguous)
+        self._starts[seg.index] = placed.start
+        if seg.utc is not None and self._origin is None and not placed.name_wrong:
+            self._origin = seg.utc - timedelta(seconds=placed.start)
+        if media is not None:  # the next slice is measured from this one: short steps unwrap safely
             assert media.start_ticks is not None
-            run = _Run(start_s=placed.start, ticks=media.start_ticks)
-        prev = seg
-    return Timeline(starts=starts, lengths=lengths, origin=origin, findings=tuple(findings))
+            self._run = _Run(start_s=placed.start, ticks=media.start_ticks)
+        self._prev = seg
+        return placed.start
+
+    def _by_media(self, seg: Segment, media: SliceMedia | None) -> float | None:
+        run = self._run
+        if media is None or run is None or seg.discontinuity:
+            return None
+        assert media.start_ticks is not None
+        return run.start_s + (unwrap(media.start_ticks, run.ticks) - run.ticks) / TICKS_PER_S
+
+    def _by_name(self, seg: Segment) -> float | None:
+        if seg.utc is None or self._origin is None:
+            return None
+        return (seg.utc - self._origin).total_seconds()
+
+    def timeline(self) -> Timeline:
+        """Everything placed so far."""
+        return Timeline(
+            starts=dict(self._starts),
+            lengths=dict(self._lengths),
+            origin=self._origin,
+            findings=tuple(self._findings),
+        )
+
+
+def build_timeline(segments: Sequence[Segment]) -> Timeline:
+    """Place every entry and find gaps, overlaps, discontinuities and names that disagree with the media."""
+    builder = TimelineBuilder(repeats=repeated_entries(segments))
+    for seg in segments:
+        builder.add(seg)
+    return builder.timeline()
 
 
 def entry_finding(
@@ -252,7 +287,7 @@ def discontinuity_reasons(prev: Segment, seg: Segment, *, excess: float, media_j
         hard = True
     elif seg.discontinuity and a is not None and b is not None and a.end_ticks is not None:
         assert b.start_ticks is not None
-        step = (b.start_ticks - a.end_ticks) / TICKS_PER_S
+        step = (unwrap(b.start_ticks, a.end_ticks) - a.end_ticks) / TICKS_PER_S
         if abs(step) > CLOCK_AGREEMENT_S:
             changes.append(f"media timestamps restart ({step:+.3f} s)")
     return Reasons(changes=tuple(changes), unsignalled=hard and not seg.discontinuity)

@@ -1,28 +1,27 @@
 """Verify: is every second of the recording there, sound, and where the recorder says it is?
 
-The stage reads every fetched slice with recpipe's own MPEG-TS reader, reconciles the three
-clocks into one timeline (``stages.timeline``), and turns what it sees into findings. Each check
-is a pure function from segments to findings, so each is tested with a table. The stage marks
-unusable segments (``Segment.defect``) so remux leaves them out; it never fixes anything.
+The fetch stage has read every slice with recpipe's own MPEG-TS reader as it arrived; this stage
+reconciles the three clocks into one timeline (``stages.timeline``) and turns what it sees into
+findings. Each check is a pure function from segments to findings, so each is tested with a table.
+The stage marks unusable segments (``Segment.defect``) so remux leaves them out; it never fixes
+anything. ``Screen`` is the per-slice half of the same rules, for slices while they stream.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TypeVar
 
 from pipeline.exceptions import NamingError
 from pipeline.job import Expectations, Finding, Job, Recording, Segment, Severity
-from pipeline.media import SliceMedia
 from pipeline.naming import parse_name
 from stages.base import StageContext
-from stages.media.ts import read_slice_file
 from stages.timeline import (
     Timeline,
+    TimelineBuilder,
     build_timeline,
     describe_kinds,
     entry_finding,
@@ -314,11 +313,19 @@ def unusable(seg: Segment, *, repeats: frozenset[int]) -> str | None:
     return None
 
 
-def scan(
-    segments: Sequence[Segment], *, read: Callable[[Path], SliceMedia] = read_slice_file
-) -> list[Segment]:
-    """Segments with ``media`` filled in for every fetched, non-empty slice."""
-    return [replace(s, media=read(s.local)) if s.local is not None and s.size else s for s in segments]
+class Screen:
+    """The per-slice half of verification, for slices as they stream in playlist order: where each
+    one sits on the timeline and whether the MP4 can use it. The same rules ``check`` applies to the
+    whole recording afterwards, so both always agree."""
+
+    def __init__(self, segments: Sequence[Segment]) -> None:
+        self._repeats = repeated_entries(segments)
+        self._timeline = TimelineBuilder(repeats=self._repeats)
+
+    def add(self, seg: Segment) -> Segment:
+        """The next entry (fetched and read, or not), placed and judged."""
+        at = self._timeline.add(seg)
+        return replace(seg, at_s=at, defect=unusable(seg, repeats=self._repeats))
 
 
 def check(segments: Sequence[Segment], *, job: Job) -> tuple[tuple[Segment, ...], tuple[Finding, ...]]:
@@ -350,13 +357,13 @@ def position(f: Finding) -> tuple[int, float]:
 
 
 class VerifyStage:
-    """Read every slice, reconcile the timeline, report without fixing."""
+    """Reconcile the timeline of the slices the fetch stage read, report without fixing."""
 
     name = "verify"
 
     def run(self, job: Job, ctx: StageContext) -> Job:
         """Add findings, place segments on the timeline, and mark unusable ones."""
-        segs, findings = check(scan(job.segments), job=job)
+        segs, findings = check(job.segments, job=job)
         for f in findings:
             ctx.logger.debug("%s %s: %s", f.severity, f.code, f.detail)
         return replace(job, findings=job.findings + findings, segments=segs)

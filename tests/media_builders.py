@@ -64,37 +64,3 @@ def packet_pid(packet: bytes) -> int:
 
 def starts_unit(packet: bytes) -> bool:
     return bool(packet[1] & 0x40)
-
-
-def pes_offset(packet: bytes) -> int:
-    """Where the payload starts in a packet."""
-    return 4 + (1 + packet[4] if packet[3] & 0x20 else 0)
-
-
-def _write_ts(buf: bytearray, at: int, value: int, marker: int) -> None:
-    buf[at] = (marker << 4) | (((value >> 30) & 0x07) << 1) | 1
-    buf[at + 1] = (value >> 22) & 0xFF
-    buf[at + 2] = (((value >> 15) & 0x7F) << 1) | 1
-    buf[at + 3] = (value >> 7) & 0xFF
-    buf[at + 4] = ((value & 0x7F) << 1) | 1
-
-
-def shift_timestamps(data: bytes, ticks: int, *, pids: tuple[int, ...] = (256, 257)) -> bytes:
-    """``data`` with every PES's PTS/DTS moved by ``ticks`` (mod 2**33), like a muxer near the wrap."""
-    from stages.media.ts import read_pts
-
-    out = []
-    for packet in ts_packets(data):
-        if starts_unit(packet) and packet_pid(packet) in pids:
-            buf = bytearray(packet)
-            p = pes_offset(packet)
-            flags = buf[p + 7]
-            if flags & 0x80:
-                _write_ts(
-                    buf, p + 9, (read_pts(buf, p + 9) + ticks) % (1 << 33), 0b0011 if flags & 0x40 else 0b0010
-                )
-            if flags & 0x40:
-                _write_ts(buf, p + 14, (read_pts(buf, p + 14) + ticks) % (1 << 33), 0b0001)
-            packet = bytes(buf)
-        out.append(packet)
-    return b"".join(out)

@@ -1,12 +1,13 @@
 """A small ISO-BMFF (MP4) reader: tracks, codecs, durations and faststart, without ffprobe.
 
-Only box headers and a few small leaf boxes are read (by seeking), never ``mdat`` or sample tables::
+Only box headers, a few small leaf boxes and ``stts`` are read (by seeking), never ``mdat``::
 
     ftyp  moov ─┬─ mvhd                                   movie timescale + duration
                 └─ trak ─┬─ tkhd                          track id, width/height (16.16)
                          └─ mdia ─┬─ mdhd                 track timescale + duration
                                   ├─ hdlr                 vide → video, soun → audio
                                   └─ minf ── stbl ─┬─ stsd    first sample entry's fourcc
+                                                   ├─ stts    sample durations (run-length coded)
                                                    └─ stsz    sample count (or stz2)
     mdat  free  ...
 
@@ -31,6 +32,9 @@ ReadAt = Callable[[int, int], bytes]
 
 LEAF_READ_BYTES = 256
 """How much of a leaf box is read; every field recpipe needs lies in its first 100 bytes."""
+MAX_STTS_ENTRIES = 1_000_000
+"""``stts`` run-length codes sample durations: a few entries for a steady stream, one per sample at
+worst (a 4-hour 30 fps video has 432,000 frames). More than this is refused as malformed."""
 HANDLER_KINDS = {"vide": "video", "soun": "audio"}
 
 
@@ -49,6 +53,18 @@ class Mp4Track:
     """Presentation width from ``tkhd`` (None when zero, as for audio)."""
     height: int | None
     sample_count: int
+    sample_durations: tuple[tuple[int, int], ...] = ()
+    """``stts`` as written: ``(count, duration)`` runs, durations in ``timescale`` units."""
+
+    @property
+    def longest_sample_s(self) -> float:
+        """The longest sample duration (a frozen picture or stretched sound shows up here)."""
+        return max((d for n, d in self.sample_durations if n), default=0) / self.timescale
+
+    @property
+    def shortest_sample_s(self) -> float:
+        """The shortest sample duration (sped-up or squashed media shows up here)."""
+        return min((d for n, d in self.sample_durations if n), default=0) / self.timescale
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -147,7 +163,22 @@ def read_trak(read_at: ReadAt, trak: Box) -> Mp4Track:
         width=round(width) or None,
         height=round(height) or None,
         sample_count=parse_stsz(read_leaf(read_at, sizes)),
+        sample_durations=read_stts(read_at, require(stbl, "stts", parent="stbl")),
     )
+
+
+def read_stts(read_at: ReadAt, box: Box) -> tuple[tuple[int, int], ...]:
+    """The ``(count, duration)`` runs of an ``stts`` box."""
+    head = read_at(box.body, 8)
+    parse_full_box(head)
+    (count,) = unpack(">4xI", head)
+    if count > MAX_STTS_ENTRIES or 8 + 8 * count > box.size - box.header:
+        raise MediaError(f"stts at offset {box.offset} claims {count} entries, more than it can hold")
+    data = read_at(box.body + 8, 8 * count)
+    if len(data) != 8 * count:
+        raise MediaError(f"stts box at offset {box.offset} is truncated")
+    flat = struct.unpack(f">{2 * count}I", data)
+    return tuple(zip(flat[0::2], flat[1::2], strict=True))
 
 
 def require(boxes: list[Box], kind: str, *, parent: str) -> Box:

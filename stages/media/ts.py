@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.media import TICKS_PER_S, SliceMedia, StreamFacts, StreamKind
+from pipeline.media import TICKS_PER_S, SliceMedia, StreamFacts, StreamKind, unwrap
 from stages.media import h264
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ PACKET = 188
 SYNC = 0x47
 NULL_PID = 0x1FFF
 PAT_PID = 0
-PTS_WRAP = 1 << 33
 MAX_FRAME_TICKS = 90_000
 """A 'frame' longer than one second is a timestamp jump, not a frame duration."""
 FIRST_AU_LIMIT = 256 * 1024
@@ -61,16 +60,6 @@ def read_pts(data: bytes | bytearray, at: int) -> int:
         | data[at + 3] << 7
         | data[at + 4] >> 1
     )
-
-
-def unwrap(raw: int, previous: int | None) -> int:
-    """``raw`` (33-bit) placed on the continuous timeline nearest to ``previous``."""
-    if previous is None:
-        return raw
-    delta = (raw - previous) % PTS_WRAP
-    if delta >= PTS_WRAP // 2:
-        delta -= PTS_WRAP
-    return previous + delta
 
 
 def adts_header(data: bytes | bytearray) -> tuple[int, int] | None:

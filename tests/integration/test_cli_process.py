@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.sample import write_sample
-from pipeline.tools import find_ffmpeg
 from stages.media.mp4 import read_mp4
 from stages.playlist import parse_playlist
 
@@ -52,11 +50,6 @@ def sample_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "src"
     shutil.copytree(SAMPLE, dest)
     return dest
-
-
-@pytest.fixture(scope="module")
-def ffmpeg_exe() -> str:
-    return find_ffmpeg(os.environ)
 
 
 def make_defect(tmp_path: Path, ffmpeg_exe: str, defect: str | None) -> Path:

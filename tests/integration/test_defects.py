@@ -4,15 +4,12 @@ positions, and the status and exit code SPEC.md's table gives for each policy.""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.sample import DEFECTS, write_sample
-from pipeline.tools import find_ffmpeg
 from stages.media.mp4 import read_mp4
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
@@ -57,23 +54,6 @@ EXPECTED = {
     "unsafe-uri": ("rejected", [("UNSAFE_URI", "error", None, None)]),
 }
 EXIT = {"ok": 0, "degraded": 3, "failed": 1, "pending": 75, "rejected": 4}
-
-
-@pytest.fixture(scope="module")
-def ffmpeg_exe() -> str:
-    return find_ffmpeg(os.environ)
-
-
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory, ffmpeg_exe) -> dict[str | None, Path]:
-    """One small recording per defect (and a clean one): 6 s in 2 s slices, with its start request."""
-    made: dict[str | None, Path] = {}
-    for defect in [None, *DEFECTS]:
-        root = tmp_path_factory.mktemp(defect or "clean")
-        rec = write_sample(root / "recordings", ffmpeg=ffmpeg_exe, seconds=6, slice_seconds=2, defect=defect)
-        (root / "start.json").write_text(json.dumps(rec.profile))
-        made[defect] = root
-    return made
 
 
 def run(*args: str) -> tuple[int, dict]:
@@ -144,7 +124,7 @@ def test_audio_only_as_asked_is_clean(samples, tmp_path):
     ],
 )
 def test_publishable_defects_give_a_sound_mp4(samples, tmp_path, defect, policy, tracks):
-    """A hole shorter than ffmpeg's 10 s re-basing threshold stays a pause: the MP4 spans all 6 s."""
+    """Every usable second is in the MP4, holes closed: it lasts the media the report counts, to a frame."""
     root = samples[defect]
     dest = tmp_path / "out"
     _, report = run("process", str(root), "--profile", str(root / "start.json"), "--policy", policy,
@@ -153,7 +133,8 @@ def test_publishable_defects_give_a_sound_mp4(samples, tmp_path, defect, policy,
     [output] = report["outputs"]
     info = read_mp4(dest / output["key"])
     assert list(info.track_kinds) == tracks
-    assert info.duration_s == pytest.approx(6.0, abs=0.1)
+    assert info.duration_s == pytest.approx(report["duration"]["media_s"], abs=1 / 15)
+    assert output["duration_s"] == pytest.approx(info.duration_s, abs=0.001)
     assert not [f for f in report["findings"] if f["code"] == "DURATION_MISMATCH"]
 
 

@@ -1,6 +1,5 @@
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,7 @@ def job():
             duration=15.0,
             key=f"s{i}.ts",
             utc=T0 + timedelta(seconds=15 * i),
-            size=1000,
-            local=Path(f"/w/{i}") if i != 1 else None,
+            size=1000 if i != 1 else None,
         )
         for i in range(3)
     )

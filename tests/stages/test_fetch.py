@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.exceptions import StorageError
 from pipeline.job import Recording
+from pipeline.storage import LocalStorage
 from pipeline.storage.base import ObjectInfo
 from stages.fetch import build_segments, fetch_segment, map_in_order, playlist_findings
 from stages.playlist import parse_playlist
@@ -90,25 +91,51 @@ class ShrinkingStorage:
         self.sizes = list(sizes)
         self.calls = 0
 
-    def get(self, key, dest):
+    def read_bytes(self, key, *, max_bytes):
         size = self.sizes[min(self.calls, len(self.sizes) - 1)]
         self.calls += 1
-        dest.write_bytes(b"\x47" * size)
-        return ObjectInfo(key, size, "e")
+        return b"\x47" + bytes(size - 1)
 
 
-def test_fetch_segment_retries_size_mismatch(tmp_path):
+def test_fetch_segment_retries_size_mismatch_and_reads_the_slice():
     [segment] = build_segments(parse_playlist(make_playlist(count=1)), recording=REC)
     listed = {segment.key: ObjectInfo(segment.key, 376, "e")}
     store = ShrinkingStorage([188, 376])
-    fetched = fetch_segment(segment, storage=store, dest=tmp_path / "0.ts", listed=listed, attempts=3)
-    assert (fetched.size, store.calls, fetched.local) == (376, 2, tmp_path / "0.ts")
+    fetched = fetch_segment(segment, storage=store, listed=listed, attempts=3, max_bytes=1000)
+    assert (fetched.segment.size, store.calls, len(fetched.data)) == (376, 2, 376)
+    assert fetched.segment.media is not None
+    assert fetched.segment.media.size == 376
 
 
-def test_fetch_segment_gives_up_after_attempts(tmp_path):
+def test_fetch_segment_gives_up_after_attempts():
     [segment] = build_segments(parse_playlist(make_playlist(count=1)), recording=REC)
     listed = {segment.key: ObjectInfo(segment.key, 376, "e")}
     with pytest.raises(StorageError, match="after 2 attempts"):
-        fetch_segment(
-            segment, storage=ShrinkingStorage([188]), dest=tmp_path / "0.ts", listed=listed, attempts=2
-        )
+        fetch_segment(segment, storage=ShrinkingStorage([188]), listed=listed, attempts=2, max_bytes=1000)
+
+
+def test_fetch_segment_of_a_missing_object_has_no_data(tmp_path):
+    [segment] = build_segments(parse_playlist(make_playlist(count=1)), recording=REC)
+    fetched = fetch_segment(segment, storage=LocalStorage(tmp_path), listed={}, attempts=1, max_bytes=1000)
+    assert (fetched.data, fetched.segment.size, fetched.segment.present) == (None, None, False)
+
+
+def test_map_in_order_keeps_the_byte_budget():
+    """No more than ``budget`` bytes are submitted and not yet consumed, but an item over it still goes."""
+    events = []
+
+    def fetch(n):
+        events.append(f"get {n}")
+        return n
+
+    sizes = [40, 40, 40, 150, 10, 10]
+    for n in map_in_order(fetch, range(len(sizes)), executor=InlineExecutor(), window=10,
+                          weight=lambda i: sizes[i], budget=100):  # fmt: skip
+        events.append(f"use {n}")
+    assert events == [
+        "get 0", "get 1",  # 40 + 40; a third 40 would pass 100
+        "get 2", "use 0",  # 0 is being used: 1 and 2 wait
+        "use 1",  # 150 does not fit beside 2
+        "get 3", "use 2",  # nothing else waits, so 150 goes alone
+        "get 4", "get 5", "use 3", "use 4", "use 5",
+    ]  # fmt: skip

@@ -6,18 +6,16 @@ import pytest
 
 from pipeline.config import DEFAULT_INDIVIDUAL_MP4_TEMPLATE, DEFAULT_MP4_TEMPLATE
 from pipeline.exceptions import MediaError, NamingError, RemuxError
-from pipeline.job import Expectations, Job, Recording, Segment
+from pipeline.job import Recording, Segment
 from pipeline.tools import find_ffmpeg
 from stages.media.mp4 import Mp4Info, Mp4Track
 from stages.remux import (
+    FfmpegProcess,
     build_remux_argv,
     check_output,
     expected_tracks,
     first_utc,
-    media_span,
     mp4_file_name,
-    run_ffmpeg,
-    whole_packets,
 )
 from tests.builders import media
 
@@ -46,22 +44,29 @@ def test_argv_is_a_stream_copy_from_stdin():
 
 
 @pytest.mark.ffmpeg
-def test_run_ffmpeg_reports_the_tail_of_stderr(tmp_path):
-    garbage = tmp_path / "garbage.ts"
-    garbage.write_bytes(b"this is not an MPEG transport stream" * 100)
+def test_ffmpeg_failure_reports_the_tail_of_stderr(tmp_path):
     ffmpeg_exe = find_ffmpeg(os.environ)
-    argv = build_remux_argv(ffmpeg_exe=ffmpeg_exe, output=tmp_path / "out.mp4")
+    proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=ffmpeg_exe, output=tmp_path / "out.mp4"))
+    proc.write(b"this is not an MPEG transport stream" * 100)
     with pytest.raises(RemuxError) as info:
-        run_ffmpeg(argv, inputs=[garbage])
+        proc.close()
     assert info.value.returncode not in (0, None)
     assert info.value.stderr_tail
     assert "ffmpeg exit code" in str(info.value)
     assert not (tmp_path / "out.mp4").exists() or (tmp_path / "out.mp4").stat().st_size == 0
 
 
-def test_run_ffmpeg_missing_binary(tmp_path):
+def test_ffmpeg_missing_binary(tmp_path):
     with pytest.raises(RemuxError, match="cannot start ffmpeg"):
-        run_ffmpeg([str(tmp_path / "nope")])
+        FfmpegProcess([str(tmp_path / "nope")])
+
+
+@pytest.mark.ffmpeg
+def test_killed_ffmpeg_leaves_no_error(tmp_path):
+    ffmpeg_exe = find_ffmpeg(os.environ)
+    proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=ffmpeg_exe, output=tmp_path / "out.mp4"))
+    proc.write(b"\x47" * 188)
+    proc.kill()
 
 
 WHEN = datetime(2026, 1, 15, 9, 30, 0, 120000, tzinfo=UTC)
@@ -140,46 +145,15 @@ def test_check_output_rejects(mp4, expected):
         check_output(mp4, expected_tracks=expected, expected_s=10.0)
 
 
-def placed(at: float, seconds: float, i: int = 0) -> Segment:
-    return Segment(index=i, num=i, uri=f"s{i}.ts", duration=seconds, at_s=at)
-
-
-@pytest.mark.parametrize(
-    ("spans", "expected"),
-    [
-        pytest.param([(0, 15), (15, 15)], 30.0, id="contiguous"),
-        pytest.param([(0, 15), (20, 15)], 35.0, id="short-gap-kept-as-a-pause"),
-        pytest.param([(0, 15), (40, 15)], 30.0, id="long-gap-closed-by-ffmpeg"),
-        pytest.param([(0, 20), (15, 15)], 30.0, id="overlap"),
-    ],
-)
-def test_media_span(spans, expected):
-    segs = [placed(at, n, i) for i, (at, n) in enumerate(spans)]
-    assert media_span(segs) == pytest.approx(expected)
-
-
-def test_media_span_of_unplaced_segments_sums_extinf():
-    assert media_span([Segment(index=i, num=i, uri=f"s{i}.ts", duration=15.0) for i in range(3)]) == 45.0
-
-
-def test_whole_packets():
-    assert [whole_packets(n) for n in (0, 187, 188, 189, 188 * 5 + 94)] == [0, 0, 188, 188, 940]
-
-
 @pytest.mark.parametrize(
     ("stream_types", "tracks"),
     [(0, ("audio",)), (1, ("video",)), (2, ("video", "audio")), (None, ("video", "audio"))],
 )
 def test_expected_tracks_without_read_slices_follow_the_profile(stream_types, tracks):
-    seg = Segment(index=0, num=0, uri="s0.ts", duration=15.0, local=Path("/w/0.ts"), size=188)
-    job = Job(recording=Recording(sid="s", cname="c", directory="", playlist_key="p.m3u8"),
-              expect=Expectations(stream_types=stream_types), segments=(seg,))  # fmt: skip
-    assert expected_tracks(job) == tracks
+    seg = Segment(index=0, num=0, uri="s0.ts", duration=15.0, size=188)
+    assert expected_tracks([seg], stream_types=stream_types) == tracks
 
 
 def test_expected_tracks_are_what_the_slices_carry():
-    seg = Segment(index=0, num=0, uri="s0.ts", duration=15.0, local=Path("/w/0.ts"), size=188,
-                  media=media(kinds=("audio",)))  # fmt: skip
-    job = Job(recording=Recording(sid="s", cname="c", directory="", playlist_key="p.m3u8"),
-              expect=Expectations(stream_types=2), segments=(seg,))  # fmt: skip
-    assert expected_tracks(job) == ("audio",)
+    seg = Segment(index=0, num=0, uri="s0.ts", duration=15.0, size=188, media=media(kinds=("audio",)))
+    assert expected_tracks([seg], stream_types=2) == ("audio",)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -33,7 +32,6 @@ def seg(i, *, at=None, media_at=None, seconds=15.0, extinf=None, disc=False, nam
         key=f"rec/{uri}",
         utc=START + timedelta(seconds=at) if named else None,
         size=18800,
-        local=Path(f"/w/{i}.ts"),
         media=media(media_at, seconds, **kw) if m else None,
     )
 

@@ -2,7 +2,6 @@
 
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -40,7 +39,6 @@ def seg(i, *, present=True, size=1880, duration=15.0, uri=None, utc=START, safe=
         key=f"rec/{uri}" if safe else None,
         utc=utc,
         size=size if present else None,
-        local=Path(f"/w/{i:05d}.ts") if present else None,
         at_s=i * 15.0 if at is None else at,
         media=m,
     )

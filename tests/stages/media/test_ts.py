@@ -9,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.media import SliceMedia
-from stages.media.ts import PTS_WRAP, TsReader, adts_header, read_slice, read_slice_file, unwrap
-from tests.media_builders import packet_pid, shift_timestamps, starts_unit, ts_packets
+from pipeline.media import PTS_WRAP, SliceMedia, unwrap
+from stages.media.retime import retime
+from stages.media.ts import TsReader, adts_header, read_slice, read_slice_file
+from tests.media_builders import packet_pid, starts_unit, ts_packets
 
 SLICES = sorted((Path(__file__).resolve().parents[3] / "sample_data" / "recordings").glob("*.ts"))
 VIDEO, AUDIO = 256, 257
@@ -126,7 +127,7 @@ def test_timestamps_across_the_33_bit_wrap(first):
     """A muxer that started near the wrap: PTS go 2**33-ε … 0, 1, … inside the slice."""
     whole = read_slice([first])
     assert whole.start_ticks is not None
-    shifted = read_slice([shift_timestamps(first, PTS_WRAP - whole.start_ticks - 5 * 90_000)])
+    shifted = read_slice([retime(first, shift=PTS_WRAP - whole.start_ticks - 5 * 90_000)])
     assert shifted.duration_s == pytest.approx(whole.duration_s)
     assert shifted.video is not None
     assert shifted.video.max_pts > PTS_WRAP  # unwrapped: counts on past the wrap

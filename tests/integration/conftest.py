@@ -1,0 +1,29 @@
+"""Shared fixtures for end-to-end tests: the ffmpeg binary and one small recording per defect."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.sample import DEFECTS, write_sample
+from pipeline.tools import find_ffmpeg
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_exe() -> str:
+    return find_ffmpeg(os.environ)
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[str | None, Path]:
+    """One small recording per defect (and a clean one, key None): 6 s in 2 s slices, with a profile."""
+    made: dict[str | None, Path] = {}
+    for defect in [None, *DEFECTS]:
+        root = tmp_path_factory.mktemp(defect or "clean")
+        rec = write_sample(root / "recordings", ffmpeg=ffmpeg_exe, seconds=6, slice_seconds=2, defect=defect)
+        (root / "start.json").write_text(json.dumps(rec.profile))
+        made[defect] = root
+    return made
