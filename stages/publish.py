@@ -87,7 +87,7 @@ class PublishStage:
                 published.append(out)
                 continue
             key = ctx.destination.directory + out.key
-            sha256 = sha256_file(out.local)
+            sha256 = out.sha256 or sha256_file(out.local)
             info = ctx.destination.storage.put(out.local, key)
             ctx.logger.info("published %s (%d bytes)", key, info.size)
             published.append(replace(out, key=key, bytes=info.size, sha256=sha256, local=None))

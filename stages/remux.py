@@ -15,9 +15,9 @@ names it. This is the only module that runs ffmpeg (``FfmpegProcess``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import math
-import os
 import shlex
 import subprocess
 import tempfile
@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import ffmpeg
 
@@ -33,6 +34,7 @@ from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.naming import format_utc
 from stages.base import StageContext
 from stages.fetch import Fetched
+from stages.media.faststart import moov_first
 from stages.media.mp4 import Mp4Info, read_mp4
 from stages.media.retime import retime
 from stages.splice import Part, Splicer
@@ -53,20 +55,36 @@ GLOBAL_OPTIONS = ("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
 
 
 def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
-    """ffmpeg argv: MPEG-TS on stdin → MP4 at ``output``, stream copy, AAC fixed for MP4, faststart."""
+    """ffmpeg argv: MPEG-TS on stdin → MP4 at ``output``, stream copy, AAC fixed for MP4.
+
+    No ``+faststart``: ffmpeg would rewrite the whole file a second time; recpipe moves ``moov`` to
+    the front while it writes the copy it publishes (``stages.media.faststart``)."""
     source = ffmpeg.input("pipe:0", f="mpegts", protocol_whitelist="file,pipe")
     stream = ffmpeg.output(
         source["v?"],
         source["a?"],
         str(output),
         c="copy",
-        movflags="+faststart",
         fflags="+bitexact",
         format="mp4",
         **{"bsf:a": "aac_adtstoasc"},
     )
     # Global options first, the output path last: the order people expect when reading a log line.
     return [ffmpeg_exe, *GLOBAL_OPTIONS, *(str(a) for a in stream.get_args())]
+
+
+PIPE_BYTES = 1024 * 1024
+"""Pipe buffer to ffmpeg (Linux's default is 64 KiB): a slice can be handed over while ffmpeg is still
+busy, so reading the next slice and remuxing overlap instead of taking turns."""
+
+
+def widen_pipe(pipe: IO[bytes] | None) -> None:
+    """Ask for a ``PIPE_BYTES`` buffer where the platform allows it (a hint; failure changes nothing)."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if pipe is None or set_size is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
 
 
 class FfmpegProcess:
@@ -86,6 +104,7 @@ class FfmpegProcess:
                 f"cannot start ffmpeg: {err}", argv=self.argv, returncode=None, stderr_tail=""
             ) from err
         self._broken = False
+        widen_pipe(self._proc.stdin)
 
     def write(self, data: bytes) -> None:
         """Pass ``data`` on; if ffmpeg has stopped reading, the error shows when it is closed."""
@@ -252,6 +271,8 @@ def expected_tracks(segments: Sequence[Segment], *, stream_types: int | None) ->
 def check_output(info: Mp4Info, *, expected_tracks: Sequence[str], expected_s: float) -> tuple[Finding, ...]:
     """Raise if the MP4 is unusable; findings for a duration that disagrees with the slices."""
     missing = [t for t in expected_tracks if t not in info.track_kinds]
+    if not info.faststart:
+        raise MediaError("the MP4's moov box does not come before its media")
     if not info.tracks or info.duration_s <= 0:
         raise MediaError(f"the MP4 has no media (tracks: {list(info.track_kinds)}, {info.duration_s:.3f} s)")
     if missing:
@@ -289,18 +310,19 @@ class RemuxStage:
         findings: list[Finding] = []
         for file in files:
             segs = [by_index[i] for i in file.part.entries]
-            info = read_mp4(file.path)
-            tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
-            findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
             name = mp4_file_name(job.recording, template=template, index=file.part.index, utc=first_utc(segs))
             final = file.path.with_name(name)
-            os.replace(file.path, final)
+            sha256 = moov_first(file.path, final)
+            file.path.unlink()
+            info = read_mp4(final)
+            tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
+            findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
             outputs.append(
                 Output(
                     key=name,
                     kind="mp4",
                     bytes=final.stat().st_size,
-                    sha256="",
+                    sha256=sha256,
                     duration_s=info.duration_s,
                     tracks=info.track_kinds,
                     start_s=file.part.start_s,

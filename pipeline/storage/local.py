@@ -182,14 +182,42 @@ class LocalStorage:
         return info
 
     def put(self, src: Path, key: str) -> ObjectInfo:
-        """Store the file ``src`` at ``key``; it appears only complete (temp file, fsync, rename)."""
+        """Store the file ``src`` at ``key``; it appears only complete (temp file, fsync, rename).
+
+        On the same filesystem the temporary file is a hard link to ``src`` (after ``src`` is synced),
+        so a large output is published without copying its bytes; ``src`` itself is left as it was.
+        """
         path = self._path(key)
+        linked = self._link(src, path, key=key)
+        if linked is not None:
+            return linked
         try:
             source = open(src, "rb")  # noqa: SIM115 - closed below; errors here are about src
         except OSError as err:
             raise StorageError(f"cannot read {src}: {err.strerror or err}", key=key) from err
         with source:
             return self._store(path, key, source)
+
+    def _link(self, src: Path, path: Path, *, key: str) -> ObjectInfo | None:
+        """Publish ``src`` by hard-linking it into place; None when that cannot be done (copy instead)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_inside(path.parent.resolve(), key=key)
+            st = src.stat()
+            if not stat_mode.S_ISREG(st.st_mode) or st.st_dev != path.parent.stat().st_dev:
+                return None
+            with src.open("rb") as fh:
+                os.fsync(fh.fileno())
+            tmp = path.parent / temp_name(path.name)
+            os.link(src, tmp)
+        except OSError as err:
+            log.debug("cannot link %s into place (%s); copying", src, err)
+            return None
+        try:
+            _commit(tmp, path)
+            return _info(key, path.stat())
+        except OSError as err:
+            raise StorageError(f"cannot write under {self.url}: {err.strerror or err}", key=key) from err
 
     def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
         """Store ``data`` at ``key``; it appears only complete (temp file, fsync, rename)."""

@@ -1,0 +1,292 @@
+"""``make bench``: recpipe against what users would otherwise run, measured in one run (SPEC.md targets).
+
+    python -m tests.bench.run [--tools DIR] [--cache DIR] [--hours 1] [--long-hours 4]
+
+On a synthetic composite recording (``tests.bench.recording``, built once and cached) served by a moto
+S3 server on 127.0.0.1, each line prints ``name: ratio`` with the absolute times beside it:
+
+- ``vs_naive``: ``recpipe process`` S3 → S3 against ``aws s3 cp --recursive`` + ``ffmpeg -i playlist
+  -c copy`` + ``aws s3 cp`` (target ≤ 0.5);
+- ``vs_yt_dlp``: the same run against ``yt-dlp`` fetching and merging the playlist over HTTP (≤ 0.25);
+- ``vs_ffmpeg_local``: ``recpipe process`` on local files against bare ``ffmpeg -c copy`` (≤ 1.3);
+- ``memory_1h``: peak memory of recpipe's process tree, MB (≤ 200), and ``memory_4h_vs_1h`` (≤ 1.1).
+
+Every command runs as a subprocess; times include interpreter start-up. awscli and yt-dlp come from
+their own virtualenv (``--tools``, made by ``make bench``), so their pinned botocore never meets recpipe's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from moto.server import ThreadedMotoServer
+
+from pipeline.storage.s3 import make_s3_client
+from pipeline.tools import find_ffmpeg
+from tests.bench.measure import Measured, run, run_all
+from tests.bench.recording import BenchRecording, cached
+
+BUCKET = "bench"
+MB = 1_000_000
+TARGETS = {
+    "vs_naive": 0.5,
+    "vs_yt_dlp": 0.25,
+    "vs_ffmpeg_local": 1.3,
+    "memory_1h_mb": 200.0,
+    "memory_4h_vs_1h": 1.1,
+}
+
+
+def upload(recording: BenchRecording, *, endpoint: str, prefix: str) -> None:
+    """Put the recording's files into the bench bucket under ``prefix``."""
+    client = make_s3_client(endpoint_url=endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    files = sorted(recording.directory.iterdir())
+    with ThreadPoolExecutor(8) as pool:
+        # Public-read, so yt-dlp can fetch the playlist and slices over plain HTTP.
+        extra = {"ACL": "public-read"}
+        list(pool.map(lambda p: client.upload_file(str(p), BUCKET, prefix + p.name, ExtraArgs=extra), files))
+
+
+def best(times: int, measure: Callable[[], Measured]) -> Measured:
+    """The median wall time of ``times`` runs (and the highest memory peak among them)."""
+    runs = [measure() for _ in range(times)]
+    median = statistics.median(r.seconds for r in runs)
+    return Measured(seconds=median, peak_rss=max(r.peak_rss for r in runs))
+
+
+def line(name: str, ratio: float, detail: str) -> str:
+    """``name: ratio`` and the absolute numbers, with the target and whether it is met."""
+    target = TARGETS[name]
+    verdict = "ok" if ratio <= target else "MISSED"
+    return f"{name}: {ratio:.3f}    (target ≤ {target:g}, {verdict}; {detail})"
+
+
+def recpipe_argv(source: str, dest: str, recording: BenchRecording, *, endpoint: str | None) -> list[str]:
+    """``recpipe process`` as a user runs it."""
+    argv = [
+        str(Path(sys.executable).with_name("recpipe")),
+        "process",
+        source,
+        "--dest",
+        dest,
+        "--profile",
+        str(recording.profile),
+        "--force",
+        "--quiet",
+    ]
+    return argv + (["--endpoint-url", endpoint] if endpoint else [])
+
+
+def compare(args: argparse.Namespace, *, ffmpeg: str, env: Mapping[str, str]) -> list[str]:
+    """Every comparison, as printable lines."""
+    out: list[str] = []
+    one, built = cached(args.cache, hours=args.hours, ffmpeg=ffmpeg)
+    how = f"built in {built:.1f} s" if built is not None else "cached"
+    print(f"recording: {one.slices} slices, {one.bytes / MB:.0f} MB ({how})", flush=True)
+    aws = str(args.tools / "bin" / "aws")
+    ytdlp = str(args.tools / "bin" / "yt-dlp")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        upload(one, endpoint=endpoint, prefix="rec/")
+        playlist_key = f"rec/{one.playlist.name}"
+        with tempfile.TemporaryDirectory(prefix="recpipe-bench-", dir=args.work) as tmp:
+            work = Path(tmp)
+
+            def ours_s3() -> Measured:
+                return run(
+                    recpipe_argv(
+                        f"s3://{BUCKET}/rec/", f"s3://{BUCKET}/out-recpipe/", one, endpoint=endpoint
+                    ),
+                    env=env,
+                )
+
+            def naive() -> Measured:
+                local = work / "naive"
+                shutil.rmtree(local, ignore_errors=True)
+                s3 = ["--endpoint-url", endpoint, "--only-show-errors"]
+                result = run_all(
+                    [
+                        [aws, "s3", "cp", "--recursive", f"s3://{BUCKET}/rec/", str(local), *s3],
+                        [
+                            ffmpeg,
+                            "-nostdin",
+                            "-loglevel",
+                            "error",
+                            "-y",
+                            "-i",
+                            str(local / one.playlist.name),
+                            "-c",
+                            "copy",
+                            "-bsf:a",
+                            "aac_adtstoasc",
+                            str(local / "out.mp4"),
+                        ],
+                        [aws, "s3", "cp", str(local / "out.mp4"), f"s3://{BUCKET}/out-naive/out.mp4", *s3],
+                    ],
+                    env=env,
+                )
+                shutil.rmtree(local, ignore_errors=True)
+                return result
+
+            def yt_dlp() -> Measured:
+                target = work / "yt" / "out.mp4"
+                shutil.rmtree(target.parent, ignore_errors=True)
+                return run(
+                    [
+                        ytdlp,
+                        "--quiet",
+                        "--no-progress",
+                        "--ffmpeg-location",
+                        ffmpeg,
+                        "-o",
+                        str(target),
+                        f"{endpoint}/{BUCKET}/{playlist_key}",
+                    ],
+                    env=env,
+                )
+
+            ours = best(args.repeat, ours_s3)
+            theirs = best(args.repeat, naive)
+            out.append(
+                line(
+                    "vs_naive",
+                    ours.seconds / theirs.seconds,
+                    f"recpipe {ours.seconds:.2f} s, aws+ffmpeg+aws {theirs.seconds:.2f} s",
+                )
+            )
+            print(out[-1], flush=True)
+            yt = best(1, yt_dlp)
+            out.append(
+                line(
+                    "vs_yt_dlp",
+                    ours.seconds / yt.seconds,
+                    f"recpipe {ours.seconds:.2f} s, yt-dlp {yt.seconds:.2f} s",
+                )
+            )
+            print(out[-1], flush=True)
+    finally:
+        server.stop()
+    out += compare_local(args, one=one, ffmpeg=ffmpeg, env=env)
+    return out
+
+
+def compare_local(
+    args: argparse.Namespace, *, one: BenchRecording, ffmpeg: str, env: Mapping[str, str]
+) -> list[str]:
+    """recpipe on local files against bare ffmpeg, and recpipe's memory on a short and a long recording."""
+    out: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="recpipe-bench-", dir=args.work) as tmp:
+        work = Path(tmp)
+        ours = best(
+            args.repeat,
+            lambda: run(recpipe_argv(str(one.directory), str(work / "ours"), one, endpoint=None), env=env),
+        )
+        bare = best(
+            args.repeat,
+            lambda: run(
+                [
+                    ffmpeg,
+                    "-nostdin",
+                    "-loglevel",
+                    "error",
+                    "-y",
+                    "-i",
+                    str(one.playlist),
+                    "-c",
+                    "copy",
+                    "-bsf:a",
+                    "aac_adtstoasc",
+                    str(work / "bare.mp4"),
+                ],
+                env=env,
+            ),
+        )
+        out.append(
+            line(
+                "vs_ffmpeg_local",
+                ours.seconds / bare.seconds,
+                f"recpipe {ours.seconds:.2f} s, ffmpeg {bare.seconds:.2f} s",
+            )
+        )
+        print(out[-1], flush=True)
+        out.append(
+            line(
+                "memory_1h_mb",
+                ours.peak_rss / MB,
+                f"peak RSS of recpipe + ffmpeg, {args.hours:g} h recording",
+            )
+        )
+        print(out[-1], flush=True)
+        long, built = cached(args.cache, hours=args.long_hours, ffmpeg=ffmpeg)
+        if built is not None:
+            print(
+                f"long recording: {long.slices} slices, {long.bytes / MB:.0f} MB, built in {built:.1f} s",
+                flush=True,
+            )
+        longer = run(recpipe_argv(str(long.directory), str(work / "long"), long, endpoint=None), env=env)
+        out.append(
+            line(
+                "memory_4h_vs_1h",
+                longer.peak_rss / ours.peak_rss,
+                f"{longer.peak_rss / MB:.0f} MB for {args.long_hours:g} h ({longer.seconds:.1f} s), "
+                f"{ours.peak_rss / MB:.0f} MB for {args.hours:g} h",
+            )
+        )
+        print(out[-1], flush=True)
+    return out
+
+
+def bench_env(ffmpeg: str) -> dict[str, str]:
+    """The environment every measured command runs in: fake credentials, the same ffmpeg everywhere."""
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        RECPIPE_FFMPEG=ffmpeg,
+    )
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        env.pop(name, None)
+    return env
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--tools", type=Path, default=Path(".bench/tools"), help="virtualenv with awscli, yt-dlp"
+    )
+    parser.add_argument("--cache", type=Path, default=Path(".bench/cache"), help="where recordings are kept")
+    parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: system temp)")
+    parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument("--long-hours", type=float, default=4.0)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timing; the median is used")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    ffmpeg = find_ffmpeg(os.environ)
+    env = bench_env(ffmpeg)
+    os.environ.update(
+        {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    )
+    print(f"machine: {os.cpu_count()} cores; ffmpeg: {ffmpeg}", flush=True)
+    lines = compare(args, ffmpeg=ffmpeg, env=env)
+    missed = [text for text in lines if "MISSED" in text]
+    print(f"{len(lines) - len(missed)} of {len(lines)} targets met")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
