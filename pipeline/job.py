@@ -16,7 +16,7 @@ from typing import Literal
 
 from pipeline.media import SliceMedia
 from pipeline.naming import Media
-from pipeline.storage.base import ObjectInfo
+from pipeline.storage.base import ObjectInfo, Upload
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,9 @@ class Output:
     start_s: float | None = None
     """Where the output begins on the recording's clock (seconds from its start); MP4s only."""
     local: Path | None = field(default=None, compare=False)
+    """The finished file in the work directory, to be published."""
+    upload: Upload | None = field(default=None, compare=False)
+    """An upload with every part sent, to be completed when published (instead of ``local``)."""
 
     def to_json(self) -> dict[str, object]:
         """The report's JSON shape for this output."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import PipelineConfig
 from pipeline.exceptions import PipelineError, PlaylistError
@@ -38,6 +38,15 @@ from stages.remux import RemuxStage
 from stages.verify import VerifyStage
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Closing(Protocol):
+    """A stage holding something that outlives its ``run`` (ffmpeg, an upload) until the job ends."""
+
+    def close(self) -> None:
+        """Release it: anything not published by now is thrown away."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,8 +155,14 @@ def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
         done = _already_done(job, ctx=ctx)
         if done is not None:
             return done
+    stages = stages_for(options, want_mp4=job.want_mp4)
     with job_workdir(ctx.config) as workdir:
-        job = run_job(job, stages_for(options, want_mp4=job.want_mp4), ctx=replace(ctx, workdir=workdir))
+        try:
+            job = run_job(job, stages, ctx=replace(ctx, workdir=workdir))
+        finally:
+            for stage in stages:  # whatever a stage left unpublished is thrown away here
+                if isinstance(stage, Closing):
+                    stage.close()
     report = build_report(job, tool=ctx.tool)
     key = None
     if options.publish and job.status != "pending":

@@ -21,7 +21,7 @@ import math
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -29,14 +29,15 @@ from typing import IO
 
 import ffmpeg
 
-from pipeline.exceptions import MediaError, NamingError, RemuxError
+from pipeline.exceptions import MediaError, RemuxError
 from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.naming import format_utc
 from stages.base import StageContext
 from stages.fetch import Fetched
-from stages.media.faststart import moov_first
+from stages.media.faststart import moov_first, plan
 from stages.media.mp4 import Mp4Info, read_mp4
 from stages.media.retime import retime
+from stages.publish import GrowingUpload
 from stages.splice import Part, Splicer
 from stages.verify import Screen
 
@@ -145,10 +146,12 @@ class FfmpegProcess:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PartFile:
-    """A finished MP4 in the work directory and the slices it holds."""
+    """A finished MP4 in the work directory, the slices it holds, its name and its upload (if streamed)."""
 
     part: Part
     path: Path
+    name: str
+    growing: GrowingUpload | None
 
 
 @dataclass(slots=True)
@@ -167,12 +170,14 @@ class Feeder:
         self._splicer: Splicer | None = None
         self._held: _Held | None = None
         self._proc: FfmpegProcess | None = None
-        self._paths: list[Path] = []
+        self._opened: list[tuple[Path, str, GrowingUpload | None]] = []
         self._files: tuple[PartFile, ...] | None = None
+        self._job: Job | None = None
 
     def start(self, job: Job, ctx: StageContext) -> None:
         """Get ready for ``job``'s slices."""
         self._ctx = ctx
+        self._job = job
         self._screen = Screen(job.segments)
         self._splicer = Splicer(max_seconds=ctx.config.max_mp4_seconds, max_bytes=ctx.config.max_mp4_bytes)
 
@@ -189,7 +194,7 @@ class Feeder:
         self._release(cuts=step.cut_previous)
         if step.new_part:
             self._close_part()
-            self._open_part(step.part)
+            self._open_part(step.part, first=seg)
         self._held = _Held(seg=seg, data=fetched.data, shift=step.shift)
 
     def finish(self, *, ok: bool) -> None:
@@ -201,16 +206,20 @@ class Feeder:
         self._close_part()
         assert self._splicer is not None
         self._files = tuple(
-            PartFile(part=part, path=path)
-            for part, path in zip(self._splicer.parts(), self._paths, strict=True)
+            PartFile(part=part, path=path, name=name, growing=growing)
+            for part, (path, name, growing) in zip(self._splicer.parts(), self._opened, strict=True)
         )
 
     def abandon(self) -> None:
-        """Stop any running ffmpeg; nothing will be published."""
+        """Stop any running ffmpeg and throw away every upload not completed; nothing is published."""
         self._held = None
         if self._proc is not None:
             self._proc.kill()
             self._proc = None
+        for _, _, growing in self._opened:
+            if growing is not None:
+                growing.stop()
+                growing.upload.abort()
 
     def files(self) -> tuple[PartFile, ...]:
         """The finished MP4s, in order (after ``finish``)."""
@@ -227,16 +236,35 @@ class Feeder:
         assert self._proc is not None
         self._proc.write(retime(held.data, shift=held.shift, cuts=cuts))
 
-    def _open_part(self, index: int) -> None:
+    def _open_part(self, index: int, *, first: Segment) -> None:
+        """Start the ffmpeg for MP4 ``index`` (and its upload, where the destination streams them)."""
         assert self._ctx is not None
-        path = self._ctx.workdir / f"part-{index}.mp4.part"
-        self._proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=self._ctx.ffmpeg, output=path))
-        self._paths.append(path)
+        assert self._job is not None
+        assert self._screen is not None
+        ctx, recording = self._ctx, self._job.recording
+        template = ctx.config.individual_mp4_template if recording.uid else ctx.config.mp4_template
+        name = mp4_file_name(recording, template=template, index=index, utc=self._screen.wall_clock(first))
+        path = ctx.workdir / f"part-{index}.mp4.part"
+        self._proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=ctx.ffmpeg, output=path))
+        upload = ctx.destination.storage.begin_upload(ctx.destination.directory + name)
+        growing = None
+        if upload is not None:
+            part, settle = ctx.config.upload_part_bytes, ctx.config.upload_settle_bytes
+            growing = GrowingUpload(upload, path, part_bytes=part, settle_bytes=settle)
+        self._opened.append((path, name, growing))
+        if growing is not None:
+            growing.start()
 
     def _close_part(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None:
+        if proc is None:
+            return
+        try:
             proc.close()
+        finally:
+            growing = self._opened[-1][2]
+            if growing is not None:
+                growing.stop()
 
 
 def mp4_file_name(recording: Recording, *, template: str, index: int, utc: datetime) -> str:
@@ -251,14 +279,6 @@ def mp4_file_name(recording: Recording, *, template: str, index: int, utc: datet
     )
 
 
-def first_utc(segments: Iterable[Segment]) -> datetime:
-    """Start time of the first slice whose name carries one (an MP4 is named after its first slice)."""
-    for seg in segments:
-        if seg.utc is not None:
-            return seg.utc
-    raise NamingError("cannot name the MP4: no usable slice name carries a start time")
-
-
 def expected_tracks(segments: Sequence[Segment], *, stream_types: int | None) -> tuple[str, ...]:
     """The tracks an MP4 must have: every stream its slices carry (verify reports any shortfall against
     the profile as ``STREAMS_MISMATCH``); the profile's streamTypes when slices were not read."""
@@ -271,8 +291,6 @@ def expected_tracks(segments: Sequence[Segment], *, stream_types: int | None) ->
 def check_output(info: Mp4Info, *, expected_tracks: Sequence[str], expected_s: float) -> tuple[Finding, ...]:
     """Raise if the MP4 is unusable; findings for a duration that disagrees with the slices."""
     missing = [t for t in expected_tracks if t not in info.track_kinds]
-    if not info.faststart:
-        raise MediaError("the MP4's moov box does not come before its media")
     if not info.tracks or info.duration_s <= 0:
         raise MediaError(f"the MP4 has no media (tracks: {list(info.track_kinds)}, {info.duration_s:.3f} s)")
     if missing:
@@ -290,7 +308,7 @@ def check_output(info: Mp4Info, *, expected_tracks: Sequence[str], expected_s: f
 
 
 class RemuxStage:
-    """Check and name the MP4s the feeder wrote while the slices streamed."""
+    """Check and name the MP4s the feeder wrote while the slices streamed; get each ready to publish."""
 
     name = "remux"
 
@@ -298,35 +316,44 @@ class RemuxStage:
         self.feeder = feeder or Feeder()
 
     def run(self, job: Job, ctx: StageContext) -> Job:
-        """Add an unpublished ``Output`` (key = file name) per MP4 when the profile asks for MP4."""
+        """Add an unpublished ``Output`` per MP4 when the profile asks for MP4."""
         if not job.want_mp4:
             return job
         files = self.feeder.files()
         if not files:
             raise MediaError("no usable slices to remux")
-        template = ctx.config.individual_mp4_template if job.recording.uid else ctx.config.mp4_template
         by_index = {s.index: s for s in job.segments}
         outputs: list[Output] = []
         findings: list[Finding] = []
         for file in files:
+            info = read_mp4(file.path)
             segs = [by_index[i] for i in file.part.entries]
-            name = mp4_file_name(job.recording, template=template, index=file.part.index, utc=first_utc(segs))
-            final = file.path.with_name(name)
-            sha256 = moov_first(file.path, final)
-            file.path.unlink()
-            info = read_mp4(final)
             tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
             findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
-            outputs.append(
-                Output(
-                    key=name,
-                    kind="mp4",
-                    bytes=final.stat().st_size,
-                    sha256=sha256,
-                    duration_s=info.duration_s,
-                    tracks=info.track_kinds,
-                    start_s=file.part.start_s,
-                    local=final,
-                )
-            )
+            outputs.append(finish_output(file, info=info))
         return replace(job, outputs=(*job.outputs, *outputs), findings=job.findings + tuple(findings))
+
+    def close(self) -> None:
+        """Throw away whatever was not published (ffmpeg still running, uploads not completed)."""
+        self.feeder.abandon()
+
+
+def finish_output(file: PartFile, *, info: Mp4Info) -> Output:
+    """The checked MP4 as an output with ``moov`` first: its upload finished (all but completing it),
+    or a moov-first copy written beside it in the work directory."""
+    layout = plan(file.path)
+    output = Output(
+        key=file.name,
+        kind="mp4",
+        bytes=layout.size,
+        sha256="",
+        duration_s=info.duration_s,
+        tracks=info.track_kinds,
+        start_s=file.part.start_s,
+    )
+    if file.growing is not None:
+        return replace(output, sha256=file.growing.finish(layout), upload=file.growing.upload)
+    final = file.path.with_name(file.name)
+    sha256 = moov_first(file.path, final, layout=layout)
+    file.path.unlink()
+    return replace(output, sha256=sha256, local=final)

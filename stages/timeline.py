@@ -162,6 +162,11 @@ class TimelineBuilder:
             return None
         return (seg.utc - self._origin).total_seconds()
 
+    @property
+    def origin(self) -> datetime | None:
+        """Wall-clock time of the timeline's zero, once a slice name has given it."""
+        return self._origin
+
     def timeline(self) -> Timeline:
         """Everything placed so far."""
         return Timeline(

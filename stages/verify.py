@@ -13,6 +13,7 @@ import itertools
 import logging
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pipeline.exceptions import NamingError
@@ -321,6 +322,15 @@ class Screen:
     def __init__(self, segments: Sequence[Segment]) -> None:
         self._repeats = repeated_entries(segments)
         self._timeline = TimelineBuilder(repeats=self._repeats)
+
+    def wall_clock(self, seg: Segment) -> datetime:
+        """When a placed slice starts on the recorder's clock: its name's time, else the timeline's."""
+        if seg.utc is not None:
+            return seg.utc
+        origin = self._timeline.origin
+        if origin is None or seg.at_s is None:
+            raise NamingError(f"cannot name the MP4 that starts with {seg.uri}: no slice name carries a time")
+        return origin + timedelta(seconds=seg.at_s)
 
     def add(self, seg: Segment) -> Segment:
         """The next entry (fetched and read, or not), placed and judged."""

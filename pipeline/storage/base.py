@@ -20,6 +20,31 @@ class ObjectInfo(NamedTuple):
     etag: str
 
 
+class Upload(Protocol):
+    """An object being uploaded in numbered parts (any order); it appears only when completed."""
+
+    @property
+    def key(self) -> str:
+        """Where the object will appear."""
+        ...
+
+    def put_part(self, number: int, data: bytes) -> None:
+        """Send part ``number`` (1-based, in any order). Returns at once; errors show in ``complete``."""
+        ...
+
+    def in_flight(self) -> int:
+        """Parts handed over but not yet sent."""
+        ...
+
+    def complete(self) -> ObjectInfo:
+        """Wait for every part and make the object visible."""
+        ...
+
+    def abort(self) -> None:
+        """Throw the parts away (nothing appears); harmless after ``complete`` or a second time."""
+        ...
+
+
 class Storage(Protocol):
     """An object store rooted at a directory or a bucket."""
 
@@ -54,4 +79,9 @@ class Storage(Protocol):
 
     def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
         """Store ``data`` at ``key``; the object becomes visible only when complete."""
+        ...
+
+    def begin_upload(self, key: str) -> Upload | None:
+        """Start a part-by-part upload to ``key``, or None when the store gains nothing from one
+        (a local directory publishes a finished file faster by linking it)."""
         ...

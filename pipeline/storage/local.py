@@ -219,6 +219,10 @@ class LocalStorage:
         except OSError as err:
             raise StorageError(f"cannot write under {self.url}: {err.strerror or err}", key=key) from err
 
+    def begin_upload(self, key: str) -> None:
+        """Local files are published whole (``put`` links them into place)."""
+        check_key(key)
+
     def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
         """Store ``data`` at ``key``; it appears only complete (temp file, fsync, rename)."""
         return self._store(self._path(key), key, data)

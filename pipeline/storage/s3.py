@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -46,6 +47,9 @@ NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 
 DEFAULT_READ_ATTEMPTS = 3
 """How often a body that fails while streaming is fetched, in all."""
+
+UPLOAD_WORKERS = 3
+"""Parts of a streamed upload sent at once (each holds its part's bytes in memory until sent)."""
 
 DEFAULT_TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 1024 * 1024, max_request_concurrency=8)
 """Uploads above 16 MiB go multipart; the object appears only when the upload is completed."""
@@ -170,7 +174,7 @@ class S3Storage:
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order; "folder" markers are skipped."""
         paginator = self._client.get_paginator("list_objects_v2")
-        with self._translated("list", key=prefix):
+        with self.translated("list", key=prefix):
             pages = paginator.paginate(
                 Bucket=self._bucket, Prefix=prefix, PaginationConfig={"PageSize": self._page_size}
             )
@@ -182,7 +186,7 @@ class S3Storage:
 
     def stat(self, key: str) -> ObjectInfo:
         """The object's size and ETag; ``ObjectNotFound`` if absent."""
-        with self._translated("head", key=key):
+        with self.translated("head", key=key):
             head = self._client.head_object(Bucket=self._bucket, Key=key)
         return ObjectInfo(key=key, size=head["ContentLength"], etag=_etag(head["ETag"]))
 
@@ -214,7 +218,7 @@ class S3Storage:
             raise StorageError(f"cannot read {src}: {err.strerror or err}", key=key) from err
         try:
             with (
-                self._translated("upload", key=key),
+                self.translated("upload", key=key),
                 TransferManager(self._client, self._transfer_config) as m,
             ):
                 m.upload(str(src), self._bucket, key).result()
@@ -227,9 +231,16 @@ class S3Storage:
 
     def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
         """Store ``data`` in one PutObject request."""
-        with self._translated("put", key=key):
+        with self.translated("put", key=key):
             response = self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
         return ObjectInfo(key=key, size=len(data), etag=_etag(response["ETag"]))
+
+    def begin_upload(self, key: str) -> S3Upload:
+        """Create a multipart upload for ``key``: parts go up in the background, the object appears on
+        ``complete`` (CompleteMultipartUpload) and never if the upload is aborted."""
+        with self.translated("create multipart upload", key=key):
+            upload_id = self._client.create_multipart_upload(Bucket=self._bucket, Key=key)["UploadId"]
+        return S3Upload(self, key=key, upload_id=upload_id)
 
     def _read(self, key: str, *, max_bytes: int) -> bytes:
         """One attempt at reading a whole, size-capped object."""
@@ -264,7 +275,7 @@ class S3Storage:
 
     def _get_object(self, key: str) -> GetObjectOutputTypeDef:
         """The GetObject response; its body is not read yet."""
-        with self._translated("get", key=key):
+        with self.translated("get", key=key):
             return self._client.get_object(Bucket=self._bucket, Key=key)
 
     def _retrying(self, key: str, attempt: Callable[[], T]) -> T:
@@ -286,7 +297,7 @@ class S3Storage:
         ) from last
 
     @contextlib.contextmanager
-    def _translated(self, action: str, *, key: str | None) -> Iterator[None]:
+    def translated(self, action: str, *, key: str | None) -> Iterator[None]:
         """Turn botocore errors raised inside the block into recpipe errors."""
         try:
             yield
@@ -297,3 +308,81 @@ class S3Storage:
 def _etag(value: str) -> str:
     """The ETag without its quotes."""
     return value.strip('"')
+
+
+class S3Upload:
+    """One multipart upload: parts are sent by a small thread pool as they are handed over."""
+
+    def __init__(
+        self, storage: S3Storage, *, key: str, upload_id: str, workers: int = UPLOAD_WORKERS
+    ) -> None:
+        self._storage = storage
+        self._key = key
+        self._upload_id = upload_id
+        self._pool = ThreadPoolExecutor(workers, "recpipe-upload")
+        self._parts: dict[int, Future[str]] = {}
+        self._sizes: dict[int, int] = {}
+        self._state = "open"
+        """open → completed, or aborted."""
+
+    @property
+    def key(self) -> str:
+        """Where the object will appear."""
+        return self._key
+
+    def put_part(self, number: int, data: bytes) -> None:
+        """Send part ``number`` in the background (replacing any earlier part with that number)."""
+        if self._state != "open":
+            raise StorageError(f"the upload is already {self._state}", key=self._key)
+        self._parts[number] = self._pool.submit(self._send, number, data)
+        self._sizes[number] = len(data)
+
+    def in_flight(self) -> int:
+        """Parts not yet sent."""
+        return sum(1 for f in self._parts.values() if not f.done())
+
+    def complete(self) -> ObjectInfo:
+        """Wait for the parts, complete the upload, and check the object's size."""
+        if self._state != "open":
+            raise StorageError(f"the upload is already {self._state}", key=self._key)
+        etags = {number: future.result() for number, future in sorted(self._parts.items())}
+        self._pool.shutdown(wait=True)
+        client, bucket = self._storage.client, self._storage.bucket
+        with self._storage.translated("complete multipart upload", key=self._key):
+            client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags.items()]},
+            )
+        self._state = "completed"
+        info = self._storage.stat(self._key)
+        size = sum(self._sizes.values())
+        if info.size != size:
+            raise StorageError(f"uploaded {size} bytes but the store holds {info.size}", key=self._key)
+        return info
+
+    def abort(self) -> None:
+        """Drop the upload; nothing appears at the key."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with (
+            contextlib.suppress(StorageError),
+            self._storage.translated("abort multipart upload", key=self._key),
+        ):
+            self._storage.client.abort_multipart_upload(
+                Bucket=self._storage.bucket, Key=self._key, UploadId=self._upload_id
+            )
+
+    def _send(self, number: int, data: bytes) -> str:
+        with self._storage.translated("upload part", key=self._key):
+            response = self._storage.client.upload_part(
+                Bucket=self._storage.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        return response["ETag"]

@@ -72,10 +72,10 @@ def _shift_table(buf: bytearray, box: Box, *, delta: int) -> None:
         raise MediaError("this platform's array sizes do not match MP4 offset widths")
     table.frombytes(bytes(buf[first : first + count * width]))
     table.byteswap()
-    limit = 1 << (8 * width)
-    shifted = array(table.typecode, (offset + delta for offset in table))
-    if shifted and max(shifted) >= limit:
+    moved = [offset + delta for offset in table]
+    if moved and max(moved) >= 1 << (8 * width):
         raise MediaError("the MP4 is too large for 32-bit chunk offsets once moov moves to the front")
+    shifted = array(table.typecode, moved)
     shifted.byteswap()
     buf[first : first + count * width] = shifted.tobytes()
 
@@ -169,9 +169,9 @@ def copy_range(src: BinaryIO, dest: BinaryIO, *, start: int, end: int) -> None:
         dest.flush()
 
 
-def moov_first(src: Path, dest: Path) -> str:
-    """Write ``src`` to ``dest`` with ``moov`` first; the sha256 of ``dest``."""
-    layout = plan(src)
+def moov_first(src: Path, dest: Path, *, layout: Layout | None = None) -> str:
+    """Write ``src`` to ``dest`` with ``moov`` first (as ``layout`` says, if given); ``dest``'s sha256."""
+    layout = layout or plan(src)
     with dest.open("xb") as out:
         sha256 = write(layout, src=src, dest=out)
     log.debug("%s: moov moved to the front (%d bytes)", dest.name, layout.size)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import DEFAULT_INDIVIDUAL_MP4_TEMPLATE, DEFAULT_MP4_TEMPLATE
-from pipeline.exceptions import MediaError, NamingError, RemuxError
+from pipeline.exceptions import MediaError, RemuxError
 from pipeline.job import Recording, Segment
 from pipeline.tools import find_ffmpeg
 from stages.media.mp4 import Mp4Info, Mp4Track
@@ -14,7 +14,6 @@ from stages.remux import (
     build_remux_argv,
     check_output,
     expected_tracks,
-    first_utc,
     mp4_file_name,
 )
 from tests.builders import media
@@ -91,16 +90,6 @@ WHEN = datetime(2026, 1, 15, 9, 30, 0, 120000, tzinfo=UTC)
 )
 def test_mp4_file_name(recording, template, name):
     assert mp4_file_name(recording, template=template, index=0, utc=WHEN) == name
-
-
-def test_first_utc_skips_unnamed():
-    segs = [
-        Segment(index=0, num=0, uri="x.ts", duration=1.0),
-        Segment(index=1, num=1, uri="y", duration=1.0, utc=WHEN),
-    ]
-    assert first_utc(segs) == WHEN
-    with pytest.raises(NamingError):
-        first_utc(segs[:1])
 
 
 def info(duration, kinds):

@@ -330,3 +330,50 @@ def test_client_errors_are_not_retried_by_us(stubbed: Any, tmp_path: Path) -> No
     with pytest.raises(StorageError, match="AccessDenied") as err:
         S3Storage(client, "bkt").get("seg.ts", tmp_path / "seg.ts")
     assert not isinstance(err.value, ObjectNotFound)
+
+
+def _uploads(s3_bucket: S3Bucket) -> list[Any]:
+    return s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", [])
+
+
+def test_upload_parts_in_any_order_then_complete(s3_bucket: S3Bucket) -> None:
+    store = S3Storage(s3_bucket.client, s3_bucket.name)
+    upload = store.begin_upload("out/a.mp4")
+    first, second, last = b"a" * (5 * MiB), b"b" * (5 * MiB), b"tail"
+    upload.put_part(3, last)
+    upload.put_part(2, second)
+    assert not store.exists("out/a.mp4")
+    upload.put_part(1, first)
+    info = upload.complete()
+    assert (info.key, info.size, info.etag.endswith("-3")) == ("out/a.mp4", 10 * MiB + 4, True)
+    assert store.read_bytes("out/a.mp4", max_bytes=11 * MiB) == first + second + last
+    assert _uploads(s3_bucket) == []
+    upload.abort()  # after completing: nothing to do, the object stays
+    assert store.exists("out/a.mp4")
+    with pytest.raises(StorageError, match="completed"):
+        upload.put_part(4, b"late")
+
+
+def test_aborted_upload_leaves_nothing(s3_bucket: S3Bucket) -> None:
+    store = S3Storage(s3_bucket.client, s3_bucket.name)
+    upload = store.begin_upload("out/b.mp4")
+    upload.put_part(1, b"z" * MiB)
+    assert len(_uploads(s3_bucket)) == 1
+    upload.abort()
+    upload.abort()
+    assert _uploads(s3_bucket) == []
+    assert not store.exists("out/b.mp4")
+    with pytest.raises(StorageError, match="aborted"):
+        upload.complete()
+
+
+def test_a_failed_part_fails_complete_and_abort_still_cleans_up(s3_bucket: S3Bucket) -> None:
+    store = S3Storage(s3_bucket.client, s3_bucket.name)
+    upload = store.begin_upload("out/c.mp4")
+    upload.put_part(1, b"small first part")
+    upload.put_part(2, b"last")
+    with pytest.raises(StorageError, match="EntityTooSmall"):  # S3: all parts but the last >= 5 MiB
+        upload.complete()
+    upload.abort()
+    assert _uploads(s3_bucket) == []
+    assert not store.exists("out/c.mp4")
