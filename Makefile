@@ -10,7 +10,7 @@ help:
 	@echo "make demo         create .venv, install recpipe, process sample_data/ into ./out/"
 	@echo "make test         install test dependencies and run the whole suite"
 	@echo "make lint         ruff check, ruff format --check, mypy"
-	@echo "make bench        performance comparisons (see SPEC)"
+	@echo "make bench        performance against aws-cli+ffmpeg, yt-dlp, bare ffmpeg; memory (see SPEC)"
 	@echo "make sample-data  regenerate sample_data/ with ffmpeg"
 
 $(BIN)/python:
@@ -42,8 +42,16 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check pipeline stages tests
 	$(BIN)/mypy
 
-bench: $(VENV)/.test
+# The tools recpipe is compared with, in their own virtualenv (awscli pins its own botocore).
+BENCH_TOOLS := .bench/tools
+$(BENCH_TOOLS)/.installed:
+	$(PYTHON) -m venv $(BENCH_TOOLS)
+	$(BENCH_TOOLS)/bin/python -m pip --disable-pip-version-check -q install awscli==1.46.3 yt-dlp==2026.10.26
+	@touch $@
+
+bench: $(VENV)/.test $(BENCH_TOOLS)/.installed
 	$(BIN)/python -m tests.bench.reader
+	$(BIN)/python -m tests.bench.run --tools $(BENCH_TOOLS) --cache .bench/cache
 
 sample-data: $(VENV)/.runtime
 	$(BIN)/recpipe sample sample_data --force

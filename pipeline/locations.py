@@ -23,7 +23,6 @@ from urllib.parse import unquote, urlsplit
 from pipeline.exceptions import ConfigError
 from pipeline.storage.base import Storage
 from pipeline.storage.local import LocalStorage
-from pipeline.storage.s3 import S3Storage, make_s3_client
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +150,8 @@ def location_from_storage_spec(
     region = AWS_REGIONS.get(spec.region) if spec.vendor == VENDOR_AWS else None
     endpoint = _normalise_endpoint(endpoint_url) or _vendor_endpoint(spec, environ=environ)
     keys = spec_credentials(spec, environ=environ)
+    from pipeline.storage.s3 import S3Storage, make_s3_client  # boto3 only when S3 is used
+
     log.debug("storageConfig vendor %d → endpoint %s, region %s", spec.vendor, endpoint or "AWS", region)
     client = make_s3_client(
         endpoint_url=endpoint,
@@ -278,6 +279,8 @@ def _s3_location(text: str, *, endpoint_url: str | None, environ: Mapping[str, s
     if prefix and not prefix.endswith(("/", ".m3u8")):
         prefix += "/"
     endpoint = _normalise_endpoint(endpoint_url) or environ_endpoint(environ)
+    from pipeline.storage.s3 import S3Storage, make_s3_client  # boto3 only when S3 is used
+
     storage = S3Storage(make_s3_client(endpoint_url=endpoint), bucket)
     return Location(storage=storage, prefix=prefix, display=f"s3://{bucket}/{prefix}")
 

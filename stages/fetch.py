@@ -152,7 +152,7 @@ def map_in_order(
 def fetch_segment(
     seg: Segment, *, storage: Storage, listed: Mapping[str, ObjectInfo], attempts: int, max_bytes: int
 ) -> Fetched:
-    """Download one slice into memory and read it; a missing object gives ``data=None``."""
+    """Download one slice into memory; a missing object gives ``data=None``."""
     assert seg.key is not None
     expected = listed.get(seg.key)
     for attempt in range(1, attempts + 1):
@@ -161,8 +161,7 @@ def fetch_segment(
         except ObjectNotFound:
             return Fetched(segment=seg, data=None)
         if expected is None or len(data) == expected.size:
-            media = read_slice((data,)) if data else None
-            return Fetched(segment=replace(seg, size=len(data), media=media), data=data)
+            return Fetched(segment=replace(seg, size=len(data)), data=data)
         log.warning(
             "slice %s: %d bytes, listed as %d (attempt %d)", seg.key, len(data), expected.size, attempt
         )
@@ -170,6 +169,18 @@ def fetch_segment(
         f"slice size keeps differing from the listing after {attempts} attempts; it may be being rewritten",
         key=seg.key,
     )
+
+
+def read_media(fetched: Fetched) -> Fetched:
+    """The slice with what recpipe's MPEG-TS reader finds in its bytes (nothing to read when empty).
+
+    Slices are read here, one at a time in playlist order, not in the download threads: reading is
+    CPU work under Python's GIL, and downloads (which mostly wait) must not hold up the one thread
+    that keeps ffmpeg fed.
+    """
+    if not fetched.data:
+        return fetched
+    return replace(fetched, segment=replace(fetched.segment, media=read_slice((fetched.data,))))
 
 
 def read_playlist(storage: Storage, key: str, *, max_bytes: int) -> Playlist:
@@ -260,6 +271,7 @@ class FetchStage:
                     weight=weight,
                     budget=config.fetch_window_bytes,
                 ):
+                    fetched = read_media(fetched)
                     done.append(fetched.segment)
                     if consumer is not None:
                         consumer.add(fetched)

@@ -151,7 +151,7 @@ class LocalStorage:
         try:
             with _open_regular(path, key=key) as src:
                 size = os.fstat(src.fileno()).st_size
-                data = src.read(max_bytes + 1) if size <= max_bytes else b""
+                data = _read_capped(src, expected=size, cap=max_bytes + 1) if size <= max_bytes else b""
         except OSError as err:
             raise self._error(err, key=key, action="read") from err
         if size > max_bytes or len(data) > max_bytes:
@@ -313,6 +313,16 @@ def _open_regular(path: Path, *, key: str) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def _read_capped(src: BinaryIO, *, expected: int, cap: int) -> bytes:
+    """Read to the end, but at most ``cap`` bytes. Asking for ``expected + 1`` first (rather than
+    ``cap``) keeps Python from reserving ``cap`` bytes for every read; a file that grew meanwhile is
+    read on, up to the cap."""
+    data = src.read(min(expected + 1, cap))
+    if len(data) > expected and len(data) < cap:
+        data += src.read(cap - len(data))
+    return data
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:

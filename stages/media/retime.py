@@ -118,7 +118,8 @@ def decode_time(buf: bytes | bytearray, off: int) -> int | None:
 def retime(data: bytes, *, shift: int = 0, cuts: Mapping[int, int] | None = None) -> bytes:
     """``data``'s packets with ``shift`` applied and each PID in ``cuts`` ended at its cut."""
     if not shift and not cuts:
-        return data[: len(data) - len(data) % PACKET]
+        whole = len(data) - len(data) % PACKET
+        return data if whole == len(data) else data[:whole]
     out = bytearray()
     clock: dict[int, int] = {}
     ended: set[int] = set()

@@ -7,7 +7,7 @@ from pipeline.exceptions import StorageError
 from pipeline.job import Recording
 from pipeline.storage import LocalStorage
 from pipeline.storage.base import ObjectInfo
-from stages.fetch import build_segments, fetch_segment, map_in_order, playlist_findings
+from stages.fetch import Fetched, build_segments, fetch_segment, map_in_order, playlist_findings, read_media
 from stages.playlist import parse_playlist
 from tests.builders import CNAME, SID, START, make_playlist, slice_uri
 
@@ -97,14 +97,21 @@ class ShrinkingStorage:
         return b"\x47" + bytes(size - 1)
 
 
-def test_fetch_segment_retries_size_mismatch_and_reads_the_slice():
+def test_fetch_segment_retries_size_mismatch():
     [segment] = build_segments(parse_playlist(make_playlist(count=1)), recording=REC)
     listed = {segment.key: ObjectInfo(segment.key, 376, "e")}
     store = ShrinkingStorage([188, 376])
     fetched = fetch_segment(segment, storage=store, listed=listed, attempts=3, max_bytes=1000)
     assert (fetched.segment.size, store.calls, len(fetched.data)) == (376, 2, 376)
-    assert fetched.segment.media is not None
-    assert fetched.segment.media.size == 376
+
+
+def test_read_media_reads_the_bytes_and_skips_empty_slices():
+    [segment] = build_segments(parse_playlist(make_playlist(count=1)), recording=REC)
+    data = (b"\x47" + bytes(187)) * 2
+    media = read_media(Fetched(segment=segment, data=data)).segment.media
+    assert media is not None
+    assert (media.size, media.packets) == (376, 2)
+    assert read_media(Fetched(segment=segment, data=b"")).segment.media is None
 
 
 def test_fetch_segment_gives_up_after_attempts():
