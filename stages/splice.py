@@ -7,8 +7,10 @@ The rules, one slice at a time in playlist order:
   *closed* — the slice and everything after it move earlier by the gap's length. The MP4 holds the
   media that exists, back to back: no frozen picture, no stretched audio sample, and every slice keeps
   its own audio/video alignment. The report names each gap with its place on the recording's clock.
-- **Timestamps restart** (an interruption, a new encoder): the slice is placed where the timeline puts it
-  (by its name) and shifted onto the output clock, so output timestamps stay monotonic.
+- **Timestamps restart** (an interruption, a new encoder): the slice's own clock says nothing about
+  the previous one, and its name places it only to the millisecond, so it simply follows the previous
+  slice on the output clock (a pause before it is closed like a gap); only an overlap the names show
+  beyond the tolerance is cut as below.
 - **Overlap** (the slice starts before the previous one ends): the previous slice's streams are cut
   where this slice's begin, each stream at its own first decode time; the overlap is seen once.
 - **Split**: a new MP4 begins at a slice boundary when adding the slice would take the current one past
@@ -25,11 +27,12 @@ from dataclasses import dataclass, field
 
 from pipeline.job import Segment
 from pipeline.media import PTS_WRAP, TICKS_PER_S, SliceMedia, StreamFacts, unwrap
-from stages.timeline import GAP_TOLERANCE_S
+from stages.timeline import GAP_TOLERANCE_S, OVERLAP_TOLERANCE_S
 
 log = logging.getLogger(__name__)
 
 GAP_TOLERANCE_TICKS = round(GAP_TOLERANCE_S * TICKS_PER_S)
+OVERLAP_TOLERANCE_TICKS = round(OVERLAP_TOLERANCE_S * TICKS_PER_S)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,6 +73,8 @@ class _Placed:
     at: int
     """Start on the recording's clock, ticks."""
     length: int
+    media_start: int
+    """The slice's first tick on its own media clock."""
     shift: int
     out_start: int
     """Start on the output clock (recording clock minus gaps closed), ticks."""
@@ -147,14 +152,11 @@ class Splicer:
             raise ValueError(f"slice {seg.uri} must be placed and read before it is spliced")
         at = round(seg.at_s * TICKS_PER_S)
         prev = self._prev
-        closed_now = 0
+        before = self._closed
         if prev is None:
             self._origin = media.start_ticks - at
         else:
-            excess = at - (prev.at + prev.length)
-            if excess > GAP_TOLERANCE_TICKS:
-                closed_now = excess
-        self._closed += closed_now
+            self._closed = self._closing(prev, at=at, start_ticks=media.start_ticks)
         out_start = at - self._closed
         shift = wrap_shift(out_start + self._origin - media.start_ticks)
         cuts = cuts_between(prev, media, shift=shift) if prev is not None else {}
@@ -163,6 +165,7 @@ class Splicer:
             media=media,
             at=at,
             length=media.end_ticks - media.start_ticks,
+            media_start=media.start_ticks,
             shift=shift,
             out_start=out_start,
         )
@@ -175,8 +178,23 @@ class Splicer:
             new_part=new_part,
             shift=shift,
             cut_previous=cuts,
-            closed_gap_s=closed_now / TICKS_PER_S,
+            closed_gap_s=max(0, self._closed - before) / TICKS_PER_S,
         )
+
+    def _closing(self, prev: _Placed, *, at: int, start_ticks: int) -> int:
+        """Ticks of the recording's clock left out of the output up to this slice.
+
+        On the previous slice's media clock, the clock is kept exactly and only a gap is closed. On a
+        new clock (the names placed the slice, to the millisecond), the slice simply follows the
+        previous one unless the names say the two overlap by more than the tolerance.
+        """
+        excess = at - (prev.at + prev.length)
+        same_clock = abs(unwrap(start_ticks, prev.media_start) - prev.media_start - (at - prev.at)) <= 2
+        if same_clock:
+            return self._closed + (excess if excess > GAP_TOLERANCE_TICKS else 0)
+        if excess >= -OVERLAP_TOLERANCE_TICKS:
+            return at - (prev.out_start + prev.length)
+        return self._closed
 
     def _extend(self, placed: _Placed) -> bool:
         """Add the slice to the open MP4, or close it and open the next; True when a new one opens."""

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.naming import format_utc, parse_name
 from stages.media.mp4 import Mp4Info, read_mp4
+from stages.media.retime import retime
+from stages.media.ts import read_slice
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
 
@@ -137,3 +142,48 @@ def test_split_into_indexed_mp4s_at_slice_boundaries(samples, tmp_path, ffmpeg_e
         assert decode_errors(ffmpeg_exe, path) == ""
     again_code, again = process(root, tmp_path, env={setting: value})
     assert (again_code, [o["key"] for o in again["outputs"]]) == (0, [o["key"] for o in outputs])
+
+
+def restart_clock(root: Path, *, at: int, pause_s: float) -> None:
+    """Make the recorder restart at slice ``at``: from there on the slices' timestamps start again
+    near zero, their names move on by ``pause_s``, and the playlist says #EXT-X-DISCONTINUITY."""
+    rec = root / "recordings"
+    [playlist] = rec.glob("*.m3u8")
+    names = [line for line in playlist.read_text().splitlines() if line.endswith(".ts")]
+    first = read_slice([(rec / names[at]).read_bytes()]).start_ticks
+    assert first is not None
+    text = playlist.read_text()
+    for name in names[at:]:
+        old = parse_name(name)
+        assert old.utc is not None
+        new = name.replace(format_utc(old.utc), format_utc(old.utc + timedelta(seconds=pause_s)))
+        (rec / new).write_bytes(retime((rec / name).read_bytes(), shift=90_000 - first))  # restarts at 1 s
+        if new != name:
+            (rec / name).unlink()
+        text = text.replace(name, new)
+    marker = f"#EXTINF:{text.split(names[at - 1])[1].split('#EXTINF:')[1]}"
+    text = text.replace(marker, "#EXT-X-DISCONTINUITY\n" + marker, 1)
+    playlist.write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("pause_s", "policy", "status", "errors"),
+    [
+        pytest.param(0.0, "strict", "ok", [], id="restart-in-place"),
+        pytest.param(3.0, "lenient", "degraded", ["TIMELINE_GAP"], id="restart-after-a-pause"),
+    ],
+)
+def test_restarted_clock_continues_smoothly(samples, tmp_path, ffmpeg_exe, pause_s, policy, status, errors):
+    root = tmp_path / "src"
+    shutil.copytree(samples[None], root)
+    restart_clock(root, at=2, pause_s=pause_s)
+    _, report = process(root, tmp_path / "out", "--policy", policy)
+    assert report["status"] == status, report["findings"]
+    assert [f["code"] for f in report["findings"] if f["severity"] == "error"] == errors
+    assert "DISCONTINUITY" in [f["code"] for f in report["findings"]]
+    [output] = report["outputs"]
+    path = tmp_path / "out" / output["key"]
+    info = read_mp4(path)
+    assert info.duration_s == pytest.approx(6.0, abs=FRAME_S)  # the pause is closed
+    assert_smooth(info)
+    assert decode_errors(ffmpeg_exe, path) == ""

@@ -57,6 +57,29 @@ def test_restarted_timestamps_are_moved_onto_the_output_clock():
     assert part.duration_s == 30.0
 
 
+@pytest.mark.parametrize(
+    ("named_at", "closed"),
+    [
+        pytest.param(14.98, 0.0, id="name-20ms-early"),
+        pytest.param(15.2, 0.2, id="name-200ms-late"),
+        pytest.param(20.0, 5.0, id="after-a-pause"),
+    ],
+)
+def test_a_new_clock_follows_the_previous_slice(named_at, closed):
+    """Restarted timestamps: the name only says roughly where; the slice follows on seamlessly."""
+    steps, [part] = plan([seg(0, 0.0), seg(1, named_at, media_at=-10.0)])
+    assert (steps[1].shift, steps[1].cut_previous) == (25 * S, {})
+    assert steps[1].closed_gap_s == pytest.approx(closed)
+    assert part.duration_s == 30.0
+
+
+def test_a_new_clock_that_overlaps_by_more_than_the_tolerance_is_cut():
+    steps, [part] = plan([seg(0, 0.0), seg(1, 10.0, media_at=-10.0)])
+    assert steps[1].shift == 20 * S
+    assert set(steps[1].cut_previous) == {256, 257}
+    assert part.duration_s == 25.0
+
+
 def test_overlap_cuts_the_earlier_slice_one_frame_before_the_next_begins():
     steps, [part] = plan([seg(0, 0.0), seg(1, 10.0)])  # 5 s recorded twice
     frame = 6000
