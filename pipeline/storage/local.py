@@ -188,36 +188,16 @@ class LocalStorage:
         so a large output is published without copying its bytes; ``src`` itself is left as it was.
         """
         path = self._path(key)
-        linked = self._link(src, path, key=key)
-        if linked is not None:
-            return linked
+        self._make_parent(path, key=key)
+        tmp = _linked_temp(src, path)
+        if tmp is not None:
+            return self._commit_as(tmp, path, key=key)
         try:
             source = open(src, "rb")  # noqa: SIM115 - closed below; errors here are about src
         except OSError as err:
             raise StorageError(f"cannot read {src}: {err.strerror or err}", key=key) from err
         with source:
             return self._store(path, key, source)
-
-    def _link(self, src: Path, path: Path, *, key: str) -> ObjectInfo | None:
-        """Publish ``src`` by hard-linking it into place; None when that cannot be done (copy instead)."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._check_inside(path.parent.resolve(), key=key)
-            st = src.stat()
-            if not stat_mode.S_ISREG(st.st_mode) or st.st_dev != path.parent.stat().st_dev:
-                return None
-            with src.open("rb") as fh:
-                os.fsync(fh.fileno())
-            tmp = path.parent / temp_name(path.name)
-            os.link(src, tmp)
-        except OSError as err:
-            log.debug("cannot link %s into place (%s); copying", src, err)
-            return None
-        try:
-            _commit(tmp, path)
-            return _info(key, path.stat())
-        except OSError as err:
-            raise StorageError(f"cannot write under {self.url}: {err.strerror or err}", key=key) from err
 
     def begin_upload(self, key: str) -> None:
         """Local files are published whole (``put`` links them into place)."""
@@ -229,14 +209,31 @@ class LocalStorage:
 
     def _store(self, path: Path, key: str, source: BinaryIO | bytes) -> ObjectInfo:
         """Write ``source`` next to ``path`` under a temporary name, then rename it into place."""
+        self._make_parent(path, key=key)
+        try:
+            tmp, _ = _write_temp(path.parent, path.name, source, sync=True)
+        except OSError as err:
+            raise self._write_error(err, key=key) from err
+        return self._commit_as(tmp, path, key=key)
+
+    def _make_parent(self, path: Path, *, key: str) -> None:
+        """Create the object's directory, refusing one that resolves outside the root."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._check_inside(path.parent.resolve(), key=key)
-            tmp, _ = _write_temp(path.parent, path.name, source, sync=True)
+        except OSError as err:
+            raise self._write_error(err, key=key) from err
+
+    def _commit_as(self, tmp: Path, path: Path, *, key: str) -> ObjectInfo:
+        """Rename the finished temporary file into place."""
+        try:
             _commit(tmp, path)
             return _info(key, path.stat())
         except OSError as err:
-            raise StorageError(f"cannot write under {self.url}: {err.strerror or err}", key=key) from err
+            raise self._write_error(err, key=key) from err
+
+    def _write_error(self, err: OSError, *, key: str) -> StorageError:
+        return StorageError(f"cannot write under {self.url}: {err.strerror or err}", key=key)
 
     def _path(self, key: str) -> Path:
         """The filesystem path for ``key``, refusing keys and symlinks that lead outside the root."""
@@ -313,6 +310,23 @@ def _open_regular(path: Path, *, key: str) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def _linked_temp(src: Path, path: Path) -> Path | None:
+    """A temporary hard link to ``src`` (synced first) beside ``path``, or None when ``src`` is not a
+    regular file on the same filesystem (then it is copied)."""
+    try:
+        st = src.stat()
+        if not stat_mode.S_ISREG(st.st_mode) or st.st_dev != path.parent.stat().st_dev:
+            return None
+        with src.open("rb") as fh:
+            os.fsync(fh.fileno())
+        tmp = path.parent / temp_name(path.name)
+        os.link(src, tmp)
+    except OSError as err:
+        log.debug("cannot link %s into place (%s); copying", src, err)
+        return None
+    return tmp
 
 
 def _read_capped(src: BinaryIO, *, expected: int, cap: int) -> bytes:

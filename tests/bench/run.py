@@ -94,11 +94,19 @@ def best(times: int, measure: Callable[[], Measured]) -> Measured:
     return runs[len(runs) // 2]
 
 
-def line(name: str, ratio: float, detail: str) -> str:
-    """``name: ratio`` and the absolute numbers, with the target and whether it is met."""
+def show(name: str, ratio: float, detail: str) -> str:
+    """Print and return ``name: ratio`` with the absolute numbers, the target and whether it is met."""
     target = TARGETS[name]
     verdict = "ok" if ratio <= target else "MISSED"
-    return f"{name}: {ratio:.3f}    (target ≤ {target:g}, {verdict}; {detail})"
+    text = f"{name}: {ratio:.3f}    (target ≤ {target:g}, {verdict}; {detail})"
+    print(text, flush=True)
+    return text
+
+
+def ffmpeg_copy(ffmpeg: str, playlist: Path, out: Path) -> list[str]:
+    """Agora's own recipe: ffmpeg reads the playlist and stream-copies it into an MP4."""
+    return [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(playlist),
+            "-c", "copy", "-bsf:a", "aac_adtstoasc", str(out)]  # fmt: skip
 
 
 def recpipe_argv(source: str, dest: str, recording: BenchRecording, *, endpoint: str | None) -> list[str]:
@@ -146,20 +154,7 @@ def compare(args: argparse.Namespace, *, ffmpeg: str, env: Mapping[str, str]) ->
                 result = run_all(
                     [
                         [aws, "s3", "cp", "--recursive", f"s3://{BUCKET}/rec/", str(local), *s3],
-                        [
-                            ffmpeg,
-                            "-nostdin",
-                            "-loglevel",
-                            "error",
-                            "-y",
-                            "-i",
-                            str(local / one.playlist.name),
-                            "-c",
-                            "copy",
-                            "-bsf:a",
-                            "aac_adtstoasc",
-                            str(local / "out.mp4"),
-                        ],
+                        ffmpeg_copy(ffmpeg, local / one.playlist.name, local / "out.mp4"),
                         [aws, "s3", "cp", str(local / "out.mp4"), f"s3://{BUCKET}/out-naive/out.mp4", *s3],
                     ],
                     env=env,
@@ -186,23 +181,11 @@ def compare(args: argparse.Namespace, *, ffmpeg: str, env: Mapping[str, str]) ->
 
             ours = best(args.repeat, ours_s3)
             theirs = best(args.repeat, naive)
-            out.append(
-                line(
-                    "vs_naive",
-                    ours.seconds / theirs.seconds,
-                    f"recpipe {ours.seconds:.2f} s, aws+ffmpeg+aws {theirs.seconds:.2f} s",
-                )
-            )
-            print(out[-1], flush=True)
+            detail = f"recpipe {ours.seconds:.2f} s, aws+ffmpeg+aws {theirs.seconds:.2f} s"
+            out.append(show("vs_naive", ours.seconds / theirs.seconds, detail))
             yt = best(1, yt_dlp)
-            out.append(
-                line(
-                    "vs_yt_dlp",
-                    ours.seconds / yt.seconds,
-                    f"recpipe {ours.seconds:.2f} s, yt-dlp {yt.seconds:.2f} s",
-                )
-            )
-            print(out[-1], flush=True)
+            detail = f"recpipe {ours.seconds:.2f} s, yt-dlp {yt.seconds:.2f} s"
+            out.append(show("vs_yt_dlp", ours.seconds / yt.seconds, detail))
     out += compare_local(args, one=one, ffmpeg=ffmpeg, env=env)
     return out
 
@@ -220,32 +203,10 @@ def compare_local(
         )
         bare = best(
             args.repeat,
-            lambda: run(
-                [
-                    ffmpeg,
-                    "-nostdin",
-                    "-loglevel",
-                    "error",
-                    "-y",
-                    "-i",
-                    str(one.playlist),
-                    "-c",
-                    "copy",
-                    "-bsf:a",
-                    "aac_adtstoasc",
-                    str(work / "bare.mp4"),
-                ],
-                env=env,
-            ),
+            lambda: run(ffmpeg_copy(ffmpeg, one.playlist, work / "bare.mp4"), env=env),
         )
-        out.append(
-            line(
-                "vs_ffmpeg_local",
-                ours.seconds / bare.seconds,
-                f"recpipe {ours.seconds:.2f} s, ffmpeg {bare.seconds:.2f} s",
-            )
-        )
-        print(out[-1], flush=True)
+        detail = f"recpipe {ours.seconds:.2f} s, ffmpeg {bare.seconds:.2f} s"
+        out.append(show("vs_ffmpeg_local", ours.seconds / bare.seconds, detail))
         long, built = cached(args.cache, hours=args.long_hours, ffmpeg=ffmpeg)
         if built is not None:
             print(f"long recording: {long.slices} slices, {long.bytes / MB:.0f} MB, built in {built:.1f} s")
@@ -259,12 +220,10 @@ def compare_local(
 
         short_mb, long_mb = peak(one), peak(long)
         out.append(
-            line("memory_1h_mb", short_mb, f"peak RSS of recpipe + ffmpeg, {args.hours:g} h recording")
+            show("memory_1h_mb", short_mb, f"peak RSS of recpipe + ffmpeg, {args.hours:g} h recording")
         )
-        print(out[-1], flush=True)
         detail = f"{long_mb:.0f} MB for {args.long_hours:g} h, {short_mb:.0f} MB for {args.hours:g} h"
-        out.append(line("memory_4h_vs_1h", long_mb / short_mb, detail))
-        print(out[-1], flush=True)
+        out.append(show("memory_4h_vs_1h", long_mb / short_mb, detail))
     return out
 
 
