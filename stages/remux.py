@@ -29,7 +29,7 @@ from typing import IO
 
 import ffmpeg
 
-from pipeline.exceptions import MediaError, RemuxError
+from pipeline.exceptions import MediaError, PipelineError, RemuxError
 from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.naming import format_utc
 from stages.base import StageContext
@@ -156,13 +156,18 @@ class PartFile:
 
 @dataclass(slots=True)
 class _Held:
-    seg: Segment
+    """The last usable slice, kept until the next one says whether its tail must be cut."""
+
     data: bytes
     shift: int
 
 
 class Feeder:
-    """The fetch stage's consumer: feeds usable slices, in order, to one ffmpeg per MP4 part."""
+    """The fetch stage's consumer: feeds usable slices, in order, to one ffmpeg per MP4 part.
+
+    A failure here (ffmpeg, an upload) does not stop fetching, which verification still needs: the
+    feeder stops feeding, throws away what it started, and the remux stage reports the error.
+    """
 
     def __init__(self) -> None:
         self._ctx: StageContext | None = None
@@ -173,6 +178,7 @@ class Feeder:
         self._opened: list[tuple[Path, str, GrowingUpload | None]] = []
         self._files: tuple[PartFile, ...] | None = None
         self._job: Job | None = None
+        self._error: PipelineError | None = None
 
     def start(self, job: Job, ctx: StageContext) -> None:
         """Get ready for ``job``'s slices."""
@@ -186,24 +192,32 @@ class Feeder:
         assert self._screen is not None
         assert self._splicer is not None
         seg = self._screen.add(fetched.segment)
-        if seg.defect is not None or fetched.data is None:
+        if self._error is not None or seg.defect is not None or fetched.data is None:
             return
         step = self._splicer.add(seg)
         if step.closed_gap_s:
             log.debug("closing a %.3f s gap before %s", step.closed_gap_s, seg.uri)
-        self._release(cuts=step.cut_previous)
-        if step.new_part:
-            self._close_part()
-            self._open_part(step.part, first=seg)
-        self._held = _Held(seg=seg, data=fetched.data, shift=step.shift)
+        try:
+            self._release(cuts=step.cut_previous)
+            if step.new_part:
+                self._close_part()
+                self._open_part(step.part, first=seg)
+        except PipelineError as err:
+            self._fail(err)
+            return
+        self._held = _Held(data=fetched.data, shift=step.shift)
 
     def finish(self, *, ok: bool) -> None:
         """Flush the last slice and close the last MP4 (or kill ffmpeg when fetching failed)."""
-        if not ok:
+        if not ok or self._error is not None:
             self.abandon()
             return
-        self._release(cuts={})
-        self._close_part()
+        try:
+            self._release(cuts={})
+            self._close_part()
+        except PipelineError as err:
+            self._fail(err)
+            return
         assert self._splicer is not None
         self._files = tuple(
             PartFile(part=part, path=path, name=name, growing=growing)
@@ -221,8 +235,15 @@ class Feeder:
                 growing.stop()
                 growing.upload.abort()
 
+    def _fail(self, err: PipelineError) -> None:
+        log.debug("remuxing stopped: %s", err)
+        self._error = err
+        self.abandon()
+
     def files(self) -> tuple[PartFile, ...]:
-        """The finished MP4s, in order (after ``finish``)."""
+        """The finished MP4s, in order (after ``finish``); raises what stopped remuxing, if anything did."""
+        if self._error is not None:
+            raise self._error
         if self._files is None:
             raise RemuxError(
                 "the slices were not all fed to ffmpeg", argv=[], returncode=None, stderr_tail=""

@@ -187,3 +187,19 @@ def test_restarted_clock_continues_smoothly(samples, tmp_path, ffmpeg_exe, pause
     assert info.duration_s == pytest.approx(6.0, abs=FRAME_S)  # the pause is closed
     assert_smooth(info)
     assert decode_errors(ffmpeg_exe, path) == ""
+
+
+def test_ffmpeg_failing_mid_stream_is_a_remux_failure_and_nothing_is_published(samples, tmp_path, ffmpeg_exe):
+    """An ffmpeg that dies after reading some input (the real one answers -version)."""
+    dying = tmp_path / "ffmpeg"
+    dying.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -version "*) exec "{ffmpeg_exe}" "$@" ;; esac\n'
+        "head -c 20000 >/dev/null; echo 'simulated crash' >&2; exit 1\n"
+    )
+    dying.chmod(0o755)
+    code, report = process(samples[None], tmp_path / "out", env={"RECPIPE_FFMPEG": str(dying)})
+    assert (code, report["status"], report["outputs"]) == (1, "failed", [])
+    assert (report["error"]["stage"], report["error"]["type"]) == ("remux", "RemuxError")
+    assert "simulated crash" in report["error"]["message"]
+    assert not list((tmp_path / "out").rglob("*.mp4"))
