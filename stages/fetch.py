@@ -1,10 +1,12 @@
 """Fetch: read the playlist, check its URIs, stream the slices concurrently and hand them on in order.
 
 Nothing is downloaded for a playlist that is unsafe (``UNSAFE_URI``) or unfinished
-(``NO_ENDLIST``). Slices are never written to disk: each is downloaded into memory by a worker,
-read there by recpipe's MPEG-TS reader (so verification happens as the bytes arrive), and handed
-in playlist order to the stage's consumer (the remux feeder) — then dropped. Memory is bounded by
-``fetch_window_bytes``: no new download starts while that many bytes are in flight or waiting.
+(``NO_ENDLIST``). Slices are never written to disk: each is downloaded into memory by a worker
+thread; in playlist order, each is then read by recpipe's MPEG-TS reader (verification while the
+recording streams) and handed to the stage's consumer (the remux feeder), then dropped. Memory is
+bounded by ``fetch_window_bytes``: no new download starts while that many bytes are in flight or
+waiting. The report's ``fetch`` time therefore includes feeding ffmpeg; ``remux`` is finishing and
+checking the MP4s.
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ class SliceConsumer(Protocol):
 
 
 class FetchStage:
-    """Read the playlist, stream every listed slice that is safe to read, and read each as it arrives."""
+    """Read the playlist, stream every listed slice that is safe to read, and read each in order."""
 
     name = "fetch"
 

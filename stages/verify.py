@@ -1,6 +1,6 @@
 """Verify: is every second of the recording there, sound, and where the recorder says it is?
 
-The fetch stage has read every slice with recpipe's own MPEG-TS reader as it arrived; this stage
+The fetch stage has read every slice with recpipe's own MPEG-TS reader while it streamed; this stage
 reconciles the three clocks into one timeline (``stages.timeline``) and turns what it sees into
 findings. Each check is a pure function from segments to findings, so each is tested with a table.
 The stage marks unusable segments (``Segment.defect``) so remux leaves them out; it never fixes
