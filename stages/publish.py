@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -132,6 +133,10 @@ class GrowingUpload:
             return 0
 
     def _send(self, number: int, start: int, end: int, *, head: bytes = b"") -> None:
+        """Hand part ``number`` (``head`` + the file's ``[start, end)``) to the upload, once there is
+        room: at most ``MAX_PARTS_IN_FLIGHT`` parts are held in memory."""
+        while self.upload.in_flight() >= MAX_PARTS_IN_FLIGHT:
+            time.sleep(POLL_S / 5)
         with self._path.open("rb") as f:
             data = os.pread(f.fileno(), end - start, start)
         if len(data) != end - start:
