@@ -48,6 +48,9 @@ DURATION_TOLERANCE_S = 0.5
 """Output vs. slice timeline: more than this is reported. A frame at 15 fps is 0.067 s and AAC
 frames are 0.021 s, so a faithful copy lands well inside; half a second means lost media."""
 
+FATAL_DEFECTS = frozenset({"MISSING_SEGMENT", "EMPTY_SEGMENT", "CORRUPT_SEGMENT"})
+"""Defects whose findings are errors: under the strict policy the recording cannot be published."""
+
 EXPECTED_TRACKS = {0: ("audio",), 1: ("video",), 2: ("video", "audio")}
 """``streamTypes`` of the start request → the tracks the MP4 must have."""
 
@@ -193,6 +196,7 @@ class Feeder:
         assert self._splicer is not None
         seg = self._screen.add(fetched.segment)
         if self._error is not None or seg.defect is not None or fetched.data is None:
+            self._give_up_if_doomed(seg)
             return
         step = self._splicer.add(seg)
         if step.closed_gap_s:
@@ -234,6 +238,15 @@ class Feeder:
             if growing is not None:
                 growing.stop()
                 growing.upload.abort()
+
+    def _give_up_if_doomed(self, seg: Segment) -> None:
+        """Under the strict policy a missing, empty or unreadable slice fails the recording whatever
+        comes next: stop remuxing (and uploading) at once instead of finishing an MP4 nobody gets."""
+        assert self._job is not None
+        if self._error is None and self._job.policy == "strict" and seg.defect in FATAL_DEFECTS:
+            self._fail(
+                RemuxError(f"stopped: {seg.uri} is {seg.defect}", argv=[], returncode=None, stderr_tail="")
+            )
 
     def _fail(self, err: PipelineError) -> None:
         log.debug("remuxing stopped: %s", err)

@@ -73,7 +73,8 @@ def test_a_failed_run_leaves_no_object_and_no_open_upload(recording, s3_bucket):
     upload_recording(recording, s3_bucket)
     victim = sorted(p.name for p in recording.directory.glob("*.ts"))[20]
     s3_bucket.client.delete_object(Bucket=s3_bucket.name, Key=f"rec/{victim}")  # found missing late
-    code, report, _ = process(recording, s3_bucket)
+    code, report, log = process(recording, s3_bucket)
+    assert f"remuxing stopped: stopped: {victim} is MISSING_SEGMENT" in log  # no MP4 finished in vain
     assert (code, report["status"], report["outputs"]) == (1, "failed", [])
     assert [f["code"] for f in report["findings"] if f["severity"] == "error"] == ["MISSING_SEGMENT"]
     assert [key for key in etags(s3_bucket, "out/") if not key.endswith(".report.json")] == []
