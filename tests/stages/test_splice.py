@@ -1,8 +1,11 @@
 """The splice plan: shifts, cuts and MP4 parts, one usable slice at a time (pure, with built media facts)."""
 
 import dataclasses
+import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.job import Segment
 from pipeline.media import PTS_WRAP, TICKS_PER_S
@@ -160,3 +163,37 @@ def test_cuts_between_ignores_kinds_one_slice_lacks():
     splicer = Splicer(max_seconds=BIG, max_bytes=BIG)
     splicer.add(a)
     assert set(splicer.add(b).cut_previous) == {257}
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.5, max_value=20.0),  # slice length
+            st.floats(min_value=-3.0, max_value=30.0),  # gap (negative: overlap) before it
+            st.booleans(),  # its media clock restarts
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    max_seconds=st.floats(min_value=10.0, max_value=100.0),
+)
+def test_output_clock_never_runs_backwards_and_parts_respect_the_limit(steps, max_seconds):
+    segs, at, media_at = [], 0.0, 0.0
+    for i, (seconds, gap, restart) in enumerate(steps):
+        if i:
+            at += gap
+            media_at = -9.0 if restart else media_at + gap
+        segs.append(seg(i, at, media_at=media_at, seconds=seconds))
+        at += seconds
+        media_at += seconds
+    splicer = Splicer(max_seconds=max_seconds, max_bytes=BIG)
+    out_starts = []
+    for s in segs:
+        step = splicer.add(s)
+        assert s.media is not None
+        assert s.media.start_ticks is not None
+        out_starts.append((s.media.start_ticks + step.shift) % PTS_WRAP)
+    swallowed = any(-gap >= before for (before, _, _), (_, gap, _) in itertools.pairwise(steps))
+    assert out_starts == sorted(out_starts) or swallowed  # only a slice inside its predecessor may not
+    for part in splicer.parts():
+        assert part.duration_s <= max_seconds + 1e-6 or len(part.entries) == 1

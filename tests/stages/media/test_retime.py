@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.media import PTS_WRAP, SliceMedia
@@ -126,3 +126,26 @@ def test_pcr_base_round_trips_and_keeps_the_extension(value, extension):
     write_pcr_base(buf, 0, value)
     assert read_pcr_base(buf, 0) == value % PTS_WRAP
     assert ((buf[4] & 0x01) << 8 | buf[5], buf[4] & 0x7E) == (extension, 0x7E)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), max_size=40),
+    shift=st.integers(min_value=-(2**34), max_value=2**34),
+    cut=st.one_of(st.none(), st.integers(min_value=0, max_value=2**34)),
+)
+def test_damaged_slices_never_break_retime(first, edits, shift, cut):
+    """Hostile bytes: whatever the damage, whole packets come out and nothing raises."""
+    data = bytearray(first[: 40 * PACKET])
+    for at, value in edits:
+        data[at % len(data)] = value
+    out = retime(bytes(data), shift=shift, cuts=None if cut is None else {256: cut, 257: cut})
+    assert len(out) % PACKET == 0
+    assert len(out) <= len(data)
+    read_slice([out])  # and the reader takes whatever comes out
+
+
+@given(data=st.binary(max_size=4 * PACKET), shift=st.integers(min_value=-(2**33), max_value=2**33))
+def test_random_bytes_never_break_retime(data, shift):
+    out = retime(data, shift=shift, cuts={0x100: 0})
+    assert len(out) % PACKET == 0
