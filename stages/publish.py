@@ -132,7 +132,7 @@ class GrowingUpload:
         except FileNotFoundError:
             return 0
 
-    def _send(self, number: int, start: int, end: int, *, head: bytes = b"") -> None:
+    def _send(self, number: int, start: int, end: int, *, head: bytes | bytearray = b"") -> None:
         """Hand part ``number`` (``head`` + the file's ``[start, end)``) to the upload, once there is
         room: at most ``MAX_PARTS_IN_FLIGHT`` parts are held in memory."""
         while self.upload.in_flight() >= MAX_PARTS_IN_FLIGHT:
@@ -141,7 +141,7 @@ class GrowingUpload:
             data = os.pread(f.fileno(), end - start, start)
         if len(data) != end - start:
             raise MediaError(f"{self._path.name} is shorter than expected while uploading it")
-        self.upload.put_part(number, head + data)
+        self.upload.put_part(number, bytes(head) + data if head else data)
         self._sent[number] = (start, end)
 
     def finish(self, layout: Layout) -> str:

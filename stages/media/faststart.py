@@ -21,6 +21,7 @@ import struct
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from io import BufferedReader
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,7 +41,7 @@ MAX_MOOV_BYTES = 256 * 1024 * 1024
 class Layout:
     """The output as pieces: ``head`` bytes, then ``[start, end)`` ranges of the source file."""
 
-    head: bytes
+    head: bytes | bytearray
     ranges: tuple[tuple[int, int], ...]
 
     @property
@@ -49,9 +50,11 @@ class Layout:
         return len(self.head) + sum(end - start for start, end in self.ranges)
 
 
-def shift_chunk_offsets(moov: bytearray, delta: int) -> None:
-    """Add ``delta`` to every chunk offset (``stco``, ``co64``) inside ``moov`` (a whole box), in place."""
-    _shift_in(moov, start=8 if struct.unpack_from(">I", moov)[0] != 1 else 16, end=len(moov), delta=delta)
+def shift_chunk_offsets(buf: bytearray, delta: int, *, at: int = 0) -> None:
+    """Add ``delta`` to every chunk offset (``stco``, ``co64``) inside the whole ``moov`` box that
+    starts at ``at`` in ``buf`` and runs to its end, in place."""
+    header = 16 if struct.unpack_from(">I", buf, at)[0] == 1 else 8
+    _shift_in(buf, start=at + header, end=len(buf), delta=delta)
 
 
 def _shift_in(buf: bytearray, *, start: int, end: int, delta: int) -> None:
@@ -85,8 +88,8 @@ def plan(path: Path) -> Layout:
     """How to write ``path`` with ``moov`` first."""
     size = path.stat().st_size
     with path.open("rb") as f:
-        head = f.read(min(size, 64 * 1024))
-        top = _top_boxes(f, size=size, head=head)
+        start = f.read(min(size, 64 * 1024))
+        top = _top_boxes(f, size=size, head=start)
         moov = next((b for b in top if b.type == "moov"), None)
         mdat = next((b for b in top if b.type == "mdat"), None)
         if moov is None:
@@ -97,17 +100,23 @@ def plan(path: Path) -> Layout:
             raise MediaError(
                 f"{path.name}: moov of {moov.size} bytes is over the {MAX_MOOV_BYTES}-byte limit"
             )
-        f.seek(moov.offset)
-        box = bytearray(f.read(moov.size))
         insert = top[0].end if top[0].type == "ftyp" else 0
-        f.seek(0)
-        prefix = f.read(insert)
-    shift_chunk_offsets(box, len(box))
+        head = bytearray(insert + moov.size)  # what will precede the media, built in place
+        _read_exactly(f, 0, memoryview(head)[:insert], name=path.name)
+        _read_exactly(f, moov.offset, memoryview(head)[insert:], name=path.name)
+    shift_chunk_offsets(head, moov.size, at=insert)
     ranges = ((insert, moov.offset), (moov.end, size))
-    return Layout(head=b"".join((prefix, box)), ranges=tuple((a, b) for a, b in ranges if b > a))
+    return Layout(head=head, ranges=tuple((a, b) for a, b in ranges if b > a))
 
 
-def _top_boxes(f: BinaryIO, *, size: int, head: bytes) -> list[Box]:
+def _read_exactly(f: BufferedReader, offset: int, view: memoryview, *, name: str) -> None:
+    """Fill ``view`` with the file's bytes from ``offset``."""
+    f.seek(offset)
+    if f.readinto(view) != len(view):
+        raise MediaError(f"{name} changed while being read")
+
+
+def _top_boxes(f: BufferedReader, *, size: int, head: bytes) -> list[Box]:
     def read_at(offset: int, count: int) -> bytes:
         if offset + count <= len(head):
             return head[offset : offset + count]
