@@ -173,8 +173,11 @@ def main(ctx: click.Context, verbose: int, workers: int | None) -> None:
 def process(obj: Mapping[str, Any], /, location: str | None, **opts: Any) -> None:
     """Fetch, verify, remux (if MP4 is wanted) and publish one recording.
 
-    Outputs are named by Agora's conventions (<sid>_<cname>_<utc>_<index>.mp4) and the report
-    <sid>_<cname>.report.json is written last. Running again with the same inputs writes nothing.
+    Slices stream from storage through verification into ffmpeg (stream copy, nothing on disk but
+    the MP4). Outputs are named by Agora's conventions (<sid>_<cname>_<utc>_<index>.mp4; a new
+    MP4 past ~2 h or ~2 GB, see RECPIPE_MAX_MP4_SECONDS/_BYTES) and the report
+    <sid>_<cname>.report.json is written last. Under --policy lenient, holes are closed in the MP4
+    and listed in the report. Running again with the same inputs writes nothing.
     """
     as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
     request = Request(location=location, **opts)

@@ -260,7 +260,7 @@ class FetchStage:
         done = []
         consumer = self._consumer
         ok = False
-        ctx.progress.start("fetch", total=total, unit="B")
+        ctx.progress.start("fetch" if consumer is None else "fetch+remux", total=total, unit="B")
         try:
             if consumer is not None:
                 consumer.start(job, ctx)

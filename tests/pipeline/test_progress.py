@@ -85,6 +85,6 @@ def test_process_reports_progress_while_slices_stream_into_the_mp4(tmp_path):
     assert result.job.status == "ok"
     total = sum(p.stat().st_size for p in (tmp_path / "src" / "recordings").glob("*.ts"))
     starts = [(task, size) for kind, task, size in recorder.events if kind == "start"]
-    assert starts == [("fetch", total)]
+    assert starts == [("fetch+remux", total)]
     assert sum(n for kind, _, n in recorder.events if kind == "advance") == total
     assert recorder.events[-1] == ("finish", "", 0)
