@@ -90,3 +90,28 @@ def test_lenient_run_publishes_the_same_way(recording, s3_bucket):
     [output] = report["outputs"]
     body = s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=output["key"])["Body"].read()
     assert parse_mp4_bytes(body).duration_s == pytest.approx(31 * 9.6, abs=0.07)  # the hole is closed
+
+
+def test_split_mp4s_each_stream_up_as_their_own_upload(recording, s3_bucket):
+    upload_recording(recording, s3_bucket)
+    result = CliRunner().invoke(
+        main,
+        ["process", f"s3://{s3_bucket.name}/rec/", "--dest", f"s3://{s3_bucket.name}/out/",
+         "--profile", str(recording.profile), "--endpoint-url", s3_bucket.endpoint, "--json"],
+        env={**SMALL_PARTS, "RECPIPE_MAX_MP4_SECONDS": "100"},
+        catch_exceptions=False,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert (result.exit_code, report["status"]) == (0, "ok")
+    outputs = report["outputs"]
+    assert [o["key"].rsplit("_", 1)[1] for o in outputs] == ["0.mp4", "1.mp4", "2.mp4", "3.mp4"]
+    slices = sorted(p.name for p in recording.directory.glob("*.ts"))
+    for i, output in enumerate(outputs):
+        assert output["key"] == f"out/{slices[10 * i].removesuffix('.ts')}_{i}.mp4"  # its first slice's time
+        body = s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=output["key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == output["sha256"]
+        assert [b.type for b in parse_boxes(body)][:2] == ["ftyp", "moov"]
+        expected = 96.0 if i < 3 else 19.2  # 10, 10, 10 and 2 slices of 9.6 s
+        assert parse_mp4_bytes(body).duration_s == pytest.approx(expected, abs=0.07)
+        assert output["start_s"] == pytest.approx(96.0 * i, abs=0.07)
+    assert s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", []) == []
