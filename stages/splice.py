@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 GAP_TOLERANCE_TICKS = round(GAP_TOLERANCE_S * TICKS_PER_S)
 OVERLAP_TOLERANCE_TICKS = round(OVERLAP_TOLERANCE_S * TICKS_PER_S)
+SAME_CLOCK_TICKS = 2
+"""A slice is on its predecessor's media clock when the two clocks' steps differ by at most this:
+placements are seconds (floats) computed from ticks, and the round trip may lose a tick."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -189,7 +192,8 @@ class Splicer:
         previous one unless the names say the two overlap by more than the tolerance.
         """
         excess = at - (prev.at + prev.length)
-        same_clock = abs(unwrap(start_ticks, prev.media_start) - prev.media_start - (at - prev.at)) <= 2
+        media_step = unwrap(start_ticks, prev.media_start) - prev.media_start
+        same_clock = abs(media_step - (at - prev.at)) <= SAME_CLOCK_TICKS
         if same_clock:
             return self._closed + (excess if excess > GAP_TOLERANCE_TICKS else 0)
         if excess >= -OVERLAP_TOLERANCE_TICKS:
