@@ -104,7 +104,7 @@ class Segment:
     defect: str | None = None
     """The finding code that makes this slice unusable for the MP4 (set by verify)."""
     media: SliceMedia | None = None
-    """What recpipe's MPEG-TS reader found in the fetched bytes (set by verify)."""
+    """What recpipe's MPEG-TS reader found in the fetched bytes (set by fetch, as the slices stream)."""
     at_s: float | None = None
     """Start on the recording's reconciled timeline, in seconds from its start (set by verify)."""
 

@@ -205,11 +205,13 @@ class LocalStorage:
 
     def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
         """Store ``data`` at ``key``; it appears only complete (temp file, fsync, rename)."""
-        return self._store(self._path(key), key, data)
+        path = self._path(key)
+        self._make_parent(path, key=key)
+        return self._store(path, key, data)
 
     def _store(self, path: Path, key: str, source: BinaryIO | bytes) -> ObjectInfo:
-        """Write ``source`` next to ``path`` under a temporary name, then rename it into place."""
-        self._make_parent(path, key=key)
+        """Write ``source`` next to ``path`` (whose directory exists) under a temporary name, then
+        rename it into place."""
         try:
             tmp, _ = _write_temp(path.parent, path.name, source, sync=True)
         except OSError as err:
