@@ -55,9 +55,6 @@ class PipelineConfig:
     smaller than its slices)."""
     upload_part_bytes: int = 8 * 1024 * 1024
     """Part size of streamed MP4 uploads (S3 wants at least 5 MiB); a few parts are in memory at once."""
-    upload_settle_bytes: int = 32 * 1024 * 1024
-    """While ffmpeg writes an MP4, bytes this far behind its end are uploaded: media ffmpeg never
-    rewrites. Its moov, written last, must be smaller (recpipe checks)."""
     workdir: Path | None = None
     """Parent of the per-job temporary directory; None means the system's temp directory."""
     ffmpeg: str | None = None
@@ -77,8 +74,6 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.upload_part_bytes < MIN_PART_BYTES:
             raise ConfigError(f"upload_part_bytes must be at least {MIN_PART_BYTES} (S3's minimum part size)")
-        if self.upload_settle_bytes < 0:
-            raise ConfigError("upload_settle_bytes must not be negative")
         if not self.max_mp4_seconds > 0:
             raise ConfigError(f"max_mp4_seconds must be positive, got {self.max_mp4_seconds}")
         if self.fetch_window < self.fetch_workers:

@@ -34,8 +34,8 @@ from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.naming import format_utc
 from stages.base import StageContext
 from stages.fetch import Fetched
-from stages.media.faststart import moov_first, plan
-from stages.media.mp4 import Mp4Info, read_mp4
+from stages.media.faststart import Layout, moov_first, plan
+from stages.media.mp4 import Mp4Info
 from stages.media.retime import retime
 from stages.publish import GrowingUpload
 from stages.splice import Part, Splicer
@@ -58,11 +58,18 @@ EXPECTED_TRACKS = {0: ("audio",), 1: ("video",), 2: ("video", "audio")}
 GLOBAL_OPTIONS = ("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
 
 
-def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
-    """ffmpeg argv: MPEG-TS on stdin → MP4 at ``output``, stream copy, AAC fixed for MP4.
+FRAGMENT_MICROSECONDS = 5_000_000
+"""ffmpeg cuts a fragment every 5 s of media: all it holds of the MP4's index (and media) at any
+time. Shorter makes more fragments for recpipe to read afterwards (0.1 s an hour at 5 s)."""
 
-    No ``+faststart``: ffmpeg would rewrite the whole file a second time; recpipe moves ``moov`` to
-    the front while it writes the copy it publishes (``stages.media.faststart``)."""
+
+def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
+    """ffmpeg argv: MPEG-TS on stdin → fragmented MP4 at ``output``, stream copy, AAC fixed for MP4.
+
+    Fragmented, because ffmpeg's regular MP4 muxer keeps every sample's index entry in memory until
+    the end (memory would grow with the recording); ``delay_moov`` writes the ``moov`` once the first
+    fragment is known, so its edit lists carry each track's start. recpipe publishes a regular MP4
+    with ``moov`` first, built from the fragments (``stages.media.faststart``); no ``+faststart``."""
     source = ffmpeg.input("pipe:0", f="mpegts", protocol_whitelist="file,pipe")
     stream = ffmpeg.output(
         source["v?"],
@@ -71,6 +78,8 @@ def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
         c="copy",
         fflags="+bitexact",
         format="mp4",
+        movflags="+empty_moov+delay_moov+default_base_moof",
+        frag_duration=FRAGMENT_MICROSECONDS,
         **{"bsf:a": "aac_adtstoasc"},
     )
     # Global options first, the output path last: the order people expect when reading a log line.
@@ -283,8 +292,7 @@ class Feeder:
         upload = ctx.destination.storage.begin_upload(ctx.destination.directory + name)
         growing = None
         if upload is not None:
-            part, settle = ctx.config.upload_part_bytes, ctx.config.upload_settle_bytes
-            growing = GrowingUpload(upload, path, part_bytes=part, settle_bytes=settle)
+            growing = GrowingUpload(upload, path, part_bytes=ctx.config.upload_part_bytes)
         self._opened.append((path, name, growing))
         if growing is not None:
             growing.start()
@@ -360,11 +368,12 @@ class RemuxStage:
         outputs: list[Output] = []
         findings: list[Finding] = []
         for file in files:
-            info = read_mp4(file.path)
+            layout = plan(file.path)
+            info = layout.info()
             segs = [by_index[i] for i in file.part.entries]
             tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
             findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
-            outputs.append(finish_output(file, info=info))
+            outputs.append(finish_output(file, layout=layout, info=info))
         return replace(job, outputs=(*job.outputs, *outputs), findings=job.findings + tuple(findings))
 
     def close(self) -> None:
@@ -372,10 +381,9 @@ class RemuxStage:
         self.feeder.abandon()
 
 
-def finish_output(file: PartFile, *, info: Mp4Info) -> Output:
+def finish_output(file: PartFile, *, layout: Layout, info: Mp4Info) -> Output:
     """The checked MP4 as an output with ``moov`` first: its upload finished (all but completing it),
     or a moov-first copy written beside it in the work directory."""
-    layout = plan(file.path)
     output = Output(
         key=file.name,
         kind="mp4",

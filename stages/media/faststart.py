@@ -1,40 +1,39 @@
-"""Move an MP4's ``moov`` in front of its media ("faststart"), in one sequential pass that also hashes it.
+"""The published MP4: a regular, moov-first file made from ffmpeg's fragmented output in one pass.
 
-ffmpeg writes ``ftyp``, then ``mdat`` as the media streams in, then ``moov`` at the end. Players that
-fetch over HTTP want ``moov`` first. ffmpeg's own ``+faststart`` does that by re-reading and rewriting
-the whole file in place after muxing; recpipe instead writes the published copy in the new order
-while it makes that copy anyway (and hashes it on the way), so the move costs no extra pass:
+ffmpeg writes a fragmented MP4 (its memory stays flat however long the recording; see
+``stages.media.fragments``). recpipe publishes a regular MP4 with ``moov`` first ("faststart"), which
+every player handles and which starts playing over HTTP at once::
 
-    before:  ftyp | free | mdat ........ | moov            (chunk offsets point into mdat)
-    after:   ftyp | moov' | free | mdat ........           (moov' = moov with offsets + len(moov))
+    ffmpeg wrote:  ftyp | moov (empty) | moof | mdat | moof | mdat | ... | mfra
+    published:     ftyp' | moov' | mdat (the payloads of every mdat, in order)
 
-Only ``stco``/``co64`` (chunk offset) entries change. A file whose ``moov`` already comes first is
-copied as it is.
+``moov'`` is built from the fragments (``stages.media.moov``); the media bytes are copied unchanged,
+inside the kernel (``copy_file_range``), while a second thread hashes the result, so the conversion
+costs about as long as hashing alone.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
 import struct
-from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from io import BufferedReader
+from itertools import accumulate
 from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.exceptions import MediaError
-from stages.media.mp4 import Box, iter_boxes
+from stages.media.fragments import Fragmented, read_fragmented
+from stages.media.moov import U32, brands, regular_moov
+from stages.media.mp4 import Mp4Info, parse_mp4
 
 log = logging.getLogger(__name__)
 
-CONTAINERS = frozenset({"moov", "trak", "mdia", "minf", "stbl", "edts", "dinf", "mvex", "udta"})
-"""Boxes whose payload is more boxes: the path from ``moov`` down to every chunk offset table."""
 CHUNK = 1024 * 1024
 """Read size while hashing: hashlib is as fast on 1 MiB as on more, and memory stays small."""
-MAX_MOOV_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,81 +48,47 @@ class Layout:
         """Bytes of the output."""
         return len(self.head) + sum(end - start for start, end in self.ranges)
 
-
-def shift_chunk_offsets(buf: bytearray, delta: int, *, at: int = 0) -> None:
-    """Add ``delta`` to every chunk offset (``stco``, ``co64``) inside the whole ``moov`` box that
-    starts at ``at`` in ``buf`` and runs to its end, in place."""
-    header = 16 if struct.unpack_from(">I", buf, at)[0] == 1 else 8
-    _shift_in(buf, start=at + header, end=len(buf), delta=delta)
+    def info(self) -> Mp4Info:
+        """The structure of the output (its ``moov`` is in ``head``)."""
+        head = bytes(self.head)
+        return parse_mp4(lambda offset, count: head[offset : offset + count], size=self.size)
 
 
-def _shift_in(buf: bytearray, *, start: int, end: int, delta: int) -> None:
-    for box in iter_boxes(lambda offset, count: bytes(buf[offset : offset + count]), start=start, end=end):
-        if box.type in CONTAINERS:
-            _shift_in(buf, start=box.body, end=box.end, delta=delta)
-        elif box.type in ("stco", "co64"):
-            _shift_table(buf, box, delta=delta)
+def mdat_header(size: int) -> bytes:
+    """The header of an ``mdat`` holding ``size`` bytes."""
+    if size + 8 < U32:
+        return struct.pack(">I4s", size + 8, b"mdat")
+    return struct.pack(">I4sQ", 1, b"mdat", size + 16)
 
 
-def _shift_table(buf: bytearray, box: Box, *, delta: int) -> None:
-    (count,) = struct.unpack_from(">I", buf, box.body + 4)
-    width = 4 if box.type == "stco" else 8
-    first = box.body + 8
-    if first + count * width > box.end:
-        raise MediaError(f"{box.type} at offset {box.offset} claims {count} entries, more than it holds")
-    table = array("I" if width == 4 else "Q")
-    if table.itemsize != width:
-        raise MediaError("this platform's array sizes do not match MP4 offset widths")
-    table.frombytes(bytes(buf[first : first + count * width]))
-    table.byteswap()
-    moved = [offset + delta for offset in table]
-    if moved and max(moved) >= 1 << (8 * width):
-        raise MediaError("the MP4 is too large for 32-bit chunk offsets once moov moves to the front")
-    shifted = array(table.typecode, moved)
-    shifted.byteswap()
-    buf[first : first + count * width] = shifted.tobytes()
+def layout_of(fragmented: Fragmented, *, wide: bool | None = None) -> Layout:
+    """The regular, moov-first file for ``fragmented``: media bytes in the order ffmpeg wrote them.
+    Chunk offsets are 64-bit (``co64``) when ``wide``, or when None and the file passes 4 GiB."""
+    ranges = tuple((a, b) for a, b in fragmented.media if b > a)
+    starts = [a for a, _ in ranges]
+    before = [0, *accumulate(b - a for a, b in ranges)]  # media bytes before each range
+    body = before[-1]
+    ftyp = brands(fragmented.moov)
+
+    def build(*, wide: bool, head: int) -> bytes:
+        def where(at: int) -> int:
+            i = bisect.bisect_right(starts, at) - 1
+            return head + before[i] + at - starts[i]
+
+        return regular_moov(fragmented.moov, fragmented.tables, where=where, wide=wide)
+
+    draft = build(wide=bool(wide), head=0)  # the values of chunk offsets do not change its size
+    if wide is None:
+        wide = len(ftyp) + len(draft) + len(mdat_header(body)) + body >= U32
+        if wide:
+            draft = build(wide=True, head=0)
+    head = len(ftyp) + len(draft) + len(mdat_header(body))
+    return Layout(head=ftyp + build(wide=wide, head=head) + mdat_header(body), ranges=ranges)
 
 
 def plan(path: Path) -> Layout:
-    """How to write ``path`` with ``moov`` first."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        start = f.read(min(size, 64 * 1024))
-        top = _top_boxes(f, size=size, head=start)
-        moov = next((b for b in top if b.type == "moov"), None)
-        mdat = next((b for b in top if b.type == "mdat"), None)
-        if moov is None:
-            raise MediaError(f"{path.name}: not an MP4, no moov box")
-        if mdat is None or moov.offset < mdat.offset:
-            return Layout(head=b"", ranges=((0, size),))
-        if moov.size > MAX_MOOV_BYTES:
-            raise MediaError(
-                f"{path.name}: moov of {moov.size} bytes is over the {MAX_MOOV_BYTES}-byte limit"
-            )
-        insert = top[0].end if top[0].type == "ftyp" else 0
-        head = bytearray(insert + moov.size)  # what will precede the media, built in place
-        _read_exactly(f, 0, memoryview(head)[:insert], name=path.name)
-        _read_exactly(f, moov.offset, memoryview(head)[insert:], name=path.name)
-    shift_chunk_offsets(head, moov.size, at=insert)
-    ranges = ((insert, moov.offset), (moov.end, size))
-    return Layout(head=head, ranges=tuple((a, b) for a, b in ranges if b > a))
-
-
-def _read_exactly(f: BufferedReader, offset: int, view: memoryview, *, name: str) -> None:
-    """Fill ``view`` with the file's bytes from ``offset``."""
-    f.seek(offset)
-    if f.readinto(view) != len(view):
-        raise MediaError(f"{name} changed while being read")
-
-
-def _top_boxes(f: BufferedReader, *, size: int, head: bytes) -> list[Box]:
-    def read_at(offset: int, count: int) -> bytes:
-        if offset + count <= len(head):
-            return head[offset : offset + count]
-        f.seek(offset)
-        return f.read(count)
-
-    return list(iter_boxes(read_at, start=0, end=size))
+    """How to write the fragmented MP4 at ``path`` as a regular one with ``moov`` first."""
+    return layout_of(read_fragmented(path))
 
 
 def write(layout: Layout, *, src: Path, dest: BinaryIO) -> str:

@@ -17,7 +17,7 @@ from tests.bench.recording import build
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg, pytest.mark.slow]
 
 MiB = 1024 * 1024
-SMALL_PARTS = {"RECPIPE_UPLOAD_PART_BYTES": str(5 * MiB), "RECPIPE_UPLOAD_SETTLE_BYTES": str(MiB)}
+SMALL_PARTS = {"RECPIPE_UPLOAD_PART_BYTES": str(5 * MiB)}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Publishing while ffmpeg writes: GrowingUpload against a real multipart upload on the moto server."""
+"""Publishing while ffmpeg writes its fragments: GrowingUpload against a real multipart upload on moto."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from pipeline.exceptions import MediaError
 from pipeline.storage import S3Storage
 from stages.media.faststart import Layout
-from stages.publish import GrowingUpload
+from stages.publish import GrowingUpload, media_pieces
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("aws_environment")]
 
@@ -32,26 +32,42 @@ def wait_for(condition, *, seconds: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_settled_parts_go_up_while_the_file_grows_and_part_one_last(s3_bucket, tmp_path: Path):
+def write_box(f, kind: bytes, payload: bytes, *, flush_half: bool = False) -> tuple[int, int]:
+    """Append a box; returns its payload's ``[start, end)``. ``flush_half``: half-written for a moment."""
+    start = f.tell() + 8
+    f.write((8 + len(payload)).to_bytes(4, "big") + kind)
+    if flush_half:
+        f.write(payload[: len(payload) // 2])
+        f.flush()
+        time.sleep(0.1)
+        f.write(payload[len(payload) // 2 :])
+    else:
+        f.write(payload)
+    f.flush()
+    return start, start + len(payload)
+
+
+def test_media_goes_up_while_ffmpeg_writes_fragments_and_part_one_last(s3_bucket, tmp_path: Path):
     store = S3Storage(s3_bucket.client, s3_bucket.name)
     growing_file = tmp_path / "out.mp4.part"
-    chunks = [bytes([i]) * MiB for i in range(23)]  # 23 MiB of "media", written 1 MiB at a time
-    growing = GrowingUpload(
-        store.begin_upload("out/a.mp4"), growing_file, part_bytes=5 * MiB, settle_bytes=2 * MiB
-    )
+    payloads = [bytes([i]) * MiB for i in range(23)]  # 23 fragments of 1 MiB of "media"
+    growing = GrowingUpload(store.begin_upload("out/a.mp4"), growing_file, part_bytes=5 * MiB)
     growing.start()
+    ranges = []
     with growing_file.open("wb") as f:
-        for i, chunk in enumerate(chunks, start=1):
-            f.write(chunk)
-            f.flush()
-            if i == 17:  # 17 MiB written: [5, 10) and [10, 15) are 2 MiB behind the end; part 1 waits
+        write_box(f, b"ftyp", b"iso5")
+        write_box(f, b"moov", bytes(500))
+        for i, payload in enumerate(payloads, start=1):
+            write_box(f, b"moof", bytes(100))
+            ranges.append(write_box(f, b"mdat", payload, flush_half=i == 18))
+            if i == 17:  # media [5, 10) and [10, 15) MiB are complete; part 1 waits for the head
                 wait_for(lambda: parts_on_server(s3_bucket, "out/a.mp4") == [(2, 5 * MiB), (3, 5 * MiB)])
-    head = b"HEAD" * 1000  # stands for ftyp + the moved moov
-    layout = Layout(head=head, ranges=((100, 23 * MiB),))  # the file's first 100 bytes are replaced by head
-    sha256 = growing.finish(layout)
+        write_box(f, b"mfra", bytes(50))
+    head = b"HEAD" * 1000  # stands for ftyp + the built moov + the mdat header
+    sha256 = growing.finish(Layout(head=head, ranges=tuple(ranges)))
     info = growing.upload.complete()
     body = store.read_bytes("out/a.mp4", max_bytes=30 * MiB)
-    expected = head + b"".join(chunks)[100:]
+    expected = head + b"".join(payloads)
     assert (info.size, body == expected, sha256) == (
         len(expected),
         True,
@@ -59,14 +75,28 @@ def test_settled_parts_go_up_while_the_file_grows_and_part_one_last(s3_bucket, t
     )
 
 
-def test_a_part_sent_past_the_media_is_refused(s3_bucket, tmp_path: Path):
-    """If moov were bigger than settle_bytes, a streamed part could hold some of it: finish refuses."""
+def test_media_that_changed_after_it_was_sent_is_refused(s3_bucket, tmp_path: Path):
     store = S3Storage(s3_bucket.client, s3_bucket.name)
     path = tmp_path / "out.mp4.part"
-    growing = GrowingUpload(store.begin_upload("out/b.mp4"), path, part_bytes=5 * MiB, settle_bytes=0)
+    growing = GrowingUpload(store.begin_upload("out/b.mp4"), path, part_bytes=5 * MiB)
     growing.start()
-    path.write_bytes(bytes(12 * MiB))
+    with path.open("wb") as f:
+        sent = write_box(f, b"mdat", bytes(12 * MiB))
     wait_for(lambda: len(parts_on_server(s3_bucket, "out/b.mp4")) == 1)
-    with pytest.raises(MediaError, match="layout does not allow"):
-        growing.finish(Layout(head=b"", ranges=((0, 8 * MiB),)))  # the media ends inside part 2
+    with pytest.raises(MediaError, match="changed after parts of it were uploaded"):
+        growing.finish(Layout(head=b"", ranges=((sent[0] + 1, sent[1]),)))
     growing.upload.abort()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "pieces"),
+    [
+        (0, 10, [(100, 10)]),
+        (5, 15, [(105, 5), (200, 5)]),
+        (10, 20, [(200, 10)]),
+        (0, 35, [(100, 10), (200, 20), (300, 5)]),
+        (12, 12, []),
+    ],
+)
+def test_media_pieces(start, end, pieces):
+    assert list(media_pieces([(100, 110), (200, 220), (300, 310)], start, end)) == pieces

@@ -1,4 +1,5 @@
-"""Moving moov to the front: byte-identical to ffmpeg's own +faststart, on real MP4s."""
+"""The published MP4, built from ffmpeg's fragmented output: packet for packet what ffmpeg's own
+regular MP4 of the same input holds, with moov first. Real ffmpeg, real recordings."""
 
 from __future__ import annotations
 
@@ -9,78 +10,144 @@ from pathlib import Path
 import pytest
 
 from pipeline.exceptions import MediaError
-from stages.media.faststart import Layout, moov_first, plan, sha256_of, shift_chunk_offsets, write
+from stages.media.faststart import Layout, layout_of, moov_first, plan, sha256_of
+from stages.media.fragments import read_fragmented
 from stages.media.mp4 import parse_boxes, read_mp4
+from stages.remux import build_remux_argv
+from tests.media_builders import BITEXACT, av_source_args
 
 pytestmark = pytest.mark.ffmpeg
 
 SLICES = sorted((Path(__file__).resolve().parents[3] / "sample_data" / "recordings").glob("*.ts"))
 
 
-def remux(ffmpeg: str, out: Path, *extra: str) -> Path:
-    data = b"".join(p.read_bytes() for p in SLICES)
+def make_ts(ffmpeg: str, out: Path, *, seconds: float = 3, video: bool = True, audio: bool = True,
+            bframes: int = 0, offset_s: float = 0) -> bytes:  # fmt: skip
+    argv = [ffmpeg, "-nostdin", "-loglevel", "error", "-y",
+            *av_source_args(seconds=seconds, video=video, audio=audio), *BITEXACT]  # fmt: skip
+    if video:
+        argv[argv.index("-bf") + 1] = str(bframes)
+    argv += ["-output_ts_offset", str(offset_s), "-f", "mpegts", str(out)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return out.read_bytes()
+
+
+def fragmented(ffmpeg: str, ts: bytes, out: Path) -> Path:
+    """What recpipe's ffmpeg writes for ``ts``."""
+    argv = build_remux_argv(ffmpeg_exe=ffmpeg, output=out)
+    subprocess.run(argv, input=ts, check=True)
+    return out
+
+
+def regular(ffmpeg: str, ts: bytes, out: Path) -> Path:
+    """ffmpeg's own regular MP4 of ``ts``: the reference."""
     subprocess.run(
         [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "mpegts", "-i", "pipe:0", "-map", "0:v?",
-         "-map", "0:a?", "-c", "copy", "-bsf:a", "aac_adtstoasc", "-fflags", "+bitexact", *extra, "-f", "mp4",
+         "-map", "0:a?", "-c", "copy", "-bsf:a", "aac_adtstoasc", "-fflags", "+bitexact", "-f", "mp4",
          str(out)],
-        input=data, check=True,
+        input=ts, check=True,
     )  # fmt: skip
     return out
 
 
-@pytest.fixture(scope="module")
-def moov_last(tmp_path_factory, ffmpeg_exe) -> Path:
-    return remux(ffmpeg_exe, tmp_path_factory.mktemp("mp4") / "last.mp4")
+def packets(ffmpeg: str, mp4: Path) -> str:
+    """Every packet as ffmpeg's demuxer reads it: stream, dts, pts, duration, size and md5."""
+    argv = [
+        ffmpeg,
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        str(mp4),
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-f",
+        "framemd5",
+        "-",
+    ]
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
 
-def test_same_bytes_as_ffmpeg_faststart(moov_last, ffmpeg_exe, tmp_path):
-    theirs = remux(ffmpeg_exe, tmp_path / "theirs.mp4", "-movflags", "+faststart")
+def decodes_cleanly(ffmpeg: str, mp4: Path) -> bool:
+    run = subprocess.run(
+        [ffmpeg, "-nostdin", "-v", "error", "-i", str(mp4), "-f", "null", "-"], capture_output=True
+    )
+    return run.returncode == 0 and not run.stderr
+
+
+def publish(src: Path, dest: Path) -> tuple[Layout, str]:
+    layout = plan(src)
+    return layout, moov_first(src, dest, layout=layout)
+
+
+CASES = {
+    "audio and video": {},
+    "B-frames": {"bframes": 2},
+    "audio only": {"video": False},
+    "video only": {"audio": False},
+    "late start": {"offset_s": 7.5},
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_same_packets_as_ffmpegs_regular_mp4(case, ffmpeg_exe, tmp_path):
+    ts = make_ts(ffmpeg_exe, tmp_path / "in.ts", **CASES[case])  # type: ignore[arg-type]
+    theirs = regular(ffmpeg_exe, ts, tmp_path / "theirs.mp4")
+    layout, sha256 = publish(fragmented(ffmpeg_exe, ts, tmp_path / "frag.mp4"), tmp_path / "ours.mp4")
     ours = tmp_path / "ours.mp4"
-    sha256 = moov_first(moov_last, ours)
-    assert ours.read_bytes() == theirs.read_bytes()
-    assert sha256 == hashlib.sha256(theirs.read_bytes()).hexdigest()
-    assert [b.type for b in parse_boxes(ours.read_bytes())][:2] == ["ftyp", "moov"]
-    assert read_mp4(ours).faststart
+    assert packets(ffmpeg_exe, ours) == packets(ffmpeg_exe, theirs)
+    assert (ours.stat().st_size, sha256) == (layout.size, hashlib.sha256(ours.read_bytes()).hexdigest())
+    mine, reference = read_mp4(ours), read_mp4(theirs)
+    assert mine.faststart
+    assert [(t.kind, t.duration_s, t.sample_count, t.sample_durations) for t in mine.tracks] == [
+        (t.kind, t.duration_s, t.sample_count, t.sample_durations) for t in reference.tracks
+    ]
+    assert mine.duration_s == reference.duration_s
+    assert [b.type for b in parse_boxes(ours.read_bytes())] == ["ftyp", "moov", "mdat"]
+    assert decodes_cleanly(ffmpeg_exe, ours)
 
 
-def test_layout_is_head_then_the_media(moov_last):
-    layout = plan(moov_last)
-    boxes = {b.type: b for b in parse_boxes(moov_last.read_bytes())}
-    assert layout.ranges == ((boxes["ftyp"].end, boxes["moov"].offset),)
-    assert len(layout.head) == boxes["ftyp"].size + boxes["moov"].size
-    assert layout.size == moov_last.stat().st_size
-    assert sha256_of(layout, moov_last) == moov_first(moov_last, moov_last.with_name("copy.mp4"))
+def test_sample_recording_keeps_the_video_start_offset(ffmpeg_exe, tmp_path):
+    """The sample recording's video starts 21 ms after its audio: an empty edit, as ffmpeg writes it."""
+    ts = b"".join(p.read_bytes() for p in SLICES)
+    theirs = regular(ffmpeg_exe, ts, tmp_path / "theirs.mp4")
+    layout, _ = publish(fragmented(ffmpeg_exe, ts, tmp_path / "frag.mp4"), tmp_path / "ours.mp4")
+    assert packets(ffmpeg_exe, tmp_path / "ours.mp4") == packets(ffmpeg_exe, theirs)
+    moov = lambda path: next(b for b in parse_boxes(path.read_bytes()) if b.type == "moov")  # noqa: E731
+    elst = lambda data: data[data.index(b"elst") - 4 :][: int.from_bytes(data[data.index(b"elst") - 4 :][:4])]  # noqa: E731
+    ours_moov = (tmp_path / "ours.mp4").read_bytes()[moov(tmp_path / "ours.mp4").offset :]
+    theirs_moov = theirs.read_bytes()[moov(theirs).offset :]
+    assert elst(ours_moov) == elst(theirs_moov)
+    assert layout.info().duration_s == read_mp4(theirs).duration_s
 
 
-def test_a_file_already_moov_first_is_copied_as_it_is(ffmpeg_exe, tmp_path):
-    faststart = remux(ffmpeg_exe, tmp_path / "fs.mp4", "-movflags", "+faststart")
-    assert plan(faststart) == Layout(head=b"", ranges=((0, faststart.stat().st_size),))
-    with (tmp_path / "copy.mp4").open("wb") as dest:
-        write(plan(faststart), src=faststart, dest=dest)
-    assert (tmp_path / "copy.mp4").read_bytes() == faststart.read_bytes()
-
-
-def test_offsets_past_32_bits_are_refused():
-    stco = (
-        (16 + 4).to_bytes(4, "big")
-        + b"stco"
-        + bytes(4)
-        + (1).to_bytes(4, "big")
-        + (2**32 - 10).to_bytes(4, "big")
+def test_a_timestamp_jump_becomes_a_longer_last_sample_as_in_ffmpegs_regular_mp4(ffmpeg_exe, tmp_path):
+    """Input with a 0.6 s hole (recpipe closes longer ones before ffmpeg sees them)."""
+    ts = make_ts(ffmpeg_exe, tmp_path / "a.ts", seconds=2) + make_ts(
+        ffmpeg_exe, tmp_path / "b.ts", seconds=2, offset_s=2.6
     )
-    moov = bytearray((8 + len(stco)).to_bytes(4, "big") + b"stbl" + stco)
-    moov = bytearray((8 + len(moov)).to_bytes(4, "big") + b"moov") + moov
-    with pytest.raises(MediaError, match="32-bit"):
-        shift_chunk_offsets(moov, 100)
+    theirs = regular(ffmpeg_exe, ts, tmp_path / "theirs.mp4")
+    publish(fragmented(ffmpeg_exe, ts, tmp_path / "frag.mp4"), tmp_path / "ours.mp4")
+    assert packets(ffmpeg_exe, tmp_path / "ours.mp4") == packets(ffmpeg_exe, theirs)
 
 
-def test_co64_offsets_shift_too():
-    co64 = (
-        (16 + 8).to_bytes(4, "big") + b"co64" + bytes(4) + (1).to_bytes(4, "big") + (2**40).to_bytes(8, "big")
-    )
-    moov = bytearray((8 + len(co64)).to_bytes(4, "big") + b"moov" + co64)
-    shift_chunk_offsets(moov, 7)
-    assert int.from_bytes(moov[-8:], "big") == 2**40 + 7
+def test_64_bit_chunk_offsets_play_the_same(ffmpeg_exe, tmp_path):
+    """Past 4 GiB the chunk offsets need co64; forced here on a small file."""
+    source = fragmented(ffmpeg_exe, make_ts(ffmpeg_exe, tmp_path / "in.ts"), tmp_path / "frag.mp4")
+    wide = layout_of(read_fragmented(source), wide=True)
+    moov_first(source, tmp_path / "wide.mp4", layout=wide)
+    publish(source, tmp_path / "narrow.mp4")
+    assert b"co64" in wide.head
+    assert b"stco" not in wide.head
+    assert packets(ffmpeg_exe, tmp_path / "wide.mp4") == packets(ffmpeg_exe, tmp_path / "narrow.mp4")
+
+
+def test_sha256_of_matches_what_is_written(ffmpeg_exe, tmp_path):
+    source = fragmented(ffmpeg_exe, make_ts(ffmpeg_exe, tmp_path / "in.ts"), tmp_path / "frag.mp4")
+    layout = plan(source)
+    assert sha256_of(layout, source) == moov_first(source, tmp_path / "copy.mp4")
 
 
 def test_not_an_mp4(tmp_path):
@@ -88,3 +155,12 @@ def test_not_an_mp4(tmp_path):
     junk.write_bytes((16).to_bytes(4, "big") + b"free" + bytes(8))
     with pytest.raises(MediaError, match="no moov"):
         plan(junk)
+
+
+def test_a_truncated_fragment_is_refused(ffmpeg_exe, tmp_path):
+    source = fragmented(ffmpeg_exe, make_ts(ffmpeg_exe, tmp_path / "in.ts"), tmp_path / "frag.mp4")
+    data = source.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: data.rindex(b"mdat") + 100])
+    with pytest.raises(MediaError, match=r"cut\.mp4"):
+        plan(cut)
