@@ -149,5 +149,5 @@ def moov_first(src: Path, dest: Path, *, layout: Layout | None = None) -> str:
     layout = layout or plan(src)
     with dest.open("xb") as out:
         sha256 = write(layout, src=src, dest=out)
-    log.debug("%s: moov moved to the front (%d bytes)", dest.name, layout.size)
+    log.debug("%s: written with moov first (%d bytes)", dest.name, layout.size)
     return sha256

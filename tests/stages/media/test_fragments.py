@@ -125,26 +125,25 @@ def test_signed_composition_offsets():
     assert read(data)[1].offsets == [[1, -5], [1, 5]]
 
 
-def test_a_later_fragment_start_lengthens_the_last_sample():
+def two_fragments(second_starts_at: int) -> bytes:
+    """Two fragments of two 100-tick samples each; the second's tfdt is ``second_starts_at``."""
     head = moov(1, duration=100, size=1, flags=SYNC)
-    frag1 = fragment_before_its_data(lambda at: tfhd(1) + tfdt(0) + trun([()] * 2, fields=0, data_offset=at))
-    frag2 = fragment_before_its_data(
-        lambda at: tfhd(1) + tfdt(250) + trun([()] * 2, fields=0, data_offset=at)
-    )
-    data = head + frag1 + box("mdat", bytes(2)) + frag2 + box("mdat", bytes(2))
-    table = read(data)[1]
+    frags = [
+        fragment_before_its_data(lambda at: tfhd(1) + tfdt(t) + trun([()] * 2, fields=0, data_offset=at))  # noqa: B023
+        + box("mdat", bytes(2))
+        for t in (0, second_starts_at)
+    ]
+    return head + b"".join(frags)
+
+
+def test_a_later_fragment_start_lengthens_the_last_sample():
+    table = read(two_fragments(250))[1]
     assert (table.durations, table.end) == ([[1, 100], [1, 150], [2, 100]], 450)
 
 
 def test_a_fragment_going_back_in_time_is_refused():
-    head = moov(1, duration=100, size=1, flags=SYNC)
-    frag1 = fragment_before_its_data(lambda at: tfhd(1) + tfdt(0) + trun([()] * 2, fields=0, data_offset=at))
-    frag2 = fragment_before_its_data(
-        lambda at: tfhd(1) + tfdt(100) + trun([()] * 2, fields=0, data_offset=at)
-    )
-    data = head + frag1 + box("mdat", bytes(2)) + frag2 + box("mdat", bytes(2))
     with pytest.raises(MediaError, match="back in time"):
-        read(data)
+        read(two_fragments(100))
 
 
 @pytest.mark.parametrize(
