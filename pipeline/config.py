@@ -55,6 +55,9 @@ class PipelineConfig:
     smaller than its slices)."""
     upload_part_bytes: int = 8 * 1024 * 1024
     """Part size of streamed MP4 uploads (S3 wants at least 5 MiB); a few parts are in memory at once."""
+    lease_seconds: float = 120.0
+    """Life of the lease that keeps two recpipes from processing one recording at once; renewed every
+    third of it while working. A crashed holder blocks the recording at most this long."""
     workdir: Path | None = None
     """Parent of the per-job temporary directory; None means the system's temp directory."""
     ffmpeg: str | None = None
@@ -74,6 +77,8 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.upload_part_bytes < MIN_PART_BYTES:
             raise ConfigError(f"upload_part_bytes must be at least {MIN_PART_BYTES} (S3's minimum part size)")
+        if not self.lease_seconds >= 3:
+            raise ConfigError(f"lease_seconds must be at least 3, got {self.lease_seconds}")
         if not self.max_mp4_seconds > 0:
             raise ConfigError(f"max_mp4_seconds must be positive, got {self.max_mp4_seconds}")
         if self.fetch_window < self.fetch_workers:

@@ -6,7 +6,10 @@
     │   ├── RecordingNotFound                                                   (exit 1)
     │   └── AmbiguousRecording  several recordings match; narrow with --sid     (exit 2)
     ├── StorageError            the store failed after retries                  (exit 1)
-    │   └── ObjectNotFound      the key (or bucket) does not exist
+    │   ├── ObjectNotFound      the key (or bucket) does not exist
+    │   └── PreconditionFailed  a conditional write or delete lost (the object changed)
+    ├── QueueError              the message queue failed after retries          (exit 1)
+    ├── MessageError            a queue message or event cannot be understood   (dead-letter)
     ├── NamingError             a file name does not follow Agora's convention
     ├── PlaylistError           the playlist cannot be read as HLS              (status rejected)
     ├── MediaError              a TS or MP4 file cannot be read
@@ -16,7 +19,7 @@
     └── PublishError            an output could not be committed                (status failed)
 
 Third-party errors are translated in exactly one place each: botocore in
-``pipeline/storage/s3.py``, ffmpeg in ``stages/remux.py``.
+``pipeline/storage/s3.py`` (S3) and ``pipeline/sqs.py`` (SQS), ffmpeg in ``stages/remux.py``.
 """
 
 from __future__ import annotations
@@ -69,6 +72,18 @@ class StorageError(PipelineError):
 
 class ObjectNotFound(StorageError):
     """The key, or the bucket holding it, does not exist."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write or delete found the object not as expected (it exists, or it changed)."""
+
+
+class QueueError(PipelineError):
+    """The message queue failed, after any retries."""
+
+
+class MessageError(PipelineError):
+    """A queue message or storage event is not one recpipe understands (it goes to the dead-letter queue)."""
 
 
 class NamingError(PipelineError):

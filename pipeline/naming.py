@@ -315,6 +315,11 @@ def report_name(sid: str, cname: str, *, uid: str | None = None, media: Media | 
     return playlist_name(sid, cname, uid=uid, media=media).removesuffix(".m3u8") + ".report.json"
 
 
+def lease_name(sid: str, cname: str, *, uid: str | None = None, media: Media | None = None) -> str:
+    """The name of recpipe's lease while it processes a recording: ``.lease.json`` for ``.m3u8``."""
+    return playlist_name(sid, cname, uid=uid, media=media).removesuffix(".m3u8") + ".lease.json"
+
+
 def is_snapshot_playlist(name: str, *, sid: str, cname: str) -> bool:
     """Whether ``name`` is a snapshot playlist ``<sid>_<cname>_<tick>_<index>.m3u8`` of this recording."""
     prefix = f"{sid}_{cname}_"

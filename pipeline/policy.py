@@ -12,8 +12,8 @@ log = logging.getLogger(__name__)
 REJECTING_CODES = frozenset({"PLAYLIST_INVALID", "UNSAFE_URI"})
 """Unsafe or unparseable input: nothing is fetched or published."""
 
-PENDING_CODES = frozenset({"NO_ENDLIST"})
-"""The recorder has not finished: come back later."""
+PENDING_CODES = frozenset({"NO_ENDLIST", "LEASE_HELD"})
+"""The recorder has not finished, or another recpipe is processing the recording: come back later."""
 
 PUBLISHABLE: frozenset[Status] = frozenset({"ok", "degraded"})
 

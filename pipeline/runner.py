@@ -21,6 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 from pipeline.config import PipelineConfig
 from pipeline.exceptions import PipelineError, PlaylistError
 from pipeline.job import Expectations, Finding, Job, Policy, Recording, StageError
+from pipeline.lease import Holder, acquire, new_owner
+from pipeline.naming import lease_name
 from pipeline.policy import decide_status, is_terminal
 from pipeline.report import build_report
 from stages.base import Stage, StageContext
@@ -149,12 +151,41 @@ def _already_done(job: Job, *, ctx: StageContext) -> Result | None:
     return Result(job=replace(job, skipped=True, status=existing["status"]), report=existing, report_key=key)
 
 
+def _busy(job: Job, holder: Holder, *, ctx: StageContext) -> Result:
+    """Another recpipe holds the recording's lease: pending, come back later (no report)."""
+    left = max(holder.expires - time.time(), 0)
+    detail = f"another recpipe ({holder.owner}) is processing this recording; its lease ends in {left:.0f} s"
+    ctx.logger.info("%s: %s", job.recording.label, detail)
+    finding = Finding(code="LEASE_HELD", severity="info", detail=detail)
+    job = replace(job, findings=(*job.findings, finding), status="pending")
+    return Result(job=job, report=build_report(job, tool=ctx.tool), report_key=None)
+
+
 def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
-    """Run every stage for ``job`` (unless already done) and write its report when publishing."""
-    if options.publish and not options.force:
-        done = _already_done(job, ctx=ctx)
-        if done is not None:
-            return done
+    """Run every stage for ``job`` (unless already done) and write its report when publishing.
+
+    A publishing run holds the recording's lease (``pipeline.lease``) from the check for an existing
+    report to the report's commit, so two recpipes never process one recording at once."""
+    if not options.publish:
+        return _execute(job, ctx=ctx, options=options)
+    if not options.force and (done := _already_done(job, ctx=ctx)) is not None:
+        return done
+    key = ctx.destination.directory + lease_name(
+        job.recording.sid, job.recording.cname, uid=job.recording.uid, media=job.recording.media
+    )
+    lease = acquire(ctx.destination.storage, key, owner=new_owner(), seconds=ctx.config.lease_seconds)
+    if isinstance(lease, Holder):
+        return _busy(job, lease, ctx=ctx)
+    lease.keep()
+    try:
+        if not options.force and (done := _already_done(job, ctx=ctx)) is not None:
+            return done  # finished by the previous holder while this run waited
+        return _execute(job, ctx=ctx, options=options)
+    finally:
+        lease.release()
+
+
+def _execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
     stages = stages_for(options, want_mp4=job.want_mp4)
     with job_workdir(ctx.config) as workdir:
         try:

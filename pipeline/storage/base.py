@@ -81,6 +81,17 @@ class Storage(Protocol):
         """Store ``data`` at ``key``; the object becomes visible only when complete."""
         ...
 
+    def put_if(self, data: bytes, key: str, *, etag: str | None) -> ObjectInfo:
+        """Store ``data`` at ``key`` only if the object is absent (``etag`` None: S3's
+        ``If-None-Match: *``) or still has ``etag`` (``If-Match``); else ``PreconditionFailed``.
+        For recpipe's own small objects (leases), never for outputs or sources."""
+        ...
+
+    def delete_if(self, key: str, *, etag: str) -> None:
+        """Delete recpipe's own object at ``key`` only if it still has ``etag``; else
+        ``PreconditionFailed`` (``ObjectNotFound`` if it is gone). Never used on a recording's files."""
+        ...
+
     def begin_upload(self, key: str) -> Upload | None:
         """Start a part-by-part upload to ``key``, or None when the store gains nothing from one
         (a local directory publishes a finished file faster by linking it)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.exceptions import ObjectNotFound, StorageError
+from pipeline.exceptions import ObjectNotFound, PreconditionFailed, StorageError
 from pipeline.storage.base import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,48 @@ class LocalStorage:
         path = self._path(key)
         self._make_parent(path, key=key)
         return self._store(path, key, data)
+
+    def put_if(self, data: bytes, key: str, *, etag: str | None) -> ObjectInfo:
+        """Store ``data`` only if ``key`` is absent (``etag`` None) or still has ``etag``: the check and
+        the rename happen under an exclusive lock on the directory, so writers take turns."""
+        path = self._path(key)
+        self._make_parent(path, key=key)
+        with self._locked(path.parent, key=key):
+            self._expect(path, key=key, etag=etag)
+            return self._store(path, key, data)
+
+    def delete_if(self, key: str, *, etag: str) -> None:
+        """Delete recpipe's own object at ``key`` only if it still has ``etag``."""
+        path = self._path(key)
+        with self._locked(path.parent, key=key):
+            self._expect(path, key=key, etag=etag)
+            try:
+                path.unlink()
+            except OSError as err:
+                raise self._write_error(err, key=key) from err
+
+    def _expect(self, path: Path, *, key: str, etag: str | None) -> None:
+        try:
+            current: str | None = _info(key, path.stat()).etag
+        except FileNotFoundError:
+            current = None
+        if etag is not None and current is None:
+            raise ObjectNotFound(f"{self.url}: no such key", key=key)
+        if current != etag:
+            raise PreconditionFailed(f"{self.url}: the object is not as expected", key=key)
+
+    @contextlib.contextmanager
+    def _locked(self, directory: Path, *, key: str) -> Iterator[None]:
+        """An exclusive ``flock`` on ``directory`` for the duration of the block."""
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as err:
+            raise self._error(err, key=key, action="lock") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def _store(self, path: Path, key: str, source: BinaryIO | bytes) -> ObjectInfo:
         """Write ``source`` next to ``path`` (whose directory exists) under a temporary name, then

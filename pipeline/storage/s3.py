@@ -30,7 +30,7 @@ from botocore.exceptions import (
 )
 from s3transfer.manager import TransferConfig, TransferManager
 
-from pipeline.exceptions import ConfigError, ObjectNotFound, StorageError
+from pipeline.exceptions import ConfigError, ObjectNotFound, PreconditionFailed, StorageError
 from pipeline.storage.base import ObjectInfo
 from pipeline.storage.local import temp_name
 
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+"""A conditional request lost: the object exists, changed, or another writer was first."""
 """ClientError codes that mean "the key or its bucket does not exist"."""
 
 DEFAULT_READ_ATTEMPTS = 3
@@ -120,6 +122,8 @@ def translate_error(err: Exception, *, bucket: str, key: str | None, action: str
         if code in NOT_FOUND_CODES:
             what = "bucket" if code == "NoSuchBucket" else "key"
             return ObjectNotFound(f"{where}: no such {what} ({code})", key=key)
+        if code in PRECONDITION_CODES:
+            return PreconditionFailed(f"{where}: {action}: the object is not as expected ({code})", key=key)
         detail = f"{code}: {message}" if message else code
         return StorageError(f"{where}: {action} failed: {detail}", key=key)
     if isinstance(err, NoCredentialsError):
@@ -234,6 +238,22 @@ class S3Storage:
         with self.translated("put", key=key):
             response = self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
         return ObjectInfo(key=key, size=len(data), etag=_etag(response["ETag"]))
+
+    def put_if(self, data: bytes, key: str, *, etag: str | None) -> ObjectInfo:
+        """PutObject with ``If-None-Match: *`` (``etag`` None) or ``If-Match: etag``."""
+        with self.translated("conditional put", key=key):
+            if etag is None:
+                response = self._client.put_object(Bucket=self._bucket, Key=key, Body=data, IfNoneMatch="*")
+            else:
+                response = self._client.put_object(
+                    Bucket=self._bucket, Key=key, Body=data, IfMatch=f'"{etag}"'
+                )
+        return ObjectInfo(key=key, size=len(data), etag=_etag(response["ETag"]))
+
+    def delete_if(self, key: str, *, etag: str) -> None:
+        """DeleteObject with ``If-Match: etag``."""
+        with self.translated("conditional delete", key=key):
+            self._client.delete_object(Bucket=self._bucket, Key=key, IfMatch=f'"{etag}"')
 
     def begin_upload(self, key: str) -> S3Upload:
         """Create a multipart upload for ``key``: parts go up in the background, the object appears on

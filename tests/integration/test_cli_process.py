@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.lease import Lease, acquire
 from pipeline.sample import write_sample
+from pipeline.storage import LocalStorage
 from stages.media.mp4 import read_mp4
 from stages.playlist import parse_playlist
 
@@ -188,3 +190,24 @@ def test_dry_run_writes_nothing(sample_copy):
     result = invoke("process", str(sample_copy), "--av-file-type", "hls,mp4", "--dry-run")
     assert result.exit_code == 0, result.output
     assert snapshot(sample_copy) == before
+
+
+def test_a_recording_another_recpipe_holds_is_pending_then_processed(sample_copy):
+    """A live lease beside the recording: exit 75 (pending, LEASE_HELD), nothing written; once the
+    holder is gone, the same command processes it."""
+    profile = str(sample_copy / "start_request.json")
+    store = LocalStorage(sample_copy)
+    [playlist] = [i for i in store.list("recordings/") if i.key.endswith(".m3u8")]
+    lease_key = playlist.key.removesuffix(".m3u8") + ".lease.json"
+    held = acquire(store, lease_key, owner="other-host:1:abcd", seconds=600)
+    assert isinstance(held, Lease)
+    before = snapshot(sample_copy)
+    busy = invoke("process", str(sample_copy), "--profile", profile, "--json")
+    assert busy.exit_code == 75, busy.output
+    assert [f["code"] for f in report_of(busy)["findings"]] == ["LEASE_HELD"]
+    assert "other-host:1:abcd" in report_of(busy)["findings"][0]["detail"]
+    assert snapshot(sample_copy) == before
+    held.release()
+    done = invoke("process", str(sample_copy), "--profile", profile)
+    assert done.exit_code == 0, done.output
+    assert not store.exists(lease_key)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.exceptions import ObjectNotFound, StorageError
+from pipeline.exceptions import ObjectNotFound, PreconditionFailed, StorageError
 from pipeline.storage import ObjectInfo, Storage
 
 ODD_KEYS = [
@@ -161,3 +161,25 @@ def test_put_of_a_missing_source_file_is_a_storage_error(storage: Storage, tmp_p
 
 def test_url_names_the_root(storage: Storage) -> None:
     assert storage.url.startswith(("/", "s3://"))
+
+
+def test_put_if_absent_then_if_match(storage: Storage) -> None:
+    first = storage.put_if(b"one", "rec/x.lease.json", etag=None)
+    with pytest.raises(PreconditionFailed):
+        storage.put_if(b"two", "rec/x.lease.json", etag=None)
+    second = storage.put_if(b"two", "rec/x.lease.json", etag=first.etag)
+    assert second.etag != first.etag
+    with pytest.raises(PreconditionFailed):
+        storage.put_if(b"three", "rec/x.lease.json", etag=first.etag)  # stale tag loses
+    assert storage.read_bytes("rec/x.lease.json", max_bytes=10) == b"two"
+
+
+def test_delete_if_only_with_the_current_tag(storage: Storage) -> None:
+    info = storage.put_if(b"mine", "rec/y.lease.json", etag=None)
+    newer = storage.put_if(b"theirs", "rec/y.lease.json", etag=info.etag)
+    with pytest.raises(PreconditionFailed):
+        storage.delete_if("rec/y.lease.json", etag=info.etag)
+    storage.delete_if("rec/y.lease.json", etag=newer.etag)
+    assert not storage.exists("rec/y.lease.json")
+    with pytest.raises(ObjectNotFound):
+        storage.delete_if("rec/y.lease.json", etag=newer.etag)
