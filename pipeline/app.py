@@ -6,20 +6,23 @@ storage-event worker and tests can drive the same path.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import PipelineConfig
-from pipeline.exceptions import ConfigError, PlaylistError
+from pipeline.exceptions import ConfigError, PipelineError, PlaylistError
 from pipeline.job import Expectations, Policy, Recording
 from pipeline.locations import Location, location_from_storage_spec, open_destination, open_location
 from pipeline.profile import Profile, load_profile, parse_av_file_types
 from pipeline.progress import NullProgress, Progress
 from pipeline.report import recording_json
 from pipeline.runner import Result, RunOptions, execute, make_job, output_directory
+from pipeline.storage import LocalStorage
 from pipeline.tools import ffmpeg_version, find_ffmpeg
 from stages.base import Destination, StageContext
 from stages.discover import find_recordings, inputs_digest, select_recording, split_key
@@ -77,6 +80,16 @@ def discover(source: Location, *, sid: str | None, profile: Profile | None) -> R
     recordings = find_recordings(source.storage, source.prefix)
     exact = source.prefix if source.prefix.endswith(".m3u8") else None
     cname = profile.cname if profile is not None else None
+    if exact is not None and cname is not None:  # the playlist named wins over the profile's channel
+        chosen = select_recording(recordings, sid=sid, cname=None, playlist_key=exact, where=source.display)
+        if chosen.cname != cname:
+            log.info(
+                "%s: channel %r, not the profile's %r; using the profile for what to expect",
+                exact,
+                chosen.cname,
+                cname,
+            )
+        return chosen
     return select_recording(recordings, sid=sid, cname=cname, playlist_key=exact, where=source.display)
 
 
@@ -209,3 +222,62 @@ def _listing(
     state = recording_state(endlist=endlist, report=report, digest=inputs_digest(rec))
     status = str(report["status"]) if report else None
     return Listing(recording=rec, state=state, slices=slices, duration_s=duration, report_status=status)
+
+
+# --- fleets: enqueue, batch, the worker's helpers ------------------------------------------------
+
+SECRET_FIELDS = frozenset({"accessKey", "secretKey", "sessionToken", "accessKeyId", "secretAccessKey"})
+"""storageConfig fields that never leave this machine in a queue message."""
+
+
+def without_secrets(doc: Any) -> Any:
+    """A profile document with every credential field removed (for queue messages)."""
+    if isinstance(doc, dict):
+        return {k: without_secrets(v) for k, v in doc.items() if k not in SECRET_FIELDS}
+    if isinstance(doc, list):
+        return [without_secrets(v) for v in doc]
+    return doc
+
+
+def read_profile_document(path: Path | None) -> dict[str, Any] | None:
+    """The profile file as a JSON document, checked by the profile loader first."""
+    if path is None:
+        return None
+    load_profile(path)  # the same checks and messages as ``process --profile``
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return doc if isinstance(doc, dict) else None
+
+
+def location_of(source: Location, recording: Recording) -> str:
+    """A location string naming exactly this recording (its playlist), for a job message or a job."""
+    key = recording.playlist_key or recording.directory
+    storage = source.storage
+    if isinstance(storage, LocalStorage):
+        return str(storage.root.joinpath(*key.split("/"))) if key else str(storage.root)
+    return f"{storage.url}/{key}"
+
+
+def recordings_at(
+    location: str, *, endpoint_url: str | None, environ: Mapping[str, str]
+) -> list[tuple[str, Recording]]:
+    """Every recording under ``location``, each with a location that names only it."""
+    source = open_location(location, endpoint_url=endpoint_url, environ=environ)
+    return [(location_of(source, rec), rec) for rec in find_recordings(source.storage, source.prefix)]
+
+
+def playlist_etag(location: str, *, endpoint_url: str | None, environ: Mapping[str, str]) -> str | None:
+    """The current ETag of the playlist a location names (None if there is none or it cannot be read)."""
+    try:
+        source = open_location(location, endpoint_url=endpoint_url, environ=environ)
+        return source.storage.stat(source.prefix).etag if source.prefix.endswith(".m3u8") else None
+    except PipelineError as err:
+        log.debug("cannot look at %s: %s", location, err)
+        return None
+
+
+def batch_exit_code(statuses: list[str | None]) -> int:
+    """``recpipe batch``'s exit code: the most serious outcome wins (failed, rejected, degraded, pending)."""
+    for status, code in (("failed", 1), (None, 1), ("rejected", 4), ("degraded", 3), ("pending", 75)):
+        if status in statuses:
+            return code
+    return 0

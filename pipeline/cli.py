@@ -9,34 +9,45 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from pipeline.app import Request, list_recordings, recpipe_version, run
+from pipeline.app import (
+    Request,
+    batch_exit_code,
+    list_recordings,
+    playlist_etag,
+    read_profile_document,
+    recordings_at,
+    recpipe_version,
+    run,
+    without_secrets,
+)
 from pipeline.config import PipelineConfig, load_config
-from pipeline.exceptions import AmbiguousRecording, ConfigError, PipelineError
+from pipeline.exceptions import PipelineError
 from pipeline.job import POLICIES
+from pipeline.policy import STATUS_EXIT, exit_code_for
 from pipeline.progress import NullProgress, Progress, TerminalProgress
 from pipeline.report import summary_lines
 from pipeline.runner import Result
 from pipeline.sample import DEFECTS, write_sample
 from pipeline.tools import find_ffmpeg
+from pipeline.triggers import JobOptions, job_message
+
+if TYPE_CHECKING:
+    from pipeline.sqs import SqsQueue
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-STATUS_EXIT = {"ok": 0, "degraded": 3, "failed": 1, "pending": 75, "rejected": 4}
-USAGE_EXIT = 2
-
-
-def exit_code_for(err: PipelineError) -> int:
-    """Usage-like errors (bad config, ambiguous choice) exit 2; every other failure exits 1."""
-    return USAGE_EXIT if isinstance(err, ConfigError | AmbiguousRecording) else 1
 
 
 def fail(err: PipelineError, *, as_json: bool) -> NoReturn:
@@ -122,7 +133,7 @@ def _echo_result(result: Result, *, as_json: bool, quiet: bool, dest_url: str) -
 
 def _finish(result: Result, *, as_json: bool, quiet: bool, dest_url: str) -> NoReturn:
     _echo_result(result, as_json=as_json, quiet=quiet, dest_url=dest_url)
-    sys.exit(STATUS_EXIT[str(result.job.status)])
+    sys.exit(STATUS_EXIT[result.job.status or "failed"])
 
 
 def _run(request: Request, *, obj: Mapping[str, Any], as_json: bool, quiet: bool) -> NoReturn:
@@ -296,3 +307,299 @@ def sample(
     click.echo(f"profile: {profile_path}")
     if defect:
         click.echo(f"defect:  {defect} — {DEFECTS[defect]}")
+
+
+def _job_options(opts: Mapping[str, Any], *, embed_profile: bool) -> JobOptions:
+    """dest/policy/avFileType/force/profile from flags, as jobs take them."""
+    try:
+        profile = read_profile_document(opts.get("profile"))
+    except PipelineError as err:
+        fail(err, as_json=bool(opts.get("as_json")))
+    return JobOptions(
+        dest=opts.get("dest"),
+        policy=opts.get("policy"),
+        av_file_type=opts.get("av_file_type"),
+        force=bool(opts.get("force")),
+        profile=without_secrets(profile) if embed_profile and profile else profile,
+    )
+
+
+def job_options(fn: F) -> F:
+    """The ``process`` flags a fleet passes on to every job."""
+    decorators = [
+        click.option(
+            "--profile",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Start-request JSON for every recording: expected streams and avFileType.",
+        ),
+        click.option(
+            "--dest", metavar="LOCATION", help="Where to write outputs (default: beside each recording)."
+        ),
+        click.option(
+            "--policy", type=click.Choice(POLICIES), help="strict (default) or lenient, as for process."
+        ),
+        click.option("--av-file-type", metavar="LIST", help='Override avFileType, e.g. "hls,mp4".'),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def _queue(url: str, *, endpoint_url: str | None) -> SqsQueue:
+    from pipeline.sqs import SqsQueue, make_sqs_client  # boto3 only when a queue is used
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return SqsQueue(make_sqs_client(queue_url=url, endpoint_url=endpoint_url, region=region), url)
+
+
+@main.command()
+@click.option("--queue", "queue_url", required=True, metavar="URL", help="The SQS queue URL to consume.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Recordings processed at once (each in its own process).",
+)
+@click.option(
+    "--recordings",
+    metavar="LOCATION",
+    help="Where the recorder writes (s3://bucket/prefix), for its notifications (they name only a sid).",
+)
+@job_options
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.IntRange(0, 20),
+    default=20,
+    show_default=True,
+    help="Long-poll seconds per receive.",
+)
+@click.option(
+    "--visibility",
+    "visibility_s",
+    type=click.IntRange(10, 43200),
+    default=300,
+    show_default=True,
+    help="Seconds a message stays hidden; renewed every third of it while its job runs.",
+)
+@click.option(
+    "--pending-delay",
+    "pending_delay_s",
+    type=click.IntRange(0, 43200),
+    default=60,
+    show_default=True,
+    help="Seconds before an unfinished (or busy) recording is looked at again.",
+)
+@click.option(
+    "--retry-delay",
+    "retry_delay_s",
+    type=click.FloatRange(0),
+    default=15.0,
+    show_default=True,
+    help="Seconds before a failed job is tried again; doubled each time, until the queue's redrive count.",
+)
+@click.option(
+    "--max-pending-age",
+    "max_pending_age_s",
+    type=click.FloatRange(0),
+    default=86400.0,
+    show_default=True,
+    help="Seconds after its event before an unfinished recording goes to the dead-letter queue.",
+)
+@click.option(
+    "--idle-exit",
+    "idle_exit_s",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Exit after this long with an empty queue and nothing running (default: never).",
+)
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, seconds running jobs get before they are stopped and their messages returned.",
+)
+@click.option(
+    "--endpoint-url", metavar="URL", help="S3/SQS-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)."
+)
+@click.pass_obj
+def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, **opts: Any) -> None:
+    """Process recordings as their storage events (or job messages) arrive on an SQS queue.
+
+    \b
+    Accepts on the queue: S3 event notifications (directly, or via SNS), EventBridge
+    "Object Created" events, recpipe job messages (recpipe enqueue) and the recorder's
+    uploaded/backuped notifications. Only a recording's playlist (<sid>_<cname>.m3u8)
+    starts work; a playlist without #EXT-X-ENDLIST comes back after --pending-delay.
+    A message is deleted only once its outputs and report are committed; one recpipe
+    cannot understand goes to the queue's dead-letter queue. Stop with SIGTERM or Ctrl-C.
+    """
+    from pipeline.jobs import run_subprocess
+    from pipeline.worker import Dispatcher, Worker, WorkerSettings
+
+    defaults = _job_options(opts, embed_profile=False)
+    names = (
+        "concurrency",
+        "wait_s",
+        "visibility_s",
+        "pending_delay_s",
+        "retry_delay_s",
+        "max_pending_age_s",
+        "idle_exit_s",
+        "grace_s",
+        "recordings",
+    )
+    settings = WorkerSettings(endpoint_url=endpoint_url, defaults=defaults, **{n: opts[n] for n in names})
+    try:
+        queue = _queue(queue_url, endpoint_url=endpoint_url)
+        dead = queue.dead_letter_queue()
+    except PipelineError as err:
+        fail(err, as_json=False)
+    dispatcher = Dispatcher(
+        settings=settings,
+        run=lambda spec, cancel: run_subprocess(spec, cancel=cancel),
+        probe=lambda location: playlist_etag(location, endpoint_url=endpoint_url, environ=os.environ),
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.warning(
+            "%s: finishing running jobs (up to %.0f s), taking no new messages",
+            signal.Signals(signum).name,
+            settings.grace_s,
+        )
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    log.info(
+        "worker on %s: %d job(s) at once; dead-letter queue: %s",
+        queue.name,
+        settings.concurrency,
+        dead.name if dead else "none",
+    )
+    stats = Worker(queue, dispatcher=dispatcher, dead_letters=dead).serve(stop)
+    log.info(
+        "worker done: %d message(s), %d job(s), %d deleted, %d returned, %d dead-lettered",
+        stats.messages,
+        dispatcher.jobs,
+        stats.deleted,
+        stats.returned,
+        stats.dead_lettered,
+    )
+
+
+@main.command()
+@click.argument("location")
+@click.option("--queue", "queue_url", required=True, metavar="URL", help="The SQS queue URL workers consume.")
+@job_options
+@click.option(
+    "--force", is_flag=True, help="Ask workers to process again even when an up-to-date report exists."
+)
+@location_options
+@click.pass_obj
+def enqueue(
+    obj: Mapping[str, Any], /, location: str, queue_url: str, endpoint_url: str | None, **opts: Any
+) -> None:
+    """Send one job message per recording under LOCATION to the queue (re-processing at scale).
+
+    Each message names one recording's playlist and carries --dest, --policy, --av-file-type,
+    --force and the --profile (without storage credentials). Workers skip recordings already
+    processed with the same inputs unless --force.
+    """
+    as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
+    options = _job_options(opts, embed_profile=True)
+    try:
+        found = recordings_at(location, endpoint_url=endpoint_url, environ=os.environ)
+        bodies = [job_message(where, sid=rec.sid, options=options) for where, rec in found]
+        sent = _queue(queue_url, endpoint_url=endpoint_url).send(bodies) if bodies else 0
+    except PipelineError as err:
+        fail(err, as_json=as_json)
+    if as_json:
+        click.echo(
+            json.dumps({"queue": queue_url, "sent": sent, "recordings": [w for w, _ in found]}, indent=2)
+        )
+    elif not quiet:
+        for where, _ in found:
+            click.echo(f"queued   {where}")
+        click.echo(
+            f"{sent} job message(s) sent to {queue_url}" if sent else f"no recordings under {location}"
+        )
+
+
+@main.command()
+@click.argument("location")
+@click.option(
+    "--workers",
+    "jobs",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Recordings processed at once (each in its own process).",
+)
+@job_options
+@click.option("--force", is_flag=True, help="Process again even when an up-to-date report exists.")
+@location_options
+@click.pass_obj
+def batch(obj: Mapping[str, Any], /, location: str, jobs: int, endpoint_url: str | None, **opts: Any) -> None:
+    """Process every recording under LOCATION, several at once; skip those already processed.
+
+    \b
+    One line per recording as it finishes. Exit code: 1 if any failed, else 4 if any was
+    rejected, 3 if any is degraded, 75 if any is still recording, else 0.
+    """
+    from pipeline.jobs import JobSpec, run_subprocess
+
+    as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
+    options = _job_options(opts, embed_profile=False)
+    try:
+        found = recordings_at(location, endpoint_url=endpoint_url, environ=os.environ)
+    except PipelineError as err:
+        fail(err, as_json=as_json)
+    results: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(jobs, thread_name_prefix="recpipe-batch") as pool:
+        specs = {
+            pool.submit(
+                run_subprocess,
+                JobSpec(location=where, sid=rec.sid, endpoint_url=endpoint_url, options=options),
+            ): (where, rec)
+            for where, rec in found
+        }
+        for done, future in enumerate(as_completed(specs), start=1):
+            where, rec = specs[future]
+            outcome = future.result()
+            results.append(
+                {
+                    "recording": where,
+                    "status": outcome.status,
+                    "exit_code": outcome.exit_code,
+                    "detail": outcome.describe(),
+                    "report": outcome.report,
+                }
+            )
+            if not (quiet or as_json):  # one line per finished recording is the progress
+                note = "" if outcome.status else f"  {outcome.describe()}"
+                click.echo(f"[{done}/{len(found)}] {outcome.status or 'error':<9} {rec.label}{note}")
+    if as_json:
+        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+    elif not quiet:
+        counts = Counter(r["status"] or "error" for r in results)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        click.echo(
+            f"{len(results)} recording(s): {summary}" if results else f"no recordings under {location}"
+        )
+    sys.exit(batch_exit_code([r["status"] for r in results]))
+
+
+def run_main() -> None:
+    """The ``recpipe`` program: SIGTERM stops a run cleanly (uploads aborted, lease released, work
+    directory removed) instead of killing it where it stands."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    main(prog_name="recpipe")

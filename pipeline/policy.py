@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from pipeline.exceptions import AmbiguousRecording, ConfigError, PipelineError
 from pipeline.job import Finding, Policy, StageError, Status
 
 log = logging.getLogger(__name__)
@@ -36,3 +37,13 @@ def decide_status(findings: Iterable[Finding], *, policy: Policy, error: StageEr
 def is_terminal(status: Status) -> bool:
     """Whether later stages must not run (nothing will be published)."""
     return status not in PUBLISHABLE
+
+
+STATUS_EXIT: dict[Status, int] = {"ok": 0, "degraded": 3, "failed": 1, "pending": 75, "rejected": 4}
+"""The exit code of a finished run, by status (SPEC.md)."""
+USAGE_EXIT = 2
+
+
+def exit_code_for(err: PipelineError) -> int:
+    """Usage-like errors (bad config, ambiguous choice) exit 2; every other failure exits 1."""
+    return USAGE_EXIT if isinstance(err, ConfigError | AmbiguousRecording) else 1
