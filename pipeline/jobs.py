@@ -136,7 +136,7 @@ def run_subprocess(spec: JobSpec, *, cancel: threading.Event | None = None) -> O
             try:
                 while True:
                     try:
-                        proc.wait(timeout=0.2)
+                        proc.wait(timeout=0.05)
                         break
                     except subprocess.TimeoutExpired:
                         if cancel is not None and cancel.is_set():

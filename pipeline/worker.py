@@ -183,6 +183,10 @@ class Worker:
             target=self._heartbeat, args=(done,), name="recpipe-heartbeat", daemon=True
         )
         heartbeat.start()
+        stopper = threading.Thread(
+            target=self._stopper, args=(stop, done), name="recpipe-stopper", daemon=True
+        )
+        stopper.start()
         idle_since = self._clock()
         with ThreadPoolExecutor(s.concurrency, thread_name_prefix="recpipe-job") as pool:
             running: set[Future[None]] = set()
@@ -220,20 +224,27 @@ class Worker:
             self._wind_down(running)
         done.set()
         heartbeat.join()
+        stopper.join()
         return self.stats
 
     def _wind_down(self, running: set[Future[None]]) -> None:
-        """Give running jobs ``grace_s``, then stop them; their messages go back to the queue."""
-        if not running:
+        """Wait for running jobs (``_stopper`` stops them once their grace is over)."""
+        if running:
+            log.info("stopping: %d running job(s) get up to %.0f s", len(running), self.settings.grace_s)
+            wait(running)
+
+    def _stopper(self, stop: threading.Event, done: threading.Event) -> None:
+        """From the moment ``stop`` is set, give running jobs ``grace_s``, then stop them (their
+        messages return to the queue at once)."""
+        while not stop.wait(0.05):
+            if done.is_set():
+                return
+        if done.wait(self.settings.grace_s):
             return
-        log.info("stopping: waiting up to %.0f s for %d running job(s)", self.settings.grace_s, len(running))
-        _, late = wait(running, timeout=self.settings.grace_s)
-        if late:
-            with self._lock:
-                flights = list(self._inflight.values())
-            for flight in flights:
-                flight.cancel.set()
-            wait(late)
+        with self._lock:
+            flights = list(self._inflight.values())
+        for flight in flights:
+            flight.cancel.set()
 
     def _heartbeat(self, done: threading.Event) -> None:
         """Keep in-flight messages hidden while their jobs run (until every job has ended)."""
@@ -255,6 +266,7 @@ class Worker:
             action = self.dispatcher.action_for(message, cancel=flight.cancel)
             if flight.cancel.is_set():
                 action = Action(verdict="later", seconds=0, reason="the worker is stopping")
+                log.info("message %s returns to the queue: the worker is stopping", message.id)
             self._apply(message, action)
         except Exception:  # one bad message must not stop the worker
             log.exception("message %s: unexpected error; it returns to the queue", message.id)

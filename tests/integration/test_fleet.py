@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import boto3
 import pytest
 
 from pipeline.sample import write_sample
+from tests.bench.measure import children_of
 
 pytestmark = [
     pytest.mark.integration,
@@ -92,13 +94,13 @@ def objects(s3_bucket) -> dict[str, tuple[str, object]]:
     return {o["Key"]: (o["ETag"], o["LastModified"]) for page in pages for o in page.get("Contents", [])}
 
 
-def wait_until(condition, *, seconds: float, what: str, logs: list[Path]) -> None:
+def wait_until(condition, *, seconds: float, what: str, logs: list[Path], poll: float = 0.5) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs)
             pytest.fail(f"timed out waiting for {what}\n{tails}")
-        time.sleep(0.5)
+        time.sleep(poll)
 
 
 def s3_event(bucket: str, key: str) -> str:
@@ -186,3 +188,33 @@ def test_two_workers_process_every_recording_once(s3_bucket, fleet, template, tm
     text = "".join(p.read_text() for p in logs)
     assert "moved to dlq-" in text
     assert "Traceback" not in text
+
+
+def test_sigterm_returns_the_running_jobs_message_and_leaves_nothing_behind(
+    s3_bucket, fleet, ffmpeg_exe, tmp_path
+):
+    sqs, queue, _ = fleet
+    client, bucket = s3_bucket.client, s3_bucket.name
+    root = tmp_path / "long"
+    write_sample(root, ffmpeg=ffmpeg_exe, seconds=240, slice_seconds=4, cname="long")
+    for path in sorted(root.iterdir(), key=lambda p: p.suffix == ".m3u8"):  # the playlist last
+        client.put_object(Bucket=bucket, Key=PREFIX + path.name, Body=path.read_bytes())
+    sources = objects(s3_bucket)
+    log = tmp_path / "worker.log"
+    argv = [sys.executable, "-m", "pipeline", "-v", "worker", "--queue", queue, "--endpoint-url",
+            s3_bucket.endpoint, "--av-file-type", "hls,mp4", "--wait", "1", "--grace", "0"]  # fmt: skip
+    env = {**os.environ, "RECPIPE_FETCH_WORKERS": "1", "RECPIPE_FETCH_WINDOW": "1"}
+    worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env)
+    try:
+        wait_until(lambda: children_of().get(worker.pid), seconds=60, what="the job", logs=[log], poll=0.01)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, log.read_text()[-3000:]
+    assert objects(s3_bucket) == sources  # no outputs, no report, no lease
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)  # back at once
+    bodies = [m["Body"] for m in got.get("Messages", []) if "long.m3u8" in m["Body"]]
+    assert len(bodies) == 1
