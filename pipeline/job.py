@@ -188,6 +188,8 @@ class Job:
     error: StageError | None = None
     status: Status | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    retries: int = 0
+    """Storage requests that had to be sent again while this job ran."""
     skipped: bool = False
     """True when an up-to-date report already existed and nothing was done."""
 

@@ -54,6 +54,7 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         else {"stage": job.error.stage, "type": job.error.type, "message": job.error.message},
         "tool": dict(tool),
         "timings_s": {k: round(v, 3) for k, v in job.timings.items()},
+        "retries": job.retries,
     }
 
 

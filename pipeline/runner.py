@@ -185,8 +185,15 @@ def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
         lease.release()
 
 
+def storage_retries(ctx: StageContext) -> int:
+    """Retries so far by the source and destination stores (one count if they are the same)."""
+    stores = {id(s): s for s in (ctx.storage, ctx.destination.storage)}
+    return sum(s.retries for s in stores.values())
+
+
 def _execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
     stages = stages_for(options, want_mp4=job.want_mp4)
+    retries_before = storage_retries(ctx)
     with job_workdir(ctx.config) as workdir:
         try:
             job = run_job(job, stages, ctx=replace(ctx, workdir=workdir))
@@ -194,6 +201,7 @@ def _execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
             for stage in stages:  # whatever a stage left unpublished is thrown away here
                 if isinstance(stage, Closing):
                     stage.close()
+    job = replace(job, retries=storage_retries(ctx) - retries_before)
     report = build_report(job, tool=ctx.tool)
     key = None
     if options.publish and job.status != "pending":

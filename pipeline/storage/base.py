@@ -53,6 +53,11 @@ class Storage(Protocol):
         """Human-readable root of the store (``/abs/dir`` or ``s3://bucket``), for messages and reports."""
         ...
 
+    @property
+    def retries(self) -> int:
+        """Requests this store needed to send again so far (for the report)."""
+        ...
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order, recursively."""
         ...

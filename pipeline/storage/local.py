@@ -117,6 +117,11 @@ class LocalStorage:
         """The root directory, for messages and reports."""
         return str(self._root)
 
+    @property
+    def retries(self) -> int:
+        """A local directory is never retried."""
+        return 0
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every regular file whose key starts with ``prefix``, in key order, recursively."""
         base, _, tail = prefix.rpartition("/")

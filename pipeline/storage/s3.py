@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3.session
 from botocore.config import Config
@@ -29,6 +31,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 from s3transfer.manager import TransferConfig, TransferManager
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from pipeline.exceptions import ConfigError, ObjectNotFound, PreconditionFailed, StorageError
 from pipeline.storage.base import ObjectInfo
@@ -43,9 +46,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+"""ClientError codes that mean "the key or its bucket does not exist"."""
 PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 """A conditional request lost: the object exists, changed, or another writer was first."""
-"""ClientError codes that mean "the key or its bucket does not exist"."""
 
 DEFAULT_READ_ATTEMPTS = 3
 """How often a body that fails while streaming is fetched, in all."""
@@ -66,8 +69,15 @@ class ShortReadError(Exception):
         super().__init__(f"received {received} of {expected} bytes")
 
 
+class BrokenConnection(StorageError):
+    """The connection dropped while botocore read a response outside its own retries (an error
+    response's body): a ``StorageError`` for callers, worth another try for reads."""
+
+
 STREAM_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,
+    Urllib3Error,
+    BrokenConnection,
     TimeoutError,
     ReadTimeoutError,
     IncompleteReadError,
@@ -76,6 +86,42 @@ STREAM_ERRORS: tuple[type[Exception], ...] = (
     ShortReadError,
 )
 """Errors while reading a body that are worth fetching it again for."""
+
+
+class RetryCounter:
+    """Requests botocore sent again (throttling, 5xx, dropped connections), counted from the
+    ``RetryAttempts`` of every response; a call that failed without any response counts its attempts."""
+
+    def __init__(self, max_retries: int) -> None:
+        self._lock = threading.Lock()
+        self._max = max_retries
+        self.count = 0
+
+    def after_call(self, *, parsed: Mapping[str, Any] | None = None, **_: Any) -> None:
+        """botocore's ``after-call`` event."""
+        retries = int(((parsed or {}).get("ResponseMetadata") or {}).get("RetryAttempts", 0))
+        if retries:
+            self.add(retries)
+
+    def after_call_error(self, **_: Any) -> None:
+        """botocore's ``after-call-error`` event: every attempt failed without a response."""
+        self.add(self._max)
+
+    def add(self, n: int) -> None:
+        """Count ``n`` more retries."""
+        with self._lock:
+            self.count += n
+
+
+_COUNTERS: weakref.WeakKeyDictionary[Any, RetryCounter] = weakref.WeakKeyDictionary()
+
+
+def retry_counter(client: S3Client) -> RetryCounter:
+    """The retry counter of a client made by ``make_s3_client`` (a fresh one for any other client)."""
+    counter = _COUNTERS.get(client)
+    if counter is None:
+        counter = _COUNTERS[client] = RetryCounter(0)
+    return counter
 
 
 def make_s3_client(
@@ -99,7 +145,7 @@ def make_s3_client(
     )
     try:
         session = boto3.session.Session()
-        return session.client(
+        client = session.client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
@@ -109,6 +155,10 @@ def make_s3_client(
         )
     except (BotoCoreError, ValueError) as err:
         raise ConfigError(f"cannot set up the S3 client: {err}") from err
+    counter = _COUNTERS[client] = RetryCounter(max_retries)
+    client.meta.events.register("after-call.s3", counter.after_call)
+    client.meta.events.register("after-call-error.s3", counter.after_call_error)
+    return client
 
 
 def translate_error(err: Exception, *, bucket: str, key: str | None, action: str) -> StorageError:
@@ -174,6 +224,11 @@ class S3Storage:
     def url(self) -> str:
         """``s3://bucket``."""
         return f"s3://{self._bucket}"
+
+    @property
+    def retries(self) -> int:
+        """Requests sent again so far through this storage's client (botocore's and body re-reads)."""
+        return retry_counter(self._client).count
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order; "folder" markers are skipped."""
@@ -306,6 +361,8 @@ class S3Storage:
                 return attempt()
             except STREAM_ERRORS as err:
                 last = err
+                if number < self._read_attempts:
+                    retry_counter(self._client).add(1)
                 attempts = self._read_attempts
                 log.warning("%s/%s: read failed (attempt %d of %d): %s", self.url, key, number, attempts, err)
             except BotoCoreError as err:
@@ -323,6 +380,8 @@ class S3Storage:
             yield
         except (ClientError, BotoCoreError) as err:
             raise translate_error(err, bucket=self._bucket, key=key, action=action) from err
+        except Urllib3Error as err:  # a connection dropped while botocore read an error response
+            raise BrokenConnection(f"{self.url}: {action} failed: connection broken: {err}", key=key) from err
 
 
 def _etag(value: str) -> str:
