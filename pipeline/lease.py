@@ -5,7 +5,8 @@ created with a conditional write (S3 ``If-None-Match: *``; locally, under a dire
 creates it holds it until ``expires``; the holder renews it every third of its lifetime with
 ``If-Match`` on the ETag it last wrote, and deletes it (again ``If-Match``) when done. A lease whose
 holder died expires, and the next comer takes it over with ``If-Match`` on the expired lease's ETag,
-so of two comers only one wins. Outputs are committed atomically and are the same whoever makes
+so of two comers only one wins; a holder that was a process on this machine and is gone (a crash)
+is taken over at once. Outputs are committed atomically and are the same whoever makes
 them, so even a holder that lost its lease while stalled cannot leave a mixed set behind.
 """
 
@@ -15,13 +16,13 @@ import json
 import logging
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.exceptions import ObjectNotFound, PreconditionFailed, StorageError
+from pipeline.liveness import gone, this_host
 from pipeline.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,16 @@ Clock = Callable[[], float]
 
 
 def new_owner() -> str:
-    """An owner id unique to this process and run: host, pid and a random token."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """An owner id unique to this process and run: host (and PID namespace), pid and a random token."""
+    return f"{this_host()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def died_here(owner: str) -> bool:
+    """Whether ``owner`` was a process on this host that no longer exists: its lease can be taken
+    over at once instead of when it expires (a rerun after a crash)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return pid.isdigit() and gone(host, int(pid))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -134,9 +143,9 @@ def acquire(
             holder = read_holder(storage.read_bytes(key, max_bytes=MAX_LEASE_BYTES))
         except ObjectNotFound:
             continue  # released meanwhile: try to create it again
-        if holder is not None and holder.expires > clock():
+        if holder is not None and holder.expires > clock() and not died_here(holder.owner):
             return holder
-        log.info("taking over the expired lease %s (held by %s)", key, holder.owner if holder else "?")
+        log.info("taking over the lease %s (held by %s, gone)", key, holder.owner if holder else "?")
         try:
             info = storage.put_if(doc, key, etag=current.etag)
             return Lease(storage, key, owner=owner, seconds=seconds, etag=info.etag, clock=clock)

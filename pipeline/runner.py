@@ -9,6 +9,7 @@ that is always removed, and the report written last.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -22,7 +23,8 @@ from pipeline.config import PipelineConfig
 from pipeline.exceptions import PipelineError, PlaylistError
 from pipeline.job import Expectations, Finding, Job, Policy, Recording, StageError
 from pipeline.lease import Holder, acquire, new_owner
-from pipeline.naming import lease_name
+from pipeline.liveness import gone, pid_namespace, this_host
+from pipeline.naming import lease_name, playlist_name
 from pipeline.policy import decide_status, is_terminal
 from pipeline.report import build_report
 from stages.base import Stage, StageContext
@@ -130,12 +132,33 @@ def run_job(job: Job, stages: Sequence[Stage], *, ctx: StageContext) -> Job:
 
 @contextmanager
 def job_workdir(config: PipelineConfig) -> Iterator[Path]:
-    """A private temporary directory for one job, removed afterwards whatever happens."""
-    path = Path(tempfile.mkdtemp(prefix="recpipe-", dir=config.workdir))
+    """A private temporary directory for one job, removed afterwards whatever happens — and, first,
+    those of earlier recpipe processes here that were killed before they could remove theirs. The
+    name ``recpipe-<pid namespace>-<pid>-<random>`` says whose a directory is."""
+    parent = Path(config.workdir or tempfile.gettempdir())
+    remove_orphaned_workdirs(parent)
+    path = Path(tempfile.mkdtemp(prefix=f"recpipe-{pid_namespace()}-{os.getpid()}-", dir=parent))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_orphaned_workdirs(parent: Path) -> None:
+    """Remove work directories under ``parent`` whose recpipe process is gone (killed with SIGKILL,
+    or its machine restarted)."""
+    mine = f"recpipe-{pid_namespace()}-"
+    try:
+        entries = [
+            e for e in os.scandir(parent) if e.name.startswith(mine) and e.is_dir(follow_symlinks=False)
+        ]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(mine) :].partition("-")[0]
+        if pid.isdigit() and gone(this_host(), int(pid)):
+            log.info("removing %s, left by a recpipe that was killed", entry.path)
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _already_done(job: Job, *, ctx: StageContext) -> Result | None:
@@ -170,9 +193,8 @@ def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
         return _execute(job, ctx=ctx, options=options)
     if not options.force and (done := _already_done(job, ctx=ctx)) is not None:
         return done
-    key = ctx.destination.directory + lease_name(
-        job.recording.sid, job.recording.cname, uid=job.recording.uid, media=job.recording.media
-    )
+    rec = job.recording
+    key = ctx.destination.directory + lease_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media)
     lease = acquire(ctx.destination.storage, key, owner=new_owner(), seconds=ctx.config.lease_seconds)
     if isinstance(lease, Holder):
         return _busy(job, lease, ctx=ctx)
@@ -180,6 +202,8 @@ def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
     try:
         if not options.force and (done := _already_done(job, ctx=ctx)) is not None:
             return done  # finished by the previous holder while this run waited
+        stem = playlist_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media).removesuffix(".m3u8")
+        ctx.destination.storage.discard_incomplete(ctx.destination.directory + stem)  # a killed run's
         return _execute(job, ctx=ctx, options=options)
     finally:
         lease.release()

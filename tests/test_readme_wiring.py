@@ -27,6 +27,7 @@ IAM_ACTION = {
     "head_object": "s3:GetObject",
     "delete_object": "s3:DeleteObject",
     "list_objects_v2": "s3:ListBucket",
+    "list_multipart_uploads": "s3:ListBucketMultipartUploads",
     "change_message_visibility": "sqs:ChangeMessageVisibility",
     "delete_message": "sqs:DeleteMessage",
     "get_queue_attributes": "sqs:GetQueueAttributes",

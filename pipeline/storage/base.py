@@ -97,6 +97,12 @@ class Storage(Protocol):
         ``PreconditionFailed`` (``ObjectNotFound`` if it is gone). Never used on a recording's files."""
         ...
 
+    def discard_incomplete(self, prefix: str) -> int:
+        """Throw away unfinished writes to keys starting with ``prefix`` (S3 multipart uploads, local
+        temporary files) left by a recpipe that was killed; returns how many. Only for a holder of
+        the lease of those keys: it aborts whatever is in progress there."""
+        ...
+
     def begin_upload(self, key: str) -> Upload | None:
         """Start a part-by-part upload to ``key``, or None when the store gains nothing from one
         (a local directory publishes a finished file faster by linking it)."""

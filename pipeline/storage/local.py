@@ -215,6 +215,29 @@ class LocalStorage:
         self._make_parent(path, key=key)
         return self._store(path, key, data)
 
+    def discard_incomplete(self, prefix: str) -> int:
+        """Remove temporary files (``.<name>.<random>.part``) of objects whose key starts with ``prefix``."""
+        directory, _, stem = prefix.rpartition("/")
+        path = self._path(directory) if directory else self._root
+        removed = 0
+        try:
+            entries = list(os.scandir(path))
+        except FileNotFoundError:
+            return 0
+        except OSError as err:
+            raise self._error(err, key=prefix, action="list") from err
+        for entry in entries:
+            if (
+                is_temp_name(entry.name)
+                and entry.name[1:].startswith(stem)
+                and entry.is_file(follow_symlinks=False)
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                log.info("%s: removed %s, left by an earlier run", self.url, entry.name)
+                removed += 1
+        return removed
+
     def put_if(self, data: bytes, key: str, *, etag: str | None) -> ObjectInfo:
         """Store ``data`` only if ``key`` is absent (``etag`` None) or still has ``etag``: the check and
         the rename happen under an exclusive lock on the directory, so writers take turns."""

@@ -310,6 +310,23 @@ class S3Storage:
         with self.translated("conditional delete", key=key):
             self._client.delete_object(Bucket=self._bucket, Key=key, IfMatch=f'"{etag}"')
 
+    def discard_incomplete(self, prefix: str) -> int:
+        """Abort every multipart upload to a key starting with ``prefix``."""
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        aborted = 0
+        with self.translated("list multipart uploads", key=prefix):
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    key, upload_id = upload["Key"], upload["UploadId"]
+                    try:
+                        self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+                    except ClientError as err:  # finished or aborted meanwhile
+                        if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                            raise
+                    log.info("%s/%s: aborted an unfinished upload left by an earlier run", self.url, key)
+                    aborted += 1
+        return aborted
+
     def begin_upload(self, key: str) -> S3Upload:
         """Create a multipart upload for ``key``: parts go up in the background, the object appears on
         ``complete`` (CompleteMultipartUpload) and never if the upload is aborted."""

@@ -109,3 +109,27 @@ def test_keep_renews_in_the_background(storage: Storage) -> None:
 @pytest.mark.parametrize("data", [b"{}", b"[]", b'{"owner": "x", "expires": "soon"}', b"\xff"])
 def test_read_holder_refuses_what_is_not_a_lease(data: bytes) -> None:
     assert read_holder(data) is None
+
+
+def test_a_lease_whose_holder_died_on_this_machine_is_taken_over_at_once(storage: Storage) -> None:
+    import subprocess
+    import sys
+
+    from pipeline.liveness import this_host
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    owner = f"{this_host()}:{int(dead.stdout)}:abcd"
+    storage.put_bytes(lease_document(owner=owner, expires=10_000.0), KEY)
+    assert isinstance(take(storage, "me", Clock()), Lease)
+
+
+def test_a_live_or_foreign_holder_is_respected(storage: Storage) -> None:
+    import os
+
+    from pipeline.liveness import this_host
+
+    for owner in (f"{this_host()}:{os.getppid()}:abcd", "other-host~1:1:abcd"):
+        storage.put_bytes(lease_document(owner=owner, expires=10_000.0), KEY)
+        assert take(storage, "me", Clock()) == Holder(owner=owner, expires=10_000.0)

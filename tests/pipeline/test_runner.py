@@ -132,3 +132,30 @@ def test_workdir_removed_even_on_error(tmp_path):
 )
 def test_output_directory(source_base, dest_base, expected):
     assert output_directory(REC, source_base=source_base, dest_base=dest_base) == expected
+
+
+def test_work_directories_of_killed_recpipes_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.liveness import pid_namespace
+    from pipeline.runner import remove_orphaned_workdirs
+
+    dead = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout
+    )
+    ns = pid_namespace()
+    names = [
+        f"recpipe-{ns}-{dead}-abc",
+        f"recpipe-{ns}-{os.getppid()}-abc",
+        f"recpipe-{ns + 1}-{dead}-abc",
+        "other",
+    ]
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "part-0.mp4.part").write_bytes(b"x")
+    remove_orphaned_workdirs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])

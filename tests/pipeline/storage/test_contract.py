@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.exceptions import ObjectNotFound, PreconditionFailed, StorageError
-from pipeline.storage import ObjectInfo, Storage
+from pipeline.storage import LocalStorage, ObjectInfo, Storage
 
 ODD_KEYS = [
     pytest.param("dir/with space.ts", id="space"),
@@ -183,3 +183,19 @@ def test_delete_if_only_with_the_current_tag(storage: Storage) -> None:
     assert not storage.exists("rec/y.lease.json")
     with pytest.raises(ObjectNotFound):
         storage.delete_if("rec/y.lease.json", etag=newer.etag)
+
+
+def test_discard_incomplete_removes_unfinished_writes_under_the_prefix_only(storage: Storage) -> None:
+    storage.put_bytes(b"done", "out/sid_room.report.json")
+    mine = storage.begin_upload("out/sid_room_20260101000000000_0.mp4")
+    other = storage.begin_upload("out/sid_other_20260101000000000_0.mp4")
+    if isinstance(storage, LocalStorage):  # a local write killed half-way leaves a temporary file
+        (storage.root / "out" / ".sid_room_20260101000000000_0.mp4.0123456789ab.part").write_bytes(b"x")
+        (storage.root / "out" / ".sid_other.report.json.0123456789ab.part").write_bytes(b"y")
+    else:
+        assert mine is not None
+        assert other is not None
+    assert storage.discard_incomplete("out/sid_room") == 1
+    assert keys(storage, "out/") == ["out/sid_room.report.json"]
+    assert storage.discard_incomplete("out/sid_room") == 0
+    assert storage.discard_incomplete("out/sid_other") == 1
