@@ -214,7 +214,12 @@ def _listing(
     slices, duration = len(rec.slices), 0.0
     if rec.playlist_key is not None:
         try:
-            playlist = read_playlist(source.storage, rec.playlist_key, max_bytes=config.max_playlist_bytes)
+            playlist = read_playlist(
+                source.storage,
+                rec.playlist_key,
+                max_bytes=config.max_playlist_bytes,
+                max_entries=config.max_playlist_entries,
+            )
             endlist, slices, duration = playlist.endlist, len(playlist.entries), playlist.duration
         except PlaylistError:
             endlist = None

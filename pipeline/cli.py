@@ -366,6 +366,13 @@ def _queue(url: str, *, endpoint_url: str | None) -> SqsQueue:
     metavar="LOCATION",
     help="Where the recorder writes (s3://bucket/prefix), for its notifications (they name only a sid).",
 )
+@click.option(
+    "--bucket",
+    "buckets",
+    multiple=True,
+    metavar="NAME",
+    help="Serve only events and jobs for this bucket (repeatable); others go to the dead-letter queue.",
+)
 @job_options
 @click.option(
     "--wait",
@@ -452,7 +459,12 @@ def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, 
         "grace_s",
         "recordings",
     )
-    settings = WorkerSettings(endpoint_url=endpoint_url, defaults=defaults, **{n: opts[n] for n in names})
+    settings = WorkerSettings(
+        endpoint_url=endpoint_url,
+        defaults=defaults,
+        buckets=frozenset(opts["buckets"]),
+        **{n: opts[n] for n in names},
+    )
     try:
         queue = _queue(queue_url, endpoint_url=endpoint_url)
         dead = queue.dead_letter_queue()

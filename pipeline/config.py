@@ -42,6 +42,8 @@ class PipelineConfig:
     """Tries per slice for read errors and size mismatches (botocore retries throttling/5xx itself)."""
     max_playlist_bytes: int = 8 * 1024 * 1024
     """A playlist larger than this is rejected unread (a day of 15 s slices is about 0.5 MB)."""
+    max_playlist_entries: int = 50_000
+    """A playlist listing more slices is rejected before it is parsed (a day of 15 s slices is 5,760)."""
     policy: Policy = "strict"
     """``strict``: any error finding fails the recording; ``lenient``: publish a best-effort MP4."""
     mp4_template: str = DEFAULT_MP4_TEMPLATE
@@ -58,6 +60,8 @@ class PipelineConfig:
     lease_seconds: float = 120.0
     """Life of the lease that keeps two recpipes from processing one recording at once; renewed every
     third of it while working. A crashed holder blocks the recording at most this long."""
+    workdir_reserve_bytes: int = 0
+    """Free space to leave in the work directory for others, beyond what an MP4 needs."""
     workdir: Path | None = None
     """Parent of the per-job temporary directory; None means the system's temp directory."""
     ffmpeg: str | None = None
@@ -70,6 +74,7 @@ class PipelineConfig:
             "fetch_window_bytes",
             "fetch_attempts",
             "max_playlist_bytes",
+            "max_playlist_entries",
             "max_slice_bytes",
             "max_mp4_bytes",
         ):
@@ -77,6 +82,8 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.upload_part_bytes < MIN_PART_BYTES:
             raise ConfigError(f"upload_part_bytes must be at least {MIN_PART_BYTES} (S3's minimum part size)")
+        if self.workdir_reserve_bytes < 0:
+            raise ConfigError("workdir_reserve_bytes must not be negative")
         if not self.lease_seconds >= 3:
             raise ConfigError(f"lease_seconds must be at least 3, got {self.lease_seconds}")
         if not self.max_mp4_seconds > 0:

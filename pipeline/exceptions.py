@@ -7,6 +7,7 @@
     │   └── AmbiguousRecording  several recordings match; narrow with --sid     (exit 2)
     ├── StorageError            the store failed after retries                  (exit 1)
     │   ├── ObjectNotFound      the key (or bucket) does not exist
+    │   ├── ObjectTooLarge      the object is over the size recpipe reads
     │   └── PreconditionFailed  a conditional write or delete lost (the object changed)
     ├── QueueError              the message queue failed after retries          (exit 1)
     ├── MessageError            a queue message or event cannot be understood   (dead-letter)
@@ -16,6 +17,7 @@
     ├── ContinuityError         the recording has error findings               (status failed)
     ├── RemuxError              ffmpeg exited unexpectedly                      (status failed)
     ├── ToolError               ffmpeg cannot be found or run
+    ├── NoSpace                 the work directory lacks the room to write the MP4  (status failed)
     └── PublishError            an output could not be committed                (status failed)
 
 Third-party errors are translated in exactly one place each: botocore in
@@ -74,6 +76,10 @@ class ObjectNotFound(StorageError):
     """The key, or the bucket holding it, does not exist."""
 
 
+class ObjectTooLarge(StorageError):
+    """The object is larger than the limit recpipe reads it up to (nothing of it was kept)."""
+
+
 class PreconditionFailed(StorageError):
     """A conditional write or delete found the object not as expected (it exists, or it changed)."""
 
@@ -127,6 +133,10 @@ class RemuxError(PipelineError):
 
 class ToolError(PipelineError):
     """An external tool recpipe needs (ffmpeg) is missing or unusable."""
+
+
+class NoSpace(PipelineError):
+    """The work directory does not have the free space the MP4 needs."""
 
 
 class PublishError(PipelineError):

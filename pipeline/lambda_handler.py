@@ -12,10 +12,11 @@ visibility timeout above the function's timeout (AWS requires 6x the function ti
 It also accepts an S3 notification or EventBridge event directly (Lambda as the bucket's or rule's
 target); then an error worth retrying raises, so Lambda's own retries apply.
 
-Settings come from the environment: ``RECPIPE_RECORDINGS`` (the recorder's storage, for its
-notifications), ``RECPIPE_DEST``, ``RECPIPE_AV_FILE_TYPE``, ``RECPIPE_PROFILE`` (a start-request
-JSON file shipped with the function), ``RECPIPE_POLICY`` and every other ``RECPIPE_*`` setting, and
-``AWS_ENDPOINT_URL`` for an S3-compatible store.
+Settings come from the environment: ``RECPIPE_BUCKETS`` (comma-separated: serve only these),
+``RECPIPE_RECORDINGS`` (the recorder's storage, for its notifications), ``RECPIPE_DEST``,
+``RECPIPE_AV_FILE_TYPE``, ``RECPIPE_PROFILE`` (a start-request JSON file shipped with the function),
+``RECPIPE_POLICY`` and every other ``RECPIPE_*`` setting, and ``AWS_ENDPOINT_URL`` for an
+S3-compatible store.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def settings_from(environ: Mapping[str, str]) -> WorkerSettings:
         profile=read_profile_document(Path(profile)) if profile else None,
     )
     return WorkerSettings(
+        buckets=frozenset(b for b in environ.get("RECPIPE_BUCKETS", "").split(",") if b),
         recordings=environ.get("RECPIPE_RECORDINGS") or None,
         endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None,
         defaults=defaults,

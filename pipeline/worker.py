@@ -49,6 +49,8 @@ class WorkerSettings:
     max_pending_age_s: float = 24 * 3600.0
     idle_exit_s: float | None = None
     grace_s: float = 30.0
+    buckets: frozenset[str] = frozenset()
+    """When set, events and jobs for any other bucket are refused (dead-lettered), not processed."""
     recordings: str | None = None
     """Where the recorder writes: the location for recorder notifications, which name only a sid."""
     endpoint_url: str | None = None
@@ -84,6 +86,16 @@ def spec_for(trigger: Trigger, *, settings: WorkerSettings) -> JobSpec | None:
     return JobSpec(location=location, sid=trigger.sid, endpoint_url=settings.endpoint_url, options=options)
 
 
+def outside_buckets(trigger: Trigger, buckets: frozenset[str]) -> str | None:
+    """Why a trigger names a bucket this worker does not serve, or None."""
+    if not buckets or trigger.location is None or not trigger.location.startswith("s3://"):
+        return None
+    bucket = trigger.location.removeprefix("s3://").partition("/")[0]
+    if bucket in buckets:
+        return None
+    return f"{trigger.origin} message for bucket {bucket!r}; this worker serves {', '.join(sorted(buckets))}"
+
+
 def worst(actions: list[Action]) -> Action:
     """One action for a message with several recordings: retry > dead-letter > later > delete."""
     order = {"retry": 0, "dead-letter": 1, "later": 2, "delete": 3}
@@ -116,6 +128,10 @@ class Dispatcher:
             log.debug("message %s: ignored %s", message.id, reason)
         actions = []
         for trigger in parsed.triggers:
+            foreign = outside_buckets(trigger, self.settings.buckets)
+            if foreign:
+                actions.append(Action(verdict="dead-letter", reason=foreign))
+                continue
             spec = spec_for(trigger, settings=self.settings)
             if spec is None:
                 actions.append(

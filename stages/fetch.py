@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from pipeline.exceptions import NamingError, ObjectNotFound, PlaylistError, StorageError
+from pipeline.exceptions import NamingError, ObjectNotFound, ObjectTooLarge, PlaylistError, StorageError
 from pipeline.job import Finding, Job, Recording, Segment
 from pipeline.naming import parse_name
 from pipeline.storage.base import ObjectInfo, Storage
@@ -185,9 +185,15 @@ def read_media(fetched: Fetched) -> Fetched:
     return replace(fetched, segment=replace(fetched.segment, media=read_slice((fetched.data,))))
 
 
-def read_playlist(storage: Storage, key: str, *, max_bytes: int) -> Playlist:
-    """Read and parse the playlist object."""
-    return parse_playlist(decode_playlist(storage.read_bytes(key, max_bytes=max_bytes)))
+def read_playlist(storage: Storage, key: str, *, max_bytes: int, max_entries: int) -> Playlist:
+    """Read and parse the playlist object (within the size and entry limits)."""
+    try:
+        data = storage.read_bytes(key, max_bytes=max_bytes)
+    except ObjectTooLarge as err:
+        raise PlaylistError(
+            f"the playlist is over the {max_bytes}-byte limit (RECPIPE_MAX_PLAYLIST_BYTES)"
+        ) from err
+    return parse_playlist(decode_playlist(data), max_entries=max_entries)
 
 
 class SliceConsumer(Protocol):
@@ -222,7 +228,8 @@ class FetchStage:
         recording = job.recording
         if recording.playlist_key is None:
             raise PlaylistError(f"no playlist has been uploaded yet for {recording.label}")
-        playlist = read_playlist(ctx.storage, recording.playlist_key, max_bytes=ctx.config.max_playlist_bytes)
+        limits = {"max_bytes": ctx.config.max_playlist_bytes, "max_entries": ctx.config.max_playlist_entries}
+        playlist = read_playlist(ctx.storage, recording.playlist_key, **limits)
         segments = build_segments(playlist, recording=recording)
         findings = playlist_findings(playlist, segments)
         job = replace(

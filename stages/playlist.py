@@ -24,8 +24,22 @@ VENDOR_TAG_PREFIX = "#EXT-X-AGORA-"
 MAX_MEDIA_SEQUENCE = 2**63
 """RFC 8216 makes it a decimal-integer (0 to 2**64-1); recpipe keeps it within a signed 64-bit range."""
 MAX_TARGET_DURATION_S = 24 * 3600
-"""A day: far beyond any slice (cut every ~15 s, forced at ~5.5 min), and small enough to be a float."""
+"""A day: far beyond any slice (cut every ~15 s, forced at ~5.5 min), and small enough to be a float.
+Also the longest EXTINF accepted."""
+DEFAULT_MAX_ENTRIES = 50_000
+"""A day of 15 s slices is 5,760 entries (``RECPIPE_MAX_PLAYLIST_ENTRIES`` changes the limit)."""
+UNSUPPORTED_TAGS = {
+    "#EXT-X-KEY": "encrypted slices (#EXT-X-KEY)",
+    "#EXT-X-SESSION-KEY": "encrypted slices (#EXT-X-SESSION-KEY)",
+    "#EXT-X-BYTERANGE": "byte-range slices (#EXT-X-BYTERANGE)",
+    "#EXT-X-MAP": "an initialization section (#EXT-X-MAP, fragmented MP4 slices)",
+    "#EXT-X-PART": "low-latency partial slices (#EXT-X-PART)",
+}
+"""HLS features the recorder never writes and recpipe cannot honour: a playlist using them is refused
+rather than read wrongly (every slice is read whole, as MPEG-TS, in the clear)."""
 
+MAX_NAME_BYTES = 255
+"""The longest file name filesystems allow; Agora's slice names are under 120 bytes."""
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -95,7 +109,7 @@ def _entries(parsed: m3u8.M3U8, *, media_sequence: int) -> tuple[Entry, ...]:
     entries = []
     for index, seg in enumerate(parsed.segments):
         duration = seg.duration
-        if duration is None or not math.isfinite(duration) or duration < 0:
+        if duration is None or not math.isfinite(duration) or not 0 <= duration <= MAX_TARGET_DURATION_S:
             raise PlaylistError(f"entry {index} ({seg.uri!r}) has an invalid EXTINF duration {duration!r}")
         entries.append(
             Entry(
@@ -109,9 +123,28 @@ def _entries(parsed: m3u8.M3U8, *, media_sequence: int) -> tuple[Entry, ...]:
     return tuple(entries)
 
 
-def parse_playlist(text: str) -> Playlist:
-    """Parse a media playlist; ``PlaylistError`` for anything that is not one."""
+def _check_supported(text: str, *, max_entries: int) -> None:
+    """Refuse what recpipe cannot read correctly, before the parser spends time on it."""
+    entries = 0
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#EXTINF"):
+            entries += 1
+        elif line.startswith("#EXT-X-"):
+            tag = line.partition(":")[0]
+            if tag in UNSUPPORTED_TAGS:
+                raise PlaylistError(
+                    f"the playlist uses {UNSUPPORTED_TAGS[tag]}, which Agora recordings never do"
+                )
+    if entries > max_entries:
+        raise PlaylistError(f"the playlist lists {entries} slices, over the limit of {max_entries}")
+
+
+def parse_playlist(text: str, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> Playlist:
+    """Parse a media playlist; ``PlaylistError`` for anything that is not one (or lists more than
+    ``max_entries`` slices)."""
     _check_header(text)
+    _check_supported(text, max_entries=max_entries)
     parsed = _load(text)
     if parsed.is_variant:
         raise PlaylistError("a master (variant) playlist was given; recordings have media playlists")
@@ -138,6 +171,8 @@ def unsafe_reason(uri: str) -> str | None:
     """Why ``uri`` is not a plain file name inside the recording's directory, or None if it is."""
     if not uri:
         return "empty URI"
+    if len(uri.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"a name longer than {MAX_NAME_BYTES} bytes"
     if _CONTROL.search(uri):
         return "control characters"
     if "/" in uri or "\\" in uri:

@@ -19,6 +19,7 @@ import fcntl
 import logging
 import math
 import shlex
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from typing import IO
 
 import ffmpeg
 
-from pipeline.exceptions import MediaError, PipelineError, RemuxError
+from pipeline.exceptions import MediaError, NoSpace, PipelineError, RemuxError
 from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.naming import format_utc
 from stages.base import StageContext
@@ -198,6 +199,11 @@ class Feeder:
         self._job = job
         self._screen = Screen(job.segments)
         self._splicer = Splicer(max_seconds=ctx.config.max_mp4_seconds, max_bytes=ctx.config.max_mp4_bytes)
+        need = space_needed(sum(s.size or 0 for s in job.segments))
+        try:
+            check_space(ctx.workdir, need=need, reserve=ctx.config.workdir_reserve_bytes)
+        except NoSpace as err:
+            self._fail(err)
 
     def add(self, fetched: Fetched) -> None:
         """Place and judge the next entry; pass the previous usable slice on, cut where this one overlaps."""
@@ -307,6 +313,28 @@ class Feeder:
             growing = self._opened[-1][2]
             if growing is not None:
                 growing.stop()
+
+
+SPACE_MARGIN = 64 * 1024 * 1024
+"""Room for ffmpeg's fragment indexes and the file system's own needs."""
+
+
+def space_needed(slice_bytes: int) -> int:
+    """Work-directory bytes the MP4s need: ffmpeg's file plus the moov-first copy (about twice the
+    slices, which an MP4 never exceeds); parts are finished one after another, so at most all of it."""
+    return 2 * slice_bytes + SPACE_MARGIN if slice_bytes else SPACE_MARGIN
+
+
+def check_space(directory: Path, *, need: int, reserve: int) -> None:
+    """``NoSpace`` unless ``directory`` has ``need`` bytes free beyond ``reserve``."""
+    free = shutil.disk_usage(directory).free
+    if free - reserve < need:
+        mb = 1024 * 1024
+        raise NoSpace(
+            f"the work directory {directory.parent} has {free // mb} MiB free"
+            + (f" ({reserve // mb} MiB reserved)" if reserve else "")
+            + f"; the MP4 needs about {need // mb} MiB (set RECPIPE_WORKDIR to a larger disk)"
+        )
 
 
 def mp4_file_name(recording: Recording, *, template: str, index: int, utc: datetime) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.exceptions import ObjectNotFound, PreconditionFailed, StorageError
+from pipeline.exceptions import ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
 from pipeline.storage.base import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class LocalStorage:
         except OSError as err:
             raise self._error(err, key=key, action="read") from err
         if size > max_bytes or len(data) > max_bytes:
-            raise StorageError(f"object is larger than the {max_bytes}-byte limit", key=key)
+            raise ObjectTooLarge(f"object is larger than the {max_bytes}-byte limit", key=key)
         return data
 
     def get(self, key: str, dest: Path) -> ObjectInfo:

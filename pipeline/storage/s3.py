@@ -33,7 +33,7 @@ from botocore.exceptions import (
 from s3transfer.manager import TransferConfig, TransferManager
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from pipeline.exceptions import ConfigError, ObjectNotFound, PreconditionFailed, StorageError
+from pipeline.exceptions import ConfigError, ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
 from pipeline.storage.base import ObjectInfo
 from pipeline.storage.local import temp_name
 
@@ -340,7 +340,7 @@ class S3Storage:
         body, length = response["Body"], response["ContentLength"]
         with contextlib.closing(body):
             if length > max_bytes:
-                raise StorageError(f"object is {length} bytes, over the {max_bytes}-byte limit", key=key)
+                raise ObjectTooLarge(f"object is {length} bytes, over the {max_bytes}-byte limit", key=key)
             data = body.read()
         if len(data) != length:
             raise ShortReadError(received=len(data), expected=length)

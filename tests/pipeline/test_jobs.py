@@ -134,3 +134,32 @@ def test_queue_messages_carry_no_credentials():
 )
 def test_batch_exit_code(statuses, code):
     assert batch_exit_code(statuses) == code
+
+
+def test_events_for_buckets_the_worker_does_not_serve_are_refused_unrun():
+    import threading
+
+    from pipeline.sqs import Message
+    from pipeline.worker import Dispatcher
+
+    ran: list[JobSpec] = []
+    dispatcher = Dispatcher(
+        settings=WorkerSettings(buckets=frozenset({"ours"})),
+        run=lambda spec, cancel: (
+            ran.append(spec) or Outcome(exit_code=0, report={"status": "ok", "findings": []})
+        ),
+        probe=lambda _: None,
+    )
+
+    def message(bucket: str) -> Message:
+        s3 = {"bucket": {"name": bucket}, "object": {"key": "r/s_c.m3u8"}}
+        body = json.dumps(
+            {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3}]}
+        )
+        return Message(id="1", receipt="r", body=body, receive_count=1, sent_at=0)
+
+    refused = dispatcher.action_for(message("theirs"), cancel=threading.Event())
+    assert (refused.verdict, ran) == ("dead-letter", [])
+    assert "'theirs'" in refused.reason
+    assert dispatcher.action_for(message("ours"), cancel=threading.Event()).verdict == "delete"
+    assert [s.location for s in ran] == ["s3://ours/r/s_c.m3u8"]
