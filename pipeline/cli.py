@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from pipeline import interrupts
 from pipeline.app import (
     Request,
     batch_exit_code,
@@ -34,6 +35,7 @@ from pipeline.app import (
 from pipeline.config import PipelineConfig, load_config
 from pipeline.exceptions import PipelineError
 from pipeline.job import POLICIES
+from pipeline.lease import release_all
 from pipeline.policy import STATUS_EXIT, exit_code_for
 from pipeline.progress import NullProgress, Progress, TerminalProgress
 from pipeline.report import summary_lines
@@ -607,11 +609,10 @@ def batch(obj: Mapping[str, Any], /, location: str, jobs: int, endpoint_url: str
 
 
 def run_main() -> None:
-    """The ``recpipe`` program: SIGTERM stops a run cleanly (uploads aborted, lease released, work
-    directory removed) instead of killing it where it stands."""
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, interrupt)
-    main(prog_name="recpipe")
+    """The ``recpipe`` program: SIGTERM and Ctrl-C stop a run cleanly (uploads aborted, leases
+    released, work directory removed) instead of killing it where it stands."""
+    interrupts.install()
+    try:
+        main(prog_name="recpipe")
+    finally:
+        release_all()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.exceptions import ObjectNotFound, PreconditionFailed, StorageError
+from pipeline.interrupts import deferred
 from pipeline.liveness import gone, this_host
 from pipeline.storage.base import Storage
 
@@ -70,8 +71,21 @@ def read_holder(data: bytes) -> Holder | None:
         return None
 
 
+_HELD: set[Lease] = set()
+_HELD_LOCK = threading.Lock()
+
+
+def release_all() -> None:
+    """Release every lease this process still holds (on the way out of an interrupted run)."""
+    with _HELD_LOCK:
+        held = list(_HELD)
+    for lease in held:
+        lease.release()
+
+
 class Lease:
-    """A lease this process holds; ``keep()`` renews it in the background until ``release()``."""
+    """A lease this process holds; ``keep()`` renews it in the background until ``release()``.
+    Every held lease is also registered, so an interrupted process can release it (``release_all``)."""
 
     def __init__(
         self, storage: Storage, key: str, *, owner: str, seconds: float, etag: str, clock: Clock
@@ -86,6 +100,8 @@ class Lease:
         self._thread: threading.Thread | None = None
         self.lost = False
         """Set when a renewal found the lease taken over (this process stalled past its expiry)."""
+        with _HELD_LOCK:
+            _HELD.add(self)
 
     def renew(self) -> bool:
         """Extend the lease by its lifetime; False (and ``lost``) if someone else holds it now."""
@@ -114,6 +130,10 @@ class Lease:
 
     def release(self) -> None:
         """Stop renewing and delete the lease if it is still ours (a failure only delays the next comer)."""
+        with _HELD_LOCK:
+            if self not in _HELD:
+                return  # released already
+            _HELD.discard(self)
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -134,8 +154,9 @@ def acquire(
     for _ in range(ATTEMPTS):
         doc = lease_document(owner=owner, expires=clock() + seconds)
         try:
-            info = storage.put_if(doc, key, etag=None)
-            return Lease(storage, key, owner=owner, seconds=seconds, etag=info.etag, clock=clock)
+            with deferred():  # created and registered for release, or neither
+                info = storage.put_if(doc, key, etag=None)
+                return Lease(storage, key, owner=owner, seconds=seconds, etag=info.etag, clock=clock)
         except PreconditionFailed:
             pass
         try:  # there is a lease: live, or expired (its holder died) and ours to take over
@@ -147,8 +168,9 @@ def acquire(
             return holder
         log.info("taking over the lease %s (held by %s, gone)", key, holder.owner if holder else "?")
         try:
-            info = storage.put_if(doc, key, etag=current.etag)
-            return Lease(storage, key, owner=owner, seconds=seconds, etag=info.etag, clock=clock)
+            with deferred():
+                info = storage.put_if(doc, key, etag=current.etag)
+                return Lease(storage, key, owner=owner, seconds=seconds, etag=info.etag, clock=clock)
         except (PreconditionFailed, ObjectNotFound):
             continue  # someone else was faster (or released it): look again
     log.info("the lease %s changed %d times while recpipe tried to take it", key, ATTEMPTS)
