@@ -4,6 +4,7 @@ whether the run succeeds, the bucket is missing, or the endpoint cannot be reach
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -41,6 +42,12 @@ def test_keys_never_leak(where, s3_bucket, tmp_path):
     endpoint = closed_port() if where == "endpoint down" else s3_bucket.endpoint
     name = "no-such-bucket-recpipe" if where == "no such bucket" else bucket
     profile = profile_with_keys(tmp_path / "start.json", bucket=name, endpoint=endpoint)
+    # No credentials in the environment, so recpipe uses the profile's keys (moto takes any)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")
+    }
     runs = [
         subprocess.run(
             [sys.executable, "-m", "pipeline", "-vv", *args, "--profile", str(profile)],
@@ -48,6 +55,7 @@ def test_keys_never_leak(where, s3_bucket, tmp_path):
             text=True,
             timeout=120,
             check=False,
+            env=env,
         )
         for args in (["process", "--json"], ["process"], ["verify", "--json"])
     ]
@@ -63,3 +71,4 @@ def test_keys_never_leak(where, s3_bucket, tmp_path):
     everything = "".join(r.stdout + r.stderr for r in runs) + "".join(written)
     for secret in (ACCESS, SECRET, SECRET.split("/")[1]):
         assert secret not in everything
+    assert "using the storageConfig's access key" in runs[0].stderr  # the keys were really used
