@@ -33,7 +33,7 @@ from pipeline.app import (
     without_secrets,
 )
 from pipeline.config import PipelineConfig, load_config
-from pipeline.exceptions import PipelineError
+from pipeline.exceptions import ConfigError, PipelineError
 from pipeline.job import POLICIES
 from pipeline.lease import release_all
 from pipeline.policy import STATUS_EXIT, exit_code_for
@@ -42,7 +42,7 @@ from pipeline.report import summary_lines
 from pipeline.runner import Result
 from pipeline.sample import DEFECTS, write_sample
 from pipeline.tools import find_ffmpeg
-from pipeline.triggers import JobOptions, job_message
+from pipeline.triggers import JobOptions, Trigger, job_message
 
 if TYPE_CHECKING:
     from pipeline.sqs import SqsQueue
@@ -606,6 +606,84 @@ def batch(obj: Mapping[str, Any], /, location: str, jobs: int, endpoint_url: str
             f"{len(results)} recording(s): {summary}" if results else f"no recordings under {location}"
         )
     sys.exit(batch_exit_code([r["status"] for r in results]))
+
+
+@main.command()
+@click.option(
+    "--recordings",
+    required=True,
+    metavar="LOCATION",
+    help="Where the recorder writes (s3://bucket/prefix); notifications name only a sid.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to listen on (put a TLS-terminating proxy in front of it on the internet).",
+)
+@click.option(
+    "--secret-env",
+    default="RECPIPE_NCS_SECRET",
+    show_default=True,
+    metavar="NAME",
+    help="Environment variable holding the notification secret Agora issued.",
+)
+@click.option(
+    "--queue",
+    "queue_url",
+    metavar="URL",
+    help="Send jobs to this SQS queue for the workers (default: run them here, one at a time).",
+)
+@job_options
+@click.option("--endpoint-url", metavar="URL", help="S3/SQS-compatible endpoint (default: AWS).")
+@click.pass_obj
+def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: str, queue_url: str | None,
+          endpoint_url: str | None, **opts: Any) -> None:  # fmt: skip
+    """Receive the recorder's webhook notifications and process the recordings they announce.
+
+    \b
+    Every notification must carry a valid Agora-Signature-V2 (HMAC-SHA256) or Agora-Signature
+    (HMAC-SHA1) of its body, made with the secret in $RECPIPE_NCS_SECRET; others get 401.
+    uploaded/backuped notifications become jobs (by sid, under --recordings), sent to --queue or
+    run here; duplicates (same noticeId, or the same event for the same sid) are dropped.
+    GET /healthz answers 200. Stop with SIGTERM or Ctrl-C.
+    """
+    from pipeline.jobs import JobSpec, run_subprocess
+    from pipeline.serve import Notifications, make_server
+
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        fail(ConfigError(f"set the notification secret in ${secret_env} (Agora issues it)"), as_json=False)
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        fail(ConfigError(f"--listen {listen!r}: give HOST:PORT"), as_json=False)
+    options = _job_options(opts, embed_profile=queue_url is not None)
+    if queue_url is not None:
+        queue = _queue(queue_url, endpoint_url=endpoint_url)
+
+        def submit(trigger: Trigger) -> None:
+            queue.send([job_message(recordings, sid=trigger.sid, options=options)])
+            log.info("queued the recording %s to %s", trigger.sid, queue.name)
+
+    else:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="recpipe-serve-job")
+
+        def submit(trigger: Trigger) -> None:
+            spec = JobSpec(location=recordings, sid=trigger.sid, endpoint_url=endpoint_url, options=options)
+            future = pool.submit(run_subprocess, spec)
+            future.add_done_callback(
+                lambda f: log.info("recording %s: %s", trigger.sid, f.result().describe())
+            )
+
+    server = make_server(Notifications(secret=secret.encode(), submit=submit), host=host, port=int(port))
+    log.warning("listening on http://%s:%d/ for the recorder's notifications", host, server.server_address[1])
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.warning("stopping")
+    finally:
+        server.server_close()
 
 
 def run_main() -> None:

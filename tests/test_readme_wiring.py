@@ -69,8 +69,10 @@ def test_the_lambda_handler_named_exists():
     assert callable(lambda_handler.handler)
 
 
-def test_every_worker_flag_named_exists():
-    help_text = CliRunner().invoke(main, ["worker", "--help"]).output
+def test_every_flag_named_exists():
+    help_text = "".join(
+        CliRunner().invoke(main, [c, "--help"]).output for c in ("worker", "serve", "batch", "enqueue")
+    )
     named = set(re.findall(r"`(--[a-z-]+)", SECTION)) | set(re.findall(r"worker[^`\n]*?(--[a-z-]+)", SECTION))
     assert named
     assert {flag for flag in named if flag not in help_text} == set()
