@@ -1,12 +1,15 @@
 """Locations: a path, ``file://`` or ``s3://`` URL, or an Agora storageConfig → storage + key prefix.
 
-Endpoints for S3, in order: the explicit ``--endpoint-url``; for a storageConfig, what its vendor
-implies (``extensionParams.endpoint`` for vendor 11); then ``AWS_ENDPOINT_URL_S3``, then
-``AWS_ENDPOINT_URL``; else AWS itself. Credentials come from boto3's standard chain, except that a
-storageConfig's own access/secret keys are used when both are set and the environment names no
-credentials of its own (``AWS_ACCESS_KEY_ID`` or ``AWS_PROFILE``): the environment is the operator's
-deliberate choice, while the start request's keys are Agora's upload keys, which may well be scoped
-to writing only.
+Endpoints for S3, in order: the explicit ``--endpoint-url``; for a storageConfig, what its vendor and
+region imply (``pipeline.vendors``; ``extensionParams.endpoint`` for vendor 11); then
+``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``; else AWS itself. An endpoint from the flag or the
+environment is addressed path-style, as self-hosted stores and test servers expect, but a
+storageConfig's requests are still signed for its vendor's region.
+
+Credentials come from boto3's standard chain, except that a storageConfig's own access/secret keys are
+used when both are set and the environment names no credentials of its own (``AWS_ACCESS_KEY_ID`` or
+``AWS_PROFILE``): the environment is the operator's deliberate choice, while the start request's keys
+are Agora's upload keys, which may well be scoped to writing only.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -23,57 +26,14 @@ from urllib.parse import unquote, urlsplit
 from pipeline.exceptions import ConfigError
 from pipeline.storage.base import Storage
 from pipeline.storage.local import LocalStorage
+from pipeline.vendors import AGORA_VENDORS as AGORA_VENDORS  # "as": re-exported, they used to live here
+from pipeline.vendors import AWS_REGIONS as AWS_REGIONS
+from pipeline.vendors import VENDOR_AWS, VENDOR_S3_COMPATIBLE, VendorEndpoint, vendor_endpoint
+from pipeline.vendors import VENDOR_AZURE as VENDOR_AZURE
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_FORMS = "a local directory or file, file:///abs/path, or s3://bucket/prefix"
-
-# Agora storageConfig.vendor numbers (Cloud Recording REST reference, "Third-party cloud storage").
-AGORA_VENDORS: Mapping[int, str] = {
-    0: "Qiniu Cloud",
-    1: "Amazon S3",
-    2: "Alibaba Cloud OSS",
-    3: "Tencent Cloud COS",
-    4: "Kingsoft Cloud",
-    5: "Microsoft Azure",
-    6: "Google Cloud",
-    7: "Huawei Cloud",
-    8: "Baidu AI Cloud",
-    11: "self-hosted S3-compatible storage",
-}
-VENDOR_AWS = 1
-VENDOR_AZURE = 5
-VENDOR_S3_COMPATIBLE = 11
-
-# storageConfig.region for vendor 1 (Amazon S3) → AWS region name. Follows Agora's Cloud Recording REST
-# reference ("Third-party cloud storage regions"); 0–17 as in the API reference, 18–25 from the region page.
-AWS_REGIONS: Mapping[int, str] = {
-    0: "us-east-1",
-    1: "us-east-2",
-    2: "us-west-1",
-    3: "us-west-2",
-    4: "eu-west-1",
-    5: "eu-west-2",
-    6: "eu-west-3",
-    7: "eu-central-1",
-    8: "ap-southeast-1",
-    9: "ap-southeast-2",
-    10: "ap-northeast-1",
-    11: "ap-northeast-2",
-    12: "sa-east-1",
-    13: "ca-central-1",
-    14: "ap-south-1",
-    15: "cn-north-1",
-    16: "cn-northwest-1",
-    17: "us-gov-west-1",
-    18: "af-south-1",
-    19: "ap-east-1",
-    20: "ap-northeast-3",
-    21: "eu-north-1",
-    22: "me-south-1",
-    24: "ap-southeast-3",
-    25: "eu-south-1",
-}
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -147,17 +107,23 @@ def location_from_storage_spec(
 ) -> Location:
     """The S3 location an Agora ``storageConfig`` describes."""
     check_bucket(spec.bucket, where="storageConfig.bucket")
-    region = AWS_REGIONS.get(spec.region) if spec.vendor == VENDOR_AWS else None
-    endpoint = _normalise_endpoint(endpoint_url) or _vendor_endpoint(spec, environ=environ)
+    target = spec_endpoint(spec, endpoint_url=endpoint_url, environ=environ)
     keys = spec_credentials(spec, environ=environ)
     from pipeline.storage.s3 import S3Storage, make_s3_client  # boto3 only when S3 is used
 
-    log.debug("storageConfig vendor %d → endpoint %s, region %s", spec.vendor, endpoint or "AWS", region)
+    log.debug(
+        "storageConfig vendor %d → endpoint %s, region %s, %s-style",
+        spec.vendor,
+        target.endpoint_url or "AWS",
+        target.region,
+        target.addressing_style,
+    )
     client = make_s3_client(
-        endpoint_url=endpoint,
-        region=region,
+        endpoint_url=target.endpoint_url,
+        region=target.region,
         access_key=keys[0] if keys else None,
         secret_key=keys[1] if keys else None,
+        addressing_style=target.addressing_style,
     )
     prefix = spec.prefix
     return Location(
@@ -185,35 +151,30 @@ def environ_endpoint(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def _vendor_endpoint(spec: StorageSpecLike, *, environ: Mapping[str, str]) -> str | None:
-    """The endpoint a storageConfig's vendor implies (None: AWS by region); ConfigError when there is none."""
-    vendor = spec.vendor
-    if vendor == VENDOR_AWS:
-        if spec.region not in AWS_REGIONS:
-            raise ConfigError(f"storageConfig.region: {spec.region} is not an Amazon S3 region number")
-        return environ_endpoint(environ)
-    if vendor == VENDOR_S3_COMPATIBLE:
-        if not spec.endpoint:
-            raise ConfigError(
-                "storageConfig: vendor 11 (self-hosted S3-compatible) needs extensionParams.endpoint, "
-                "or give the endpoint with --endpoint-url"
-            )
-        return _normalise_endpoint(spec.endpoint, where="storageConfig.extensionParams.endpoint")
-    if vendor == VENDOR_AZURE:
-        raise ConfigError(
-            "storageConfig: vendor 5 is Microsoft Azure Blob Storage, which is not S3-compatible and "
-            "cannot be read by recpipe; copy the recording to S3 or a local directory, or give an "
-            "S3-compatible gateway with --endpoint-url"
-        )
-    if vendor in AGORA_VENDORS:
-        found = environ_endpoint(environ)
-        if found is None:
-            raise ConfigError(
-                f"storageConfig: vendor {vendor} ({AGORA_VENDORS[vendor]}) is recognised, but recpipe "
-                "does not know its S3-compatible endpoint; give it with --endpoint-url"
-            )
-        return found
-    raise ConfigError(f"storageConfig.vendor: unknown vendor number {vendor}")
+def spec_endpoint(
+    spec: StorageSpecLike, *, endpoint_url: str | None, environ: Mapping[str, str]
+) -> VendorEndpoint:
+    """Where a storageConfig's bucket is: ``endpoint_url`` if given, else what its vendor and region imply
+    (for Amazon S3 the environment's endpoint variables may name another endpoint)."""
+    flag = _normalise_endpoint(endpoint_url)
+    if flag is not None:
+        return VendorEndpoint(endpoint_url=flag, region=_signing_region(spec), addressing_style="path")
+    own = spec.endpoint if spec.vendor == VENDOR_S3_COMPATIBLE else None  # the others ignore it
+    own_url = _normalise_endpoint(own, where="storageConfig.extensionParams.endpoint")
+    found = vendor_endpoint(spec.vendor, spec.region, endpoint=own_url)
+    if spec.vendor == VENDOR_AWS:
+        environ_url = environ_endpoint(environ)
+        if environ_url is not None:
+            return replace(found, endpoint_url=environ_url, addressing_style="path")
+    return found
+
+
+def _signing_region(spec: StorageSpecLike) -> str | None:
+    """The region a storageConfig's vendor signs for, or None when the vendor or region is not known."""
+    try:
+        return vendor_endpoint(spec.vendor, spec.region).region
+    except ConfigError:
+        return None
 
 
 def spec_credentials(spec: StorageSpecLike, *, environ: Mapping[str, str]) -> tuple[str, str] | None:

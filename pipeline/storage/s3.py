@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3.session
 from botocore.config import Config
@@ -36,6 +36,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from pipeline.exceptions import ConfigError, ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
 from pipeline.storage.base import ObjectInfo
 from pipeline.storage.local import temp_name
+from pipeline.vendors import AddressingStyle
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -131,17 +132,29 @@ def make_s3_client(
     access_key: str | None = None,
     secret_key: str | None = None,
     max_retries: int = 5,
+    addressing_style: AddressingStyle | None = None,
 ) -> S3Client:
     """A thread-safe S3 client; credentials from boto3's standard chain unless both keys are given.
 
-    :param endpoint_url: an S3-compatible endpoint; it is addressed path-style (``host/bucket/key``),
-        which self-hosted stores expect. None means AWS itself (virtual-host style).
+    :param endpoint_url: an S3-compatible endpoint; None means AWS itself.
+    :param region: the region requests are signed for; None: boto3's default.
     :param max_retries: botocore's ``retries.max_attempts``: retries after the first request (standard mode).
+    :param addressing_style: ``virtual`` (``bucket.host/key``) or ``path`` (``host/bucket/key``). By
+        default an ``endpoint_url`` is addressed path-style, as self-hosted stores expect, and AWS
+        virtual-host style.
     """
+    style = addressing_style or ("path" if endpoint_url else None)
+    # Other stores than AWS reject botocore's default upload checksums (aws-chunked bodies with CRC
+    # trailers): OSS, GCS and older self-hosted stores answer InvalidArgument or SignatureDoesNotMatch.
+    checksums: Literal["when_supported", "when_required"] = (
+        "when_required" if endpoint_url else "when_supported"
+    )
     config = Config(
         retries={"mode": "standard", "max_attempts": max_retries},
         max_pool_connections=32,
-        s3={"addressing_style": "path"} if endpoint_url else None,
+        s3={"addressing_style": style} if style else None,
+        request_checksum_calculation=checksums,
+        response_checksum_validation=checksums,
     )
     try:
         session = boto3.session.Session()
