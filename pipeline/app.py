@@ -9,13 +9,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import PipelineConfig
 from pipeline.exceptions import ConfigError, PipelineError, PlaylistError
+from pipeline.individual import (
+    UserSettings,
+    is_individual_set,
+    process_individual,
+    process_user,
+    user_report_key,
+    users_of,
+)
 from pipeline.job import Expectations, Policy, Recording
 from pipeline.locations import Location, location_from_storage_spec, open_destination, open_location
 from pipeline.profile import Profile, load_profile, parse_av_file_types
@@ -24,9 +32,10 @@ from pipeline.report import recording_json
 from pipeline.runner import Result, RunOptions, execute, make_job, output_directory
 from pipeline.storage import LocalStorage
 from pipeline.tools import ffmpeg_version, find_ffmpeg
+from stages.align import Absent
 from stages.base import Destination, StageContext
 from stages.discover import find_recordings, inputs_digest, select_recording, split_key
-from stages.fetch import read_playlist
+from stages.fetch import read_playlists
 from stages.publish import read_existing_report, report_key
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,8 @@ class Request:
     force: bool = False
     dry_run: bool = False
     publish: bool = True
+    absent: Absent = "keep"
+    """Individual mode: keep a user's absent time in their MP4 (last frame, silence) or cut it."""
 
 
 def recpipe_version() -> str:
@@ -75,9 +86,29 @@ def base_directory(prefix: str) -> str:
     return split_key(prefix)[0] if not prefix.endswith("/") else prefix
 
 
-def discover(source: Location, *, sid: str | None, profile: Profile | None) -> Recording:
-    """The one recording at ``source`` matching ``--sid`` and the profile's cname."""
+def discover(source: Location, *, sid: str | None, profile: Profile | None) -> tuple[Recording, ...]:
+    """The recording at ``source`` matching ``--sid`` and the profile's cname: one composite (or web)
+    recording, every stream of one individual-mode recording, or (a stream's playlist named) the
+    streams of that stream's user."""
     recordings = find_recordings(source.storage, source.prefix)
+    exact = source.prefix if source.prefix.endswith(".m3u8") else None
+    if exact is None:
+        cname = profile.cname if profile is not None else None
+        matches = [
+            r for r in recordings if (sid is None or r.sid == sid) and (cname is None or r.cname == cname)
+        ]
+        if len(matches) > 1 and is_individual_set(matches):
+            return tuple(matches)
+    chosen = _discover_one(source, recordings, sid=sid, profile=profile)
+    if chosen.uid is None or chosen.media not in ("audio", "video"):
+        return (chosen,)
+    siblings = find_recordings(source.storage, chosen.directory)
+    return tuple(r for r in siblings if (r.sid, r.cname, r.uid) == (chosen.sid, chosen.cname, chosen.uid))
+
+
+def _discover_one(
+    source: Location, recordings: tuple[Recording, ...], *, sid: str | None, profile: Profile | None
+) -> Recording:
     exact = source.prefix if source.prefix.endswith(".m3u8") else None
     cname = profile.cname if profile is not None else None
     if exact is not None and cname is not None:  # the playlist named wins over the profile's channel
@@ -104,7 +135,7 @@ def expectations(profile: Profile | None) -> Expectations:
     """What the profile says the recording holds."""
     if profile is None:
         return Expectations()
-    t = profile.transcoding
+    t = profile.web or profile.transcoding
     return Expectations(
         stream_types=profile.stream_types,
         width=t.width if t else None,
@@ -136,7 +167,10 @@ def run(
     """Discover, then run the stages for one recording (process, verify, dry run)."""
     profile = read_profile(request.profile)
     source = open_source(request, profile=profile, environ=environ)
-    recording = discover(source, sid=request.sid, profile=profile)
+    found = discover(source, sid=request.sid, profile=profile)
+    recording = found[0]
+    if profile is not None and profile.mode == "web" and recording.uid is None:
+        recording = replace(recording, mode="web")  # named like a composite recording
     want_mp4 = wants_mp4(request, profile=profile)
     publish = request.publish and not request.dry_run
     ffmpeg = (config.ffmpeg or find_ffmpeg(environ)) if want_mp4 and publish else None
@@ -150,10 +184,21 @@ def run(
         logger=logger or logging.getLogger("recpipe"),
         progress=progress or NullProgress(),
     )
-    job = make_job(
-        recording, policy=request.policy or config.policy, want_mp4=want_mp4, expect=expectations(profile)
-    )
-    return execute(job, ctx=ctx, options=RunOptions(publish=publish, force=request.force))
+    policy = request.policy or config.policy
+    options = RunOptions(publish=publish, force=request.force)
+    if recording.uid is not None:
+        settings = UserSettings(
+            policy=policy,
+            want_mp4=want_mp4,
+            expect=expectations(profile),
+            absent=request.absent,
+            options=options,
+        )
+        if len(users_of(found)) == 1 and source.prefix.endswith(".m3u8"):
+            return process_user(users_of(found)[0], settings=settings, ctx=ctx)
+        return process_individual(found, settings=settings, ctx=ctx)
+    job = make_job(recording, policy=policy, want_mp4=want_mp4, expect=expectations(profile))
+    return execute(job, ctx=ctx, options=options)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -166,11 +211,13 @@ class Listing:
     slices: int
     duration_s: float
     report_status: str | None
+    playlists: tuple[str, ...] | None = None
+    """The playlists whose entries count (the recording's own, or its backup snapshot playlists)."""
 
     def to_json(self) -> dict[str, object]:
         """The ``ls --json`` shape."""
         return {
-            **recording_json(self.recording),
+            **recording_json(self.recording, playlists=self.playlists),
             "slices": self.slices,
             "duration_s": round(self.duration_s, 3),
             "state": self.state,
@@ -212,21 +259,37 @@ def _listing(
 ) -> Listing:
     endlist: bool | None = False
     slices, duration = len(rec.slices), 0.0
-    if rec.playlist_key is not None:
+    playlists: tuple[str, ...] | None = None
+    if rec.playlist_key is not None or rec.snapshots:
         try:
-            playlist = read_playlist(
+            choice = read_playlists(
                 source.storage,
-                rec.playlist_key,
+                rec,
                 max_bytes=config.max_playlist_bytes,
                 max_entries=config.max_playlist_entries,
             )
+            playlist, playlists = choice.playlist, choice.used
             endlist, slices, duration = playlist.endlist, len(playlist.entries), playlist.duration
         except PlaylistError:
             endlist = None
     report = read_existing_report(destination.storage, report_key(rec, directory=destination.directory))
-    state = recording_state(endlist=endlist, report=report, digest=inputs_digest(rec))
+    digest = inputs_digest(rec)
+    if rec.uid is not None and rec.media in ("audio", "video"):  # processed as part of its user
+        report = read_existing_report(
+            destination.storage, user_report_key(rec, directory=destination.directory)
+        )
+        stream = (report or {}).get("streams", {}).get(rec.media, {})
+        report = {**report, "inputs_digest": stream.get("inputs_digest")} if report else None
+    state = recording_state(endlist=endlist, report=report, digest=digest)
     status = str(report["status"]) if report else None
-    return Listing(recording=rec, state=state, slices=slices, duration_s=duration, report_status=status)
+    return Listing(
+        recording=rec,
+        state=state,
+        slices=slices,
+        duration_s=duration,
+        report_status=status,
+        playlists=playlists,
+    )
 
 
 # --- fleets: enqueue, batch, the worker's helpers ------------------------------------------------
@@ -254,8 +317,10 @@ def read_profile_document(path: Path | None) -> dict[str, Any] | None:
 
 
 def location_of(source: Location, recording: Recording) -> str:
-    """A location string naming exactly this recording (its playlist), for a job message or a job."""
-    key = recording.playlist_key or recording.directory
+    """A location string naming exactly this recording (its playlist, else its newest snapshot
+    playlist), for a job message or a job."""
+    newest = recording.snapshots[-1].key if recording.snapshots else None
+    key = recording.playlist_key or newest or recording.directory
     storage = source.storage
     if isinstance(storage, LocalStorage):
         return str(storage.root.joinpath(*key.split("/"))) if key else str(storage.root)

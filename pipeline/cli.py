@@ -41,8 +41,10 @@ from pipeline.progress import NullProgress, Progress, TerminalProgress
 from pipeline.report import summary_lines
 from pipeline.runner import Result
 from pipeline.sample import DEFECTS, write_sample
+from pipeline.sample_individual import write_individual_sample
 from pipeline.tools import find_ffmpeg
 from pipeline.triggers import JobOptions, Trigger, job_message
+from stages.align import ABSENT_CHOICES
 
 if TYPE_CHECKING:
     from pipeline.sqs import SqsQueue
@@ -111,6 +113,15 @@ def recording_options(fn: F) -> F:
             type=click.Choice(POLICIES),
             help="strict (default): any error finding fails the recording. "
             "lenient: publish a best-effort MP4 and report the problems (status degraded, exit 3).",
+        ),
+        click.option(
+            "--absent",
+            type=click.Choice(ABSENT_CHOICES),
+            default="keep",
+            show_default=True,
+            help="Individual mode: time a user was away (left and came back). keep: their MP4 holds the "
+            "last frame and silence, so positions are time since they first appeared. cut: it is "
+            "removed from both streams at once.",
         ),
     ]
     for decorator in reversed(decorators):
@@ -273,6 +284,14 @@ def _defect_help() -> str:
     help="fileNamePrefix directory (inside DIRECTORY) that receives the recording.",
 )
 @click.option("--defect", type=click.Choice(sorted(DEFECTS)), help=f"Inject one defect. {_defect_help()}")
+@click.option(
+    "--mode",
+    type=click.Choice(("composite", "individual")),
+    default="composite",
+    show_default=True,
+    help="individual: two users' audio and video playlists (user 1001 stays 30 s; user 2002 leaves "
+    "after 10 s and comes back 8 s later), in 5 s slices; --seconds and --defect do not apply.",
+)
 @click.option("--force", is_flag=True, help="Overwrite a previous sample in the same place.")
 def sample(
     directory: Path,
@@ -281,6 +300,7 @@ def sample(
     cname: str,
     prefix: str,
     defect: str | None,
+    mode: str,
     force: bool,
 ) -> None:
     """Write a synthetic, correctly named composite recording (H.264 + AAC) into DIRECTORY.
@@ -288,6 +308,9 @@ def sample(
     The slices and playlist go to DIRECTORY/PREFIX/ and the matching start-request profile to
     DIRECTORY/start_request.json, ready for: recpipe process DIRECTORY --profile DIRECTORY/start_request.json
     """
+    if mode == "individual":
+        _individual_sample(directory, prefix=prefix, cname=cname, defect=defect, force=force)
+        return
     try:
         made = write_sample(
             directory / prefix,
@@ -300,15 +323,35 @@ def sample(
         )
     except PipelineError as err:
         fail(err, as_json=False)
-    profile = json.loads(json.dumps(made.profile))
-    profile["clientRequest"]["storageConfig"]["fileNamePrefix"] = [p for p in prefix.split("/") if p]
-    profile_path = directory / "start_request.json"
-    profile_path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
+    profile_path = _write_sample_profile(made.profile, directory=directory, prefix=prefix)
     size = sum(p.stat().st_size for p in made.slices if p.exists())
     click.echo(f"wrote {len(made.slices)} slices ({size:,} bytes, {made.seconds:.1f} s) and {made.playlist}")
     click.echo(f"profile: {profile_path}")
     if defect:
         click.echo(f"defect:  {defect} — {DEFECTS[defect]}")
+
+
+def _write_sample_profile(made: Mapping[str, Any], *, directory: Path, prefix: str) -> Path:
+    """Write the sample's start request to DIRECTORY/start_request.json, its fileNamePrefix set to PREFIX."""
+    profile = json.loads(json.dumps(made))
+    profile["clientRequest"]["storageConfig"]["fileNamePrefix"] = [p for p in prefix.split("/") if p]
+    path = directory / "start_request.json"
+    path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _individual_sample(directory: Path, *, prefix: str, cname: str, defect: str | None, force: bool) -> None:
+    if defect is not None:
+        raise click.UsageError("--defect applies to composite samples only")
+    try:
+        made = write_individual_sample(
+            directory / prefix, ffmpeg=find_ffmpeg(os.environ), cname=cname, force=force
+        )
+    except PipelineError as err:
+        fail(err, as_json=False)
+    profile_path = _write_sample_profile(made.profile, directory=directory, prefix=prefix)
+    click.echo(f"wrote {len(made.playlists)} playlists and {len(made.slices)} slices in {made.directory}")
+    click.echo(f"profile: {profile_path}")
 
 
 def _job_options(opts: Mapping[str, Any], *, embed_profile: bool) -> JobOptions:

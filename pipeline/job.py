@@ -70,6 +70,9 @@ class Recording:
     slices: tuple[ObjectInfo, ...] = ()
     """Every object in ``directory`` named as a slice of this recording, in key order."""
     playlist: ObjectInfo | None = None
+    snapshots: tuple[ObjectInfo, ...] = ()
+    """Snapshot playlists ``<sid>_<cname>_<tick>_<index>.m3u8`` beside it, written after a backup
+    upload (composite and web recordings), oldest first (by tick, then index)."""
 
     @property
     def label(self) -> str:
@@ -81,7 +84,7 @@ class Recording:
     @property
     def inputs(self) -> tuple[ObjectInfo, ...]:
         """The objects whose (key, size, etag) define the recording's inputs."""
-        return ((self.playlist,) if self.playlist else ()) + self.slices
+        return ((self.playlist,) if self.playlist else ()) + self.snapshots + self.slices
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -182,6 +185,8 @@ class Job:
     playlist_duration: float = 0.0
     target_duration: float | None = None
     endlist: bool = False
+    playlists: tuple[str, ...] | None = None
+    """Keys of the playlists whose entries were processed (set by fetch; ``stages.snapshots``)."""
     segments: tuple[Segment, ...] = ()
     findings: tuple[Finding, ...] = ()
     outputs: tuple[Output, ...] = ()

@@ -18,7 +18,8 @@ Parsing is unambiguous, so ``format_name(parse_name(x)) == x`` for every name th
 
 Not covered here: snapshot playlists ``<sid>_<cname>_<tick>_<index>.m3u8`` (they parse as a composite
 playlist of cname ``<cname>_<tick>_<index>``; ask :func:`is_snapshot_playlist` with the known cname) and
-the mixed audio files of postponed mixing (``.mp3``/``.m4a``/``.aac``).
+the mixed audio files of postponed mixing (``<sid>_<cname>_<index>.mp3``/``.m4a``/``.aac``, the
+recorder's own outputs: see :func:`parse_mixed_audio`).
 """
 
 from __future__ import annotations
@@ -318,6 +319,36 @@ def report_name(sid: str, cname: str, *, uid: str | None = None, media: Media | 
 def lease_name(sid: str, cname: str, *, uid: str | None = None, media: Media | None = None) -> str:
     """The name of recpipe's lease while it processes a recording: ``.lease.json`` for ``.m3u8``."""
     return playlist_name(sid, cname, uid=uid, media=media).removesuffix(".m3u8") + ".lease.json"
+
+
+MIXED_AUDIO_EXTENSIONS = ("mp3", "m4a", "aac")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MixedAudio:
+    """A mixed audio file the recorder writes itself with postponed audio mixing."""
+
+    sid: str
+    cname: str
+    index: int
+    ext: str
+
+
+def parse_mixed_audio(name: str) -> MixedAudio | None:
+    """``<sid>_<cname>_<index>.mp3|m4a|aac`` split into its parts, or None for any other name."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or ext not in MIXED_AUDIO_EXTENSIONS or "/" in name or not name.isprintable():
+        return None
+    sid, sep, rest = stem.partition("_")
+    cname, sep2, index = rest.rpartition("_")
+    if not sep or not sep2 or _INDEX_RE.fullmatch(index) is None:
+        return None
+    try:
+        check_sid(sid)
+        check_cname(cname)
+    except NamingError:
+        return None
+    return MixedAudio(sid=sid, cname=cname, index=int(index), ext=ext)
 
 
 def is_snapshot_playlist(name: str, *, sid: str, cname: str) -> bool:

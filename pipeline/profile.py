@@ -93,6 +93,14 @@ class Profile:
     storage: StorageSpec | None = None
     max_idle_time: int | None = None
     """``maxIdleTime`` in seconds: the recorder stops after this long without publishers."""
+    web: Transcoding | None = None
+    """Web-page recording (``extensionServiceConfig`` runs ``web_recorder_service``): the page's video
+    size and frame rate from its ``serviceParam`` (``videoWidth``, ``videoHeight``, ``videoFps``)."""
+
+    @property
+    def mode(self) -> str | None:
+        """``web`` for a web-page recording; None when the names decide (composite or individual)."""
+        return "web" if self.web is not None else None
 
     def __post_init__(self) -> None:
         if isinstance(self.stream_types, bool) or self.stream_types not in STREAM_TYPES:
@@ -357,7 +365,29 @@ def parse_profile(data: object, *, source: str = "profile") -> Profile:
         av_file_types=_value(file_config, "avFileType", ("hls",)),
         storage=_storage(_section(request, "storageConfig")),
         max_idle_time=_get(recording, "maxIdleTime", int),
+        web=_web_page(_section(request, "extensionServiceConfig")),
     )
+
+
+WEB_RECORDER_SERVICE = "web_recorder_service"
+
+
+def _web_page(config: Mapping[str, object]) -> Transcoding | None:
+    """The web-page recorder's video parameters, when the start request runs that service."""
+    services = config.get("extensionServices")
+    for service in services if isinstance(services, list | tuple) else ():
+        if isinstance(service, dict) and service.get("serviceName") == WEB_RECORDER_SERVICE:
+            param = _section(service, "serviceParam")
+            size = {
+                key: _positive_int(param.get(f"video{key.title()}")) for key in ("width", "height", "fps")
+            }
+            return Transcoding(**size, bitrate=_positive_int(param.get("videoBitrate")))
+    return None
+
+
+def _positive_int(value: object) -> int | None:
+    """``value`` when it is a positive integer (``serviceParam`` is free-form), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _validate(data: object) -> Mapping[str, object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.job import Job, Recording
@@ -15,8 +15,15 @@ log = logging.getLogger(__name__)
 SCHEMA = "recpipe.report/1"
 
 
-def recording_json(rec: Recording) -> dict[str, Any]:
-    """Who the recording is, as the report (and ``ls --json``) show it."""
+def recording_json(rec: Recording, *, playlists: Sequence[str] | None = None) -> dict[str, Any]:
+    """Who the recording is, as the report (and ``ls --json``) show it.
+
+    :param playlists: the keys of the playlists whose entries were processed (``Job.playlists``);
+        when not known (nothing was read), every playlist the recording has: its own, then its
+        backup snapshot playlists.
+    """
+    if playlists is None:
+        playlists = [k for k in (rec.playlist_key, *(s.key for s in rec.snapshots)) if k is not None]
     return {
         "sid": rec.sid,
         "cname": rec.cname,
@@ -24,6 +31,7 @@ def recording_json(rec: Recording) -> dict[str, Any]:
         "uid": rec.uid,
         "media": rec.media,
         "playlist": rec.playlist_key,
+        "playlists": list(playlists),
     }
 
 
@@ -33,7 +41,7 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
     present = job.present_segments
     return {
         "schema": SCHEMA,
-        "recording": recording_json(rec),
+        "recording": recording_json(rec, playlists=job.playlists),
         "status": job.status,
         "policy": job.policy,
         "segments": {

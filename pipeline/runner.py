@@ -161,7 +161,7 @@ def remove_orphaned_workdirs(parent: Path) -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
-def _already_done(job: Job, *, ctx: StageContext) -> Result | None:
+def already_done(job: Job, *, ctx: StageContext) -> Result | None:
     key = report_key(job.recording, directory=ctx.destination.directory)
     existing = read_existing_report(ctx.destination.storage, key)
     if existing is None or not is_up_to_date(existing, job=job):
@@ -174,7 +174,7 @@ def _already_done(job: Job, *, ctx: StageContext) -> Result | None:
     return Result(job=replace(job, skipped=True, status=existing["status"]), report=existing, report_key=key)
 
 
-def _busy(job: Job, holder: Holder, *, ctx: StageContext) -> Result:
+def busy(job: Job, holder: Holder, *, ctx: StageContext) -> Result:
     """Another recpipe holds the recording's lease: pending, come back later (no report)."""
     left = max(holder.expires - time.time(), 0)
     detail = f"another recpipe ({holder.owner}) is processing this recording; its lease ends in {left:.0f} s"
@@ -191,16 +191,16 @@ def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
     report to the report's commit, so two recpipes never process one recording at once."""
     if not options.publish:
         return _execute(job, ctx=ctx, options=options)
-    if not options.force and (done := _already_done(job, ctx=ctx)) is not None:
+    if not options.force and (done := already_done(job, ctx=ctx)) is not None:
         return done
     rec = job.recording
     key = ctx.destination.directory + lease_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media)
     lease = acquire(ctx.destination.storage, key, owner=new_owner(), seconds=ctx.config.lease_seconds)
     if isinstance(lease, Holder):
-        return _busy(job, lease, ctx=ctx)
+        return busy(job, lease, ctx=ctx)
     lease.keep()
     try:
-        if not options.force and (done := _already_done(job, ctx=ctx)) is not None:
+        if not options.force and (done := already_done(job, ctx=ctx)) is not None:
             return done  # finished by the previous holder while this run waited
         stem = playlist_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media).removesuffix(".m3u8")
         ctx.destination.storage.discard_incomplete(ctx.destination.directory + stem)  # a killed run's

@@ -236,14 +236,14 @@ def prepare_directory(directory: Path, *, cname: str, force: bool) -> None:
 
 
 def is_sample_file(path: Path, *, cname: str) -> bool:
-    """Whether ``path`` is a composite ``.m3u8`` playlist or ``.ts`` slice of channel ``cname``."""
+    """Whether ``path`` is a ``.m3u8`` playlist or ``.ts`` slice of channel ``cname`` (either mode)."""
     if not path.is_file() or path.is_symlink() or path.suffix not in (".ts", ".m3u8"):
         return False
     try:
         name = parse_name(path.name)
     except NamingError:
         return False
-    return name.cname == cname and not name.individual and name.kind in ("playlist", "slice")
+    return name.cname == cname and name.kind in ("playlist", "slice")
 
 
 def encode_slices(ffmpeg: str, work: Path, *, encoding: Encoding, defect: str | None) -> list[Slice]:
@@ -471,14 +471,7 @@ def build_playlist(entries: Sequence[HlsEntry], *, endlist: bool = True, vendor:
 def build_profile(*, cname: str, width: int, height: int, fps: int) -> dict[str, object]:
     """The start-request body (``cname``, ``uid``, ``clientRequest``) describing the sample."""
     transcoding = {"width": width, "height": height, "fps": fps, "bitrate": VIDEO_KBPS, "mixedVideoLayout": 1}
-    storage = {
-        "vendor": 1,
-        "region": 0,
-        "bucket": "recpipe-demo",
-        "accessKey": "",
-        "secretKey": "",
-        "fileNamePrefix": ["recordings"],
-    }
+    storage = sample_storage_config()
     return {
         "cname": cname,
         "uid": SAMPLE_UID,
@@ -492,6 +485,18 @@ def build_profile(*, cname: str, width: int, height: int, fps: int) -> dict[str,
             "recordingFileConfig": {"avFileType": ["hls", "mp4"]},
             "storageConfig": storage,
         },
+    }
+
+
+def sample_storage_config() -> dict[str, object]:
+    """The samples' storageConfig: Amazon S3 us-east-1, bucket ``recpipe-demo``, no keys."""
+    return {
+        "vendor": 1,
+        "region": 0,
+        "bucket": "recpipe-demo",
+        "accessKey": "",
+        "secretKey": "",
+        "fileNamePrefix": ["recordings"],
     }
 
 

@@ -14,9 +14,10 @@ recpipe job         ``{"schema": "recpipe.job/1", "location": …}`` (``recpipe 
 recorder webhook    ``{"eventType": 31 | 32, "payload": {"sid", "cname", "details": …}}``   a sid
 ==================  =====================================================================  ==========
 
-Objects that are not a recording's playlist (slices, MP4s, reports, snapshot playlists) are ignored
-with a reason. Anything else — not JSON, an unknown shape, missing fields, an unsafe key — is a
-``MessageError``: the worker sends it to the dead-letter queue.
+Objects that are not a recording's playlist (slices, MP4s, reports) are ignored with a reason; a
+backup snapshot playlist starts work on its recording like the recording's own playlist. Anything
+else — not JSON, an unknown shape, missing fields, an unsafe key — is a ``MessageError``: the worker
+sends it to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from urllib.parse import unquote_plus
 
 from pipeline.exceptions import MessageError, NamingError
 from pipeline.job import POLICIES, Policy
-from pipeline.naming import is_snapshot_playlist, parse_name
+from pipeline.naming import parse_name
 
 JOB_SCHEMA = "recpipe.job/1"
 RECORDER_EVENTS = {31: "uploaded", 32: "backuped"}
@@ -181,7 +182,9 @@ def _s3_object(s3: Any, *, key_field: str, etag_field: str) -> tuple[str, str, s
 
 
 def not_a_recording(key: str) -> str | None:
-    """Why the object at ``key`` does not start work, or None for a recording's playlist."""
+    """Why the object at ``key`` does not start work, or None for a recording's playlist (its own, or
+    a backup snapshot playlist ``<sid>_<cname>_<tick>_<index>.m3u8``: the job finds the recording
+    it belongs to, even before the recording's own playlist is there)."""
     if "\0" in key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
         raise MessageError(f"unsafe object key {key!r}")
     name = key.rsplit("/", 1)[-1]
@@ -193,26 +196,7 @@ def not_a_recording(key: str) -> str | None:
         return "a playlist not named like a recording's (<sid>_<cname>.m3u8)"
     if parsed.kind != "playlist":
         return "not a recording's playlist"
-    if looks_like_snapshot(name):
-        return "a backup snapshot playlist (its recording's own playlist starts the work)"
     return None
-
-
-def looks_like_snapshot(name: str) -> bool:
-    """Whether a playlist name ends like a backup snapshot's: ``_<tick>_<index>.m3u8`` with a tick
-    of at least 10 digits (a Unix time). Alone, a name cannot say whether those digits belong to
-    the channel name; a channel named like that would be ignored, so the tick length is demanding."""
-    parts = name.removesuffix(".m3u8").split("_")
-    if len(parts) < 4:
-        return False
-    sid, cname, tick, index = parts[0], "_".join(parts[1:-2]), parts[-2], parts[-1]
-    return (
-        len(tick) >= 10
-        and tick.isdigit()
-        and index.isdigit()
-        and bool(cname)
-        and is_snapshot_playlist(name, sid=sid, cname=cname)
-    )
 
 
 def _job(doc: Mapping[str, Any]) -> Trigger:

@@ -3,7 +3,9 @@
 A recording is one playlist (``<sid>_<cname>.m3u8`` or an individual-mode playlist) plus the
 slices in the same directory that carry the same sid, cname (and uid/media). Slices without a
 playlist are a recording whose playlist has not been uploaded yet. Snapshot playlists written
-after a backup upload (``<sid>_<cname>_<tick>_<index>.m3u8``) are not recordings of their own.
+after a backup upload (``<sid>_<cname>_<tick>_<index>.m3u8``) are not recordings of their own:
+they belong to their composite (or web) recording's ``snapshots``, and a directory holding only
+snapshot playlists (and slices) of a recording is that one recording, without its own playlist.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 from pipeline.exceptions import AmbiguousRecording, NamingError, RecordingNotFound
 from pipeline.job import Recording
-from pipeline.naming import AgoraName, Media, is_snapshot_playlist, parse_name
+from pipeline.naming import AgoraName, Media, parse_name, playlist_name
 from pipeline.storage.base import ObjectInfo, Storage
+from stages.snapshots import looks_like_snapshot, split_snapshot_name
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +49,32 @@ def _parse(key: str) -> tuple[_Group, AgoraName] | None:
     return _Group(directory, parsed.sid, parsed.cname, parsed.uid, parsed.media), parsed
 
 
-def _is_snapshot(group: _Group, playlists: Iterable[_Group]) -> bool:
-    """Whether ``group``'s playlist is a snapshot playlist of another playlist in its directory."""
+def _snapshot_parent(
+    group: _Group, *, known: AbstractSet[_Group], has_slices: bool
+) -> tuple[_Group, tuple[int, int, str]] | None:
+    """The recording a composite playlist is a snapshot playlist of, and the snapshot's place (tick,
+    index) among that recording's snapshots; None when it is a recording's own playlist.
+
+    The recording is known when its playlist or a slice is in the same directory. Otherwise the name
+    alone decides (``looks_like_snapshot``), and only for a playlist without slices of its own.
+    """
+    if group.uid is not None:
+        return None
     name = f"{group.sid}_{group.cname}.m3u8"
-    return any(
-        other != group
-        and other.directory == group.directory
-        and other.sid == group.sid
-        and other.uid is None
-        and is_snapshot_playlist(name, sid=other.sid, cname=other.cname)
-        for other in playlists
-    )
+    parts = split_snapshot_name(name)
+    if parts is None:
+        return None
+    parent = _Group(group.directory, parts.sid, parts.cname, None, None)
+    if parent not in known and (has_slices or not looks_like_snapshot(name)):
+        return None
+    return parent, (parts.tick, parts.index, name)
 
 
 def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
-    """Every recording the objects make up, ordered by playlist (or first slice) key."""
+    """Every recording the objects make up, ordered by playlist (or first slice or snapshot) key.
+
+    Snapshot playlists are attached to their recording, which exists even when its own playlist does not.
+    """
     playlists: dict[_Group, ObjectInfo] = {}
     slices: defaultdict[_Group, list[ObjectInfo]] = defaultdict(list)
     for obj in objects:
@@ -71,13 +86,30 @@ def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
             playlists[group] = obj
         elif parsed.kind == "slice":
             slices[group].append(obj)
-    snapshots = {g for g in playlists if g.uid is None and _is_snapshot(g, playlists)}
-    groups = (set(playlists) | set(slices)) - snapshots
-    recordings = [_recording(g, playlists.get(g), slices.get(g, [])) for g in groups]
-    return tuple(sorted(recordings, key=lambda r: r.playlist_key or (r.slices[0].key if r.slices else "")))
+    known = set(playlists) | set(slices)
+    snapshots: defaultdict[_Group, list[tuple[tuple[int, int, str], ObjectInfo]]] = defaultdict(list)
+    for group in list(playlists):
+        found_parent = _snapshot_parent(group, known=known, has_slices=group in slices)
+        if found_parent is not None:
+            parent, rank = found_parent
+            snapshots[parent].append((rank, playlists.pop(group)))
+    groups = set(playlists) | set(slices) | set(snapshots)
+    recordings = [
+        _recording(g, playlists.get(g), slices.get(g, []), [obj for _, obj in sorted(snapshots.get(g, []))])
+        for g in groups
+    ]
+    return tuple(sorted(recordings, key=_order))
 
 
-def _recording(group: _Group, playlist: ObjectInfo | None, slices: Sequence[ObjectInfo]) -> Recording:
+def _order(rec: Recording) -> str:
+    """Sort key: the playlist's key, else the first slice's or snapshot's."""
+    first = rec.slices[:1] or rec.snapshots[:1]
+    return rec.playlist_key or (first[0].key if first else "")
+
+
+def _recording(
+    group: _Group, playlist: ObjectInfo | None, slices: Sequence[ObjectInfo], snapshots: Sequence[ObjectInfo]
+) -> Recording:
     return Recording(
         sid=group.sid,
         cname=group.cname,
@@ -88,7 +120,19 @@ def _recording(group: _Group, playlist: ObjectInfo | None, slices: Sequence[Obje
         playlist_key=playlist.key if playlist else None,
         playlist=playlist,
         slices=tuple(sorted(slices, key=lambda o: o.key)),
+        snapshots=tuple(snapshots),
     )
+
+
+def names_playlist(recording: Recording, key: str) -> bool:
+    """Whether ``key`` is the recording's playlist (uploaded yet or not) or one of its snapshot playlists."""
+    try:
+        own = recording.directory + playlist_name(
+            recording.sid, recording.cname, uid=recording.uid, media=recording.media
+        )
+    except NamingError:
+        own = None
+    return key in (recording.playlist_key, own) or any(s.key == key for s in recording.snapshots)
 
 
 def select_recording(
@@ -105,7 +149,7 @@ def select_recording(
         for r in recordings
         if (sid is None or r.sid == sid)
         and (cname is None or r.cname == cname)
-        and (playlist_key is None or r.playlist_key == playlist_key)
+        and (playlist_key is None or names_playlist(r, playlist_key))
     ]
     wanted = ", ".join(f"{k}={v}" for k, v in (("sid", sid), ("cname", cname)) if v is not None)
     suffix = f" matching {wanted}" if wanted else ""
@@ -124,12 +168,13 @@ def find_recordings(storage: Storage, prefix: str) -> tuple[Recording, ...]:
     """List ``prefix`` (a directory prefix, or one playlist's key) and group what is there."""
     if prefix.endswith(".m3u8"):
         directory, _ = split_key(prefix)
-        return tuple(r for r in group_recordings(storage.list(directory)) if r.playlist_key == prefix)
+        return tuple(r for r in group_recordings(storage.list(directory)) if names_playlist(r, prefix))
     return group_recordings(storage.list(prefix))
 
 
 def inputs_digest(recording: Recording) -> str:
-    """sha256 of (key, size, etag) of the playlist and every slice: changes when any input does."""
+    """sha256 of (key, size, etag) of the playlist, every snapshot playlist and every slice: changes
+    when any input does (a snapshot playlist or a slice arriving late, too)."""
     digest = hashlib.sha256()
     for obj in sorted(recording.inputs, key=lambda o: o.key):
         digest.update(f"{obj.key}\t{obj.size}\t{obj.etag}\n".encode())

@@ -27,6 +27,13 @@ from pipeline.storage.base import ObjectInfo, Storage
 from stages.base import StageContext
 from stages.media.ts import read_slice
 from stages.playlist import Playlist, decode_playlist, parse_playlist, unsafe_reason
+from stages.snapshots import (
+    MAX_SNAPSHOTS,
+    MAX_TOTAL_ENTRIES_FACTOR,
+    Choice,
+    choose_playlist,
+    snapshot_findings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +203,44 @@ def read_playlist(storage: Storage, key: str, *, max_bytes: int, max_entries: in
     return parse_playlist(decode_playlist(data), max_entries=max_entries)
 
 
+def read_playlists(storage: Storage, recording: Recording, *, max_bytes: int, max_entries: int) -> Choice:
+    """Read the recording's playlist and snapshot playlists, and choose what to process
+    (``stages.snapshots``: the one complete playlist, or all of them merged).
+
+    Every playlist must be readable: one that is not makes the recording ``PLAYLIST_INVALID``
+    (named in the message), since the slices only it lists would otherwise be left out unnoticed.
+    """
+    main_key = recording.playlist_key
+    if main_key is None and not recording.snapshots:
+        raise PlaylistError(f"no playlist has been uploaded yet for {recording.label}")
+    if main_key is not None and not recording.snapshots:
+        main = read_playlist(storage, main_key, max_bytes=max_bytes, max_entries=max_entries)
+        return choose_playlist((main_key, main), {}, utc_of=lambda _: None)
+    if len(recording.snapshots) > MAX_SNAPSHOTS:
+        raise PlaylistError(
+            f"{len(recording.snapshots)} snapshot playlists, over the limit of {MAX_SNAPSHOTS} per recording"
+        )
+    budget, total = MAX_TOTAL_ENTRIES_FACTOR * max_entries, 0
+    read: dict[str, Playlist] = {}
+    for key in ([main_key] if main_key else []) + [o.key for o in recording.snapshots]:
+        read[key] = _read_named(storage, key, max_bytes=max_bytes, max_entries=max_entries)
+        total += len(read[key].entries)
+        if total > budget:
+            raise PlaylistError(f"the recording's playlists list over {budget} entries together")
+    main_pair = (main_key, read.pop(main_key)) if main_key else None
+    return choose_playlist(
+        main_pair, read, utc_of=lambda uri: slice_utc(uri, recording=recording), max_entries=max_entries
+    )
+
+
+def _read_named(storage: Storage, key: str, *, max_bytes: int, max_entries: int) -> Playlist:
+    """``read_playlist``, naming the playlist in a ``PlaylistError`` (a recording has several)."""
+    try:
+        return read_playlist(storage, key, max_bytes=max_bytes, max_entries=max_entries)
+    except PlaylistError as err:
+        raise PlaylistError(f"{key.rpartition('/')[2]}: {err}") from err
+
+
 class SliceConsumer(Protocol):
     """Takes the fetched slices in playlist order while they stream (the remux feeder)."""
 
@@ -226,12 +271,11 @@ class FetchStage:
     def run(self, job: Job, ctx: StageContext) -> Job:
         """Fill ``job.segments`` (sizes and media facts where fetched); add the playlist's findings."""
         recording = job.recording
-        if recording.playlist_key is None:
-            raise PlaylistError(f"no playlist has been uploaded yet for {recording.label}")
         limits = {"max_bytes": ctx.config.max_playlist_bytes, "max_entries": ctx.config.max_playlist_entries}
-        playlist = read_playlist(ctx.storage, recording.playlist_key, **limits)
+        choice = read_playlists(ctx.storage, recording, **limits)
+        playlist = choice.playlist
         segments = build_segments(playlist, recording=recording)
-        findings = playlist_findings(playlist, segments)
+        findings = snapshot_findings(choice) + playlist_findings(playlist, segments)
         job = replace(
             job,
             segments=segments,
@@ -239,6 +283,7 @@ class FetchStage:
             playlist_duration=playlist.duration,
             target_duration=playlist.target_duration,
             endlist=playlist.endlist,
+            playlists=choice.used,
         )
         if findings and any(f.code in {"UNSAFE_URI", "NO_ENDLIST"} for f in findings):
             return job

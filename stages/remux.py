@@ -64,6 +64,9 @@ FRAGMENT_MICROSECONDS = 5_000_000
 time. Shorter makes more fragments for recpipe to read afterwards (0.1 s an hour at 5 s)."""
 
 
+FRAGMENTED_MOVFLAGS = "+empty_moov+delay_moov+default_base_moof"
+
+
 def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
     """ffmpeg argv: MPEG-TS on stdin → fragmented MP4 at ``output``, stream copy, AAC fixed for MP4.
 
@@ -79,7 +82,7 @@ def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
         c="copy",
         fflags="+bitexact",
         format="mp4",
-        movflags="+empty_moov+delay_moov+default_base_moof",
+        movflags=FRAGMENTED_MOVFLAGS,
         frag_duration=FRAGMENT_MICROSECONDS,
         **{"bsf:a": "aac_adtstoasc"},
     )

@@ -358,7 +358,23 @@ def check(segments: Sequence[Segment], *, job: Job) -> tuple[tuple[Segment, ...]
         + find_target_exceeded(segs, target=job.target_duration)
         + find_orphans(segs, recording=job.recording, timeline=timeline)
     )
+    if job.recording.mode == "individual":
+        findings = absences_of_user(findings, segs)
     return tuple(segs), tuple(sorted(findings, key=position))
+
+
+def absences_of_user(findings: Sequence[Finding], segments: Sequence[Segment]) -> tuple[Finding, ...]:
+    """Individual mode: a stream's time without media before a signalled discontinuity is the user
+    away (left, or turned the camera or microphone off), not lost media — ``USER_ABSENT``, info."""
+    signalled = {s.index for s in segments if s.discontinuity}
+    out = []
+    for f in findings:
+        if f.code == "TIMELINE_GAP" and f.entry in signalled:
+            seconds = f.seconds or 0.0
+            detail = f"the user's stream stops for {seconds:.3f} s before {f.segment} (#EXT-X-DISCONTINUITY)"
+            f = replace(f, code="USER_ABSENT", severity="info", detail=detail)
+        out.append(f)
+    return tuple(out)
 
 
 def position(f: Finding) -> tuple[int, float]:

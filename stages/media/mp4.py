@@ -4,6 +4,7 @@ Only box headers, a few small leaf boxes and ``stts`` are read (by seeking), nev
 
     ftyp  moov ─┬─ mvhd                                   movie timescale + duration
                 └─ trak ─┬─ tkhd                          track id, width/height (16.16)
+                         ├─ edts ── elst                  empty edits before the media (start time)
                          └─ mdia ─┬─ mdhd                 track timescale + duration
                                   ├─ hdlr                 vide → video, soun → audio
                                   └─ minf ── stbl ─┬─ stsd    first sample entry's fourcc
@@ -35,6 +36,8 @@ LEAF_READ_BYTES = 256
 MAX_STTS_ENTRIES = 1_000_000
 """``stts`` run-length codes sample durations: a few entries for a steady stream, one per sample at
 worst (a 4-hour 30 fps video has 432,000 frames). More than this is refused as malformed."""
+MAX_EDITS = 64
+"""Edit-list entries looked at; ffmpeg writes one or two."""
 HANDLER_KINDS = {"vide": "video", "soun": "audio"}
 
 
@@ -55,6 +58,8 @@ class Mp4Track:
     sample_count: int
     sample_durations: tuple[tuple[int, int], ...] = ()
     """``stts`` as written: ``(count, duration)`` runs, durations in ``timescale`` units."""
+    start_s: float = 0.0
+    """When the track's media begins in the presentation: its leading empty edits (``elst``)."""
 
     @property
     def longest_sample_s(self) -> float:
@@ -135,16 +140,21 @@ def parse_mp4(read_at: ReadAt, *, size: int) -> Mp4Info:
     mdat = next((b for b in top if b.type == "mdat"), None)
     children = children_of(read_at, moov)
     timescale, duration = parse_mvhd(read_leaf(read_at, require(children, "mvhd", parent="moov")))
-    tracks = tuple(read_trak(read_at, trak) for trak in children if trak.type == "trak")
+    tracks = tuple(
+        read_trak(read_at, trak, movie_timescale=timescale) for trak in children if trak.type == "trak"
+    )
     movie_s = duration / timescale
     if movie_s == 0 and tracks:  # fragmented files leave mvhd's duration at zero
         movie_s = max(t.duration_s for t in tracks)
     return Mp4Info(duration_s=movie_s, tracks=tracks, faststart=mdat is None or moov.offset < mdat.offset)
 
 
-def read_trak(read_at: ReadAt, trak: Box) -> Mp4Track:
+def read_trak(read_at: ReadAt, trak: Box, *, movie_timescale: int) -> Mp4Track:
     """Read one ``trak`` box."""
     children = children_of(read_at, trak)
+    edts = next((b for b in children if b.type == "edts"), None)
+    elst = next((b for b in children_of(read_at, edts) if b.type == "elst"), None) if edts else None
+    empty = read_empty_edits(read_at, elst) if elst is not None else 0
     track_id, width, height = parse_tkhd(read_leaf(read_at, require(children, "tkhd", parent="trak")))
     mdia = children_of(read_at, require(children, "mdia", parent="trak"))
     timescale, duration = parse_mdhd(read_leaf(read_at, require(mdia, "mdhd", parent="mdia")))
@@ -164,7 +174,26 @@ def read_trak(read_at: ReadAt, trak: Box) -> Mp4Track:
         height=round(height) or None,
         sample_count=parse_stsz(read_leaf(read_at, sizes)),
         sample_durations=read_stts(read_at, require(stbl, "stts", parent="stbl")),
+        start_s=empty / movie_timescale,
     )
+
+
+def read_empty_edits(read_at: ReadAt, box: Box) -> int:
+    """The summed duration (movie timescale) of the empty edits (media time -1) that open an ``elst``."""
+    head = read_at(box.body, 8)
+    version = parse_full_box(head)
+    (count,) = unpack(">4xI", head)
+    entry = 20 if version == 1 else 12
+    if 8 + entry * count > box.size - box.header:
+        raise MediaError(f"elst at offset {box.offset} claims {count} entries, more than it can hold")
+    data = read_at(box.body + 8, entry * min(count, MAX_EDITS))
+    total = 0
+    for i in range(min(count, MAX_EDITS)):
+        duration, media_time = unpack(">Qq" if version == 1 else ">Ii", data, i * entry)
+        if media_time != -1:
+            break
+        total += duration
+    return total
 
 
 def read_stts(read_at: ReadAt, box: Box) -> tuple[tuple[int, int], ...]:

@@ -613,3 +613,23 @@ def test_parse_name_raises_only_naming_error_and_round_trips(text: str) -> None:
     except NamingError:
         return
     assert format_name(parsed) == text
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("sid1_room_0.m4a", ("sid1", "room", 0, "m4a")),
+        ("sid1_my room_12.mp3", ("sid1", "my room", 12, "mp3")),
+        ("sid1_a_b_3.aac", ("sid1", "a_b", 3, "aac")),
+        ("sid1_room_03.m4a", None),
+        ("sid1_room.m4a", None),
+        ("sid1_room_0.wav", None),
+        ("sid1_room_20190611073246073.ts", None),
+        ("../sid1_room_0.m4a", None),
+    ],
+)
+def test_mixed_audio_of_postponed_mixing(name, expected):
+    from pipeline.naming import parse_mixed_audio
+
+    found = parse_mixed_audio(name)
+    assert (None if found is None else (found.sid, found.cname, found.index, found.ext)) == expected

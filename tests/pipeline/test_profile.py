@@ -537,3 +537,45 @@ def test_blank_storage_keys_mean_the_default_credential_chain() -> None:
     assert storage is not None
     assert storage.access_key == ""
     assert storage.secret_key == ""
+
+
+WEB_PAGE = {
+    "cname": "web-room",
+    "uid": "527841",
+    "clientRequest": {
+        "extensionServiceConfig": {
+            "errorHandlePolicy": "error_abort",
+            "extensionServices": [
+                {
+                    "serviceName": "web_recorder_service",
+                    "errorHandlePolicy": "error_abort",
+                    "serviceParam": {
+                        "url": "https://example.com/board",
+                        "audioProfile": 0,
+                        "videoWidth": 1280,
+                        "videoHeight": 720,
+                        "videoFps": 24,
+                        "videoBitrate": 1000,
+                        "maxRecordingHour": 3,
+                    },
+                }
+            ],
+        },
+        "recordingFileConfig": {"avFileType": ["hls", "mp4"]},
+    },
+}
+
+
+def test_web_page_recording_is_recognised_with_its_page_size() -> None:
+    profile = parse_profile(WEB_PAGE)
+    assert profile.mode == "web"
+    assert profile.web == Transcoding(width=1280, height=720, fps=24, bitrate=1000)
+    assert parse_profile({"clientRequest": {}}).mode is None
+
+
+def test_web_page_parameters_of_the_wrong_type_are_ignored() -> None:
+    doc = json.loads(json.dumps(WEB_PAGE))
+    doc["clientRequest"]["extensionServiceConfig"]["extensionServices"][0]["serviceParam"]["videoWidth"] = (
+        "wide"
+    )
+    assert parse_profile(doc).web == Transcoding(width=None, height=720, fps=24, bitrate=1000)

@@ -1,10 +1,12 @@
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pipeline.job import Finding, Job, Output, Recording, Segment
 from pipeline.report import SCHEMA, build_report, covered, dump_report, load_report, summary_lines
+from pipeline.storage.base import ObjectInfo
 
 T0 = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
@@ -64,6 +66,7 @@ def test_report_follows_the_schema():
         "uid": None,
         "media": None,
         "playlist": "sid1_room.m3u8",
+        "playlists": ["sid1_room.m3u8"],
     }
     assert report["segments"] == {"listed": 3, "present": 2, "bytes": 2000}
     assert report["duration"] == {"playlist_s": 45.0, "media_s": 30.0, "wallclock_s": 45.0}
@@ -82,6 +85,19 @@ def test_report_follows_the_schema():
     assert report["status"] == "degraded"
     assert report["policy"] == "lenient"
     assert report["error"] is None
+
+
+def test_recording_names_the_playlists_processed_else_every_playlist_it_has():
+    snapshots = (
+        ObjectInfo("sid1_room_1768469400_0.m3u8", 5, "e"),
+        ObjectInfo("sid1_room_1768469500_1.m3u8", 5, "e"),
+    )
+    rec = Recording(sid="sid1", cname="room", directory="", playlist_key=None, snapshots=snapshots)
+    undecided = build_report(replace(job(), recording=rec), tool={})
+    assert undecided["recording"]["playlist"] is None
+    assert undecided["recording"]["playlists"] == [s.key for s in snapshots]
+    decided = build_report(replace(job(), recording=rec, playlists=(snapshots[1].key,)), tool={})
+    assert decided["recording"]["playlists"] == [snapshots[1].key]
 
 
 def test_dump_and_load_round_trip():

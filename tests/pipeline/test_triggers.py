@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.exceptions import MessageError
-from pipeline.triggers import JobOptions, Trigger, job_message, looks_like_snapshot, parse_message
+from pipeline.triggers import JobOptions, Trigger, job_message, parse_message
 
 SID = "665ba1974b715d7e0faf7b5a3c199acf"
 
@@ -50,7 +50,6 @@ def test_several_records_in_one_message_and_non_playlists_ignored():
     ("key", "reason"),
     [
         ("rec/notes.m3u8", "not named like"),
-        (f"rec/{SID}_room_1732500000123_0.m3u8", "snapshot"),
         (f"rec/{SID}_room.report.json", "not a playlist"),
     ],
 )
@@ -150,14 +149,13 @@ def test_malformed_messages_are_refused(body, message):
         parse_message(body)
 
 
-@pytest.mark.parametrize(
-    ("name", "snapshot"),
-    [
-        (f"{SID}_room_1732500000123_0.m3u8", True),
-        (f"{SID}_my_room_1732500000123_12.m3u8", True),
-        (f"{SID}_room_2024_1.m3u8", False),  # short digits: part of the channel name
-        (f"{SID}_room.m3u8", False),
-    ],
-)
-def test_looks_like_snapshot(name, snapshot):
-    assert looks_like_snapshot(name) is snapshot
+def test_a_backup_snapshot_playlist_starts_work_on_its_recording():
+    """A snapshot playlist may be all there is of a backed-up recording for a while: its event is a job
+    for the snapshot's key, which discovery resolves to the recording it belongs to."""
+    parsed = parse_message(json.dumps(s3_event(f"rec/{SID}_my+room_1732500000123_0.m3u8")))
+    assert parsed.triggers == (
+        Trigger(
+            origin="s3", location=f"s3://rec-bucket/rec/{SID}_my room_1732500000123_0.m3u8", etag="abc123"
+        ),
+    )
+    assert parsed.ignored == ()

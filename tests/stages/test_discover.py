@@ -2,12 +2,22 @@ import pytest
 
 from pipeline.exceptions import AmbiguousRecording, RecordingNotFound
 from pipeline.storage.base import ObjectInfo
-from stages.discover import group_recordings, inputs_digest, select_recording, split_key
+from stages.discover import find_recordings, group_recordings, inputs_digest, select_recording, split_key
 from tests.builders import SID, slice_uri
 
 
 def obj(key, size=10, etag="e"):
     return ObjectInfo(key, size, etag)
+
+
+class FixedListing:
+    """Lists fixed objects (``find_recordings`` only lists)."""
+
+    def __init__(self, objects):
+        self.objects = objects
+
+    def list(self, prefix):
+        return iter([o for o in self.objects if o.key.startswith(prefix)])
 
 
 def test_split_key():
@@ -49,13 +59,82 @@ def test_individual_recordings_are_per_uid_and_media():
     ]
 
 
-def test_snapshot_playlists_are_not_recordings():
+def test_snapshot_playlists_belong_to_their_recording_oldest_first():
     objects = [
         obj("sid1_room.m3u8"),
-        obj("sid1_room_1718000000000_0.m3u8"),
         obj("sid1_room_1718000000000_1.m3u8"),
+        obj("sid1_room_1718000000000_0.m3u8"),
+        obj("sid1_room_999_0.m3u8"),  # the main playlist is here: short digits are a snapshot too
+        obj("sid1_room_20190920125142485.ts"),
     ]
-    assert [r.playlist_key for r in group_recordings(objects)] == ["sid1_room.m3u8"]
+    [rec] = group_recordings(objects)
+    assert rec.playlist_key == "sid1_room.m3u8"
+    assert [s.key for s in rec.snapshots] == [
+        "sid1_room_999_0.m3u8",
+        "sid1_room_1718000000000_0.m3u8",
+        "sid1_room_1718000000000_1.m3u8",
+    ]
+    assert {o.key for o in rec.inputs} == {o.key for o in objects}
+
+
+def test_snapshots_and_slices_without_the_main_playlist_are_one_recording():
+    objects = [
+        obj(f"r/{SID}_demo room_1718000000000_0.m3u8"),
+        obj(f"r/{SID}_demo room_1718000000000_1.m3u8"),
+        obj(f"r/{slice_uri(0)}"),
+        obj(f"r/{slice_uri(1)}"),
+    ]
+    [rec] = group_recordings(objects)
+    assert (rec.sid, rec.cname, rec.mode, rec.playlist_key) == (SID, "demo room", "composite", None)
+    assert len(rec.snapshots) == 2
+    assert len(rec.slices) == 2
+
+
+def test_snapshots_alone_are_one_recording_when_their_names_say_so():
+    objects = [obj("sid1_room_1718000000000_0.m3u8"), obj("sid1_room_1718000000500_1.m3u8")]
+    [rec] = group_recordings(objects)
+    assert (rec.cname, rec.playlist_key, len(rec.snapshots)) == ("room", None, 2)
+
+
+def test_a_channel_named_like_a_snapshot_is_its_own_recording():
+    """Without the recording it would belong to, a short digit run is part of the channel name, and a
+    playlist with its own slices is that channel's."""
+    short = group_recordings([obj("sid1_room_2024_1.m3u8")])
+    assert [(r.cname, r.snapshots) for r in short] == [("room_2024_1", ())]
+    own = group_recordings(
+        [obj("sid1_room_1718000000000_0.m3u8"), obj("sid1_room_1718000000000_0_20190920125142485.ts")]
+    )
+    assert [(r.cname, r.playlist_key) for r in own] == [
+        ("room_1718000000000_0", "sid1_room_1718000000000_0.m3u8")
+    ]
+
+
+def test_individual_recordings_have_no_snapshots():
+    objects = [obj("sid1_room__uid_s_1__uid_e_audio.m3u8"), obj("sid1_room_1718000000000_0.m3u8")]
+    recs = group_recordings(objects)
+    assert [(r.mode, len(r.snapshots)) for r in recs] == [("composite", 1), ("individual", 0)]
+
+
+def test_inputs_digest_changes_when_a_snapshot_appears():
+    base = [obj("s_room.m3u8"), obj("s_room_20260115093000000.ts")]
+    [before] = group_recordings(base)
+    [after] = group_recordings([*base, obj("s_room_1768469400_0.m3u8")])
+    assert inputs_digest(before) != inputs_digest(after)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("r/sid1_room_1718000000000_1.m3u8", id="snapshot"),
+        pytest.param("r/sid1_room.m3u8", id="main-not-uploaded-yet"),
+    ],
+)
+def test_a_snapshot_key_or_the_missing_main_key_finds_the_recording(key):
+    store = FixedListing([obj("r/sid1_room_1718000000000_1.m3u8"), obj("r/sid1_room_20190920125142485.ts")])
+    [rec] = find_recordings(store, key)
+    assert rec.cname == "room"
+    assert select_recording([rec], playlist_key=key) is rec
+    assert find_recordings(store, "r/sid1_other.m3u8") == ()
 
 
 def test_select_by_sid_and_errors():

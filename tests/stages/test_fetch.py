@@ -1,13 +1,26 @@
 import threading
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 
-from pipeline.exceptions import StorageError
-from pipeline.job import Recording
+from pipeline.config import PipelineConfig
+from pipeline.exceptions import PlaylistError, StorageError
+from pipeline.job import Job, Recording
 from pipeline.storage import LocalStorage
 from pipeline.storage.base import ObjectInfo
-from stages.fetch import Fetched, build_segments, fetch_segment, map_in_order, playlist_findings, read_media
+from stages.base import Destination, StageContext
+from stages.discover import find_recordings
+from stages.fetch import (
+    Fetched,
+    FetchStage,
+    build_segments,
+    fetch_segment,
+    map_in_order,
+    playlist_findings,
+    read_media,
+    read_playlists,
+)
 from stages.playlist import parse_playlist
 from tests.builders import CNAME, SID, START, make_playlist, slice_uri
 
@@ -146,3 +159,62 @@ def test_map_in_order_keeps_the_byte_budget():
         "get 3", "use 2",  # nothing else waits, so 150 goes alone
         "get 4", "get 5", "use 3", "use 4", "use 5",
     ]  # fmt: skip
+
+
+# --- backup uploads: the recording's playlists -------------------------------------------------------
+
+
+def backed_up(tmp_path, playlists: dict[str, str], *, slices=range(4)):
+    """A local recording with the given playlists (name → text) and slices; discovered as recpipe does."""
+    store = LocalStorage(tmp_path)
+    for name, text in playlists.items():
+        (tmp_path / "rec").mkdir(exist_ok=True)
+        (tmp_path / "rec" / name).write_text(text)
+    for n in slices:
+        (tmp_path / "rec" / slice_uri(n)).write_bytes(b"\x47" + bytes(187))
+    [rec] = find_recordings(store, "rec/")
+    return store, rec
+
+
+SNAPSHOT = f"{SID}_{CNAME}_1768469400_0.m3u8"
+
+
+def test_fetch_uses_the_snapshot_that_finished_the_recording(tmp_path):
+    store, rec = backed_up(
+        tmp_path,
+        {f"{SID}_{CNAME}.m3u8": make_playlist(count=2, endlist=False), SNAPSHOT: make_playlist(count=4)},
+    )
+    destination = Destination(storage=store, directory="rec/")
+    ctx = StageContext(storage=store, destination=destination, workdir=tmp_path, config=PipelineConfig())
+    job = FetchStage().run(Job(recording=rec), ctx)
+    assert (job.endlist, job.playlists, len(job.segments)) == (True, (f"rec/{SNAPSHOT}",), 4)
+    assert [s.present for s in job.segments] == [True] * 4
+    [finding] = job.findings
+    assert (finding.code, finding.severity) == ("PLAYLIST_SNAPSHOTS", "info")
+    assert "2 of 4 entries are listed only by snapshot playlists" in finding.detail
+
+
+def test_a_recording_without_snapshots_reads_its_playlist_alone(tmp_path):
+    store, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": make_playlist(count=4)})
+    choice = read_playlists(store, rec, max_bytes=10_000, max_entries=10)
+    assert (choice.how, choice.used, choice.snapshots) == ("picked", (f"rec/{SID}_{CNAME}.m3u8",), ())
+
+
+def test_an_unreadable_snapshot_playlist_is_named(tmp_path):
+    store, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": make_playlist(count=4), SNAPSHOT: "garbage"})
+    with pytest.raises(PlaylistError, match=f"{SNAPSHOT}: playlist does not start with #EXTM3U"):
+        read_playlists(store, rec, max_bytes=10_000, max_entries=10)
+
+
+def test_snapshot_playlists_are_bounded(tmp_path):
+    many = tuple(ObjectInfo(f"rec/{SID}_{CNAME}_1768469400_{i}.m3u8", 10, "e") for i in range(101))
+    rec = replace(REC, snapshots=many)
+    with pytest.raises(PlaylistError, match="101 snapshot playlists, over the limit of 100"):
+        read_playlists(LocalStorage(tmp_path), rec, max_bytes=10_000, max_entries=10)
+
+
+def test_all_playlists_together_are_bounded(tmp_path):
+    snapshots = {f"{SID}_{CNAME}_1768469400_{i}.m3u8": make_playlist(count=3) for i in range(4)}
+    store, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": make_playlist(count=3), **snapshots})
+    with pytest.raises(PlaylistError, match="over 12 entries together"):
+        read_playlists(store, rec, max_bytes=10_000, max_entries=3)

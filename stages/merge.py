@@ -1,0 +1,265 @@
+"""Individual mode: one user's audio and video streams into one MP4, in sync (``stages.align`` plans it).
+
+While a stream is fetched, ``Spool`` keeps its slices in one work file (the streams are verified
+one after the other, and a user's MP4 needs both). ``merge_user`` then writes each stream's placed
+slices, retimed onto the user's clock (``stages.media.retime``), into one MPEG-TS file per stream —
+holes in the sound filled with silence encoded by ffmpeg (AAC, same rate, channels and PID as the
+user's audio; the only thing recpipe encodes) — and stream-copies both into one MP4 with
+``-copyts``, so the timestamps it planned are the ones the MP4 gets. Like the composite MP4s, it is
+written fragmented and published with ``moov`` first (``stages.media.faststart``). ffmpeg reads
+only those two files (``-protocol_whitelist file,pipe``). The MP4 is checked: tracks, duration,
+and where each track starts against the plan (within one frame).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import ffmpeg
+
+from pipeline.exceptions import MediaError, RemuxError
+from pipeline.job import Finding, Job, Output, Segment
+from pipeline.media import TICKS_PER_S, StreamFacts
+from stages.align import BASE_TICKS, MergePlan, Span, StreamName
+from stages.base import StageContext
+from stages.fetch import Fetched
+from stages.media.faststart import moov_first, plan
+from stages.media.mp4 import Mp4Info, Mp4Track
+from stages.media.retime import retime
+from stages.media.ts import read_slice
+from stages.remux import (
+    DURATION_TOLERANCE_S,
+    FRAGMENT_MICROSECONDS,
+    FRAGMENTED_MOVFLAGS,
+    GLOBAL_OPTIONS,
+    STDERR_TAIL_LINES,
+)
+from stages.splice import wrap_shift
+
+log = logging.getLogger(__name__)
+
+AAC_FRAME_SAMPLES = 1024
+SILENCE_KBPS = 32
+SYNC_FRAMES = 1.0
+"""A track may start this many of its own frames away from where the plan puts it."""
+
+
+class Spool:
+    """The fetch stage's consumer for one stream: every fetched slice appended to one work file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._where: dict[int, tuple[int, int]] = {}
+        self._file: IO[bytes] | None = None
+
+    def start(self, job: Job, ctx: StageContext) -> None:
+        """Open the work file."""
+        self._file = self.path.open("wb")
+
+    def add(self, fetched: Fetched) -> None:
+        """Keep the slice's bytes, if it was fetched."""
+        if fetched.data is None or self._file is None:
+            return
+        self._where[fetched.segment.index] = (self._file.tell(), len(fetched.data))
+        self._file.write(fetched.data)
+
+    def finish(self, *, ok: bool) -> None:
+        """Close the work file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def read(self, index: int) -> bytes:
+        """The bytes of playlist entry ``index``."""
+        offset, size = self._where[index]
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+
+def audio_facts(segments: Sequence[Segment]) -> StreamFacts | None:
+    """The first audio stream, with its sample rate known, among the stream's slices."""
+    for seg in segments:
+        for stream in seg.media.media_streams if seg.media else ():
+            if stream.kind == "audio" and stream.sample_rate:
+                return stream
+    return None
+
+
+def silence_argv(ffmpeg_exe: str, *, facts: StreamFacts, frames: int, output: Path) -> list[str]:
+    """ffmpeg argv: ``frames`` AAC frames of silence as MPEG-TS, with the audio's rate, channels and PID."""
+    layout = "mono" if (facts.channels or 1) == 1 else "stereo"
+    source = ffmpeg.input(f"anullsrc=r={facts.sample_rate}:cl={layout}", f="lavfi")
+    stream = ffmpeg.output(
+        source,
+        str(output),
+        **{"frames:a": frames, "c:a": "aac", "b:a": f"{SILENCE_KBPS}k", "flags:a": "+bitexact"},
+        streamid=f"0:{facts.pid}",
+        fflags="+bitexact",
+        format="mpegts",
+    )
+    return [ffmpeg_exe, *GLOBAL_OPTIONS, *(str(a) for a in stream.get_args())]
+
+
+def merge_argv(ffmpeg_exe: str, *, inputs: Mapping[StreamName, Path], output: Path) -> list[str]:
+    """ffmpeg argv: each stream's retimed MPEG-TS → one MP4, stream copy, timestamps kept as planned."""
+    sources = {
+        name: ffmpeg.input(str(path), f="mpegts", protocol_whitelist="file,pipe")
+        for name, path in inputs.items()
+    }
+    picked = [sources[name]["v:0" if name == "video" else "a:0"] for name in sources]
+    stream = ffmpeg.output(
+        *picked,
+        str(output),
+        c="copy",
+        output_ts_offset=f"-{BASE_TICKS / TICKS_PER_S:g}",
+        fflags="+bitexact",
+        format="mp4",
+        movflags=FRAGMENTED_MOVFLAGS,
+        frag_duration=FRAGMENT_MICROSECONDS,
+        **{"bsf:a": "aac_adtstoasc"},
+    )
+    return [ffmpeg_exe, *GLOBAL_OPTIONS, "-copyts", *(str(a) for a in stream.get_args())]
+
+
+def run_ffmpeg(argv: Sequence[str], *, what: str) -> None:
+    """Run ffmpeg to completion; RemuxError with the tail of its stderr if it fails."""
+    log.debug("running %s", shlex.join(argv))
+    try:
+        done = subprocess.run(list(argv), capture_output=True, check=False, stdin=subprocess.DEVNULL)
+    except OSError as err:
+        raise RemuxError(
+            f"cannot start ffmpeg: {err}", argv=list(argv), returncode=None, stderr_tail=""
+        ) from err
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:])
+        raise RemuxError(
+            f"ffmpeg could not {what}", argv=list(argv), returncode=done.returncode, stderr_tail=tail
+        )
+
+
+def make_silence(ffmpeg_exe: str, hole: Span, *, facts: StreamFacts, workdir: Path) -> bytes | None:
+    """Silence filling ``hole`` (whole AAC frames, never past its end), timed to start where it starts."""
+    assert facts.sample_rate
+    frames = math.floor(hole.seconds * facts.sample_rate / AAC_FRAME_SAMPLES) - 1
+    if frames < 1:
+        return None
+    path = workdir / "silence.ts"
+    run_ffmpeg(silence_argv(ffmpeg_exe, facts=facts, frames=frames, output=path), what="encode silence")
+    data = path.read_bytes()
+    path.unlink()
+    start = read_slice([data]).start_ticks
+    if start is None:
+        raise MediaError("ffmpeg's silence holds no timestamped audio")
+    target = round(hole.start_s * TICKS_PER_S) + BASE_TICKS
+    return retime(data, shift=wrap_shift(target - start))
+
+
+def write_stream(
+    stream: StreamName, plan_: MergePlan, *, spool: Spool, fills: Sequence[tuple[float, bytes]], path: Path
+) -> None:
+    """The stream's placed slices (and, for audio, the silences) retimed, in time order, into ``path``."""
+    items: list[tuple[float, int, bytes | int]] = [(p.start_s, 1, p.index) for p in plan_.pieces[stream]]
+    items += [(start, 0, data) for start, data in fills]
+    pieces = {p.index: p for p in plan_.pieces[stream]}
+    with path.open("wb") as out:
+        for _, _, what in sorted(items, key=lambda item: (item[0], item[1])):
+            if isinstance(what, bytes):
+                out.write(what)
+            else:
+                out.write(retime(spool.read(what), shift=pieces[what].shift))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Merged:
+    """The checked MP4 (moov first) in the work directory, and what was found making it."""
+
+    output: Output
+    findings: tuple[Finding, ...]
+
+
+def merge_user(
+    plan_: MergePlan,
+    *,
+    spools: Mapping[StreamName, Spool],
+    segments: Mapping[StreamName, Sequence[Segment]],
+    name: str,
+    ctx: StageContext,
+) -> Merged:
+    """Write the user's MP4 as ``name`` in the work directory, following ``plan_``."""
+    workdir = ctx.workdir
+    findings: list[Finding] = []
+    fills: list[tuple[float, bytes]] = []
+    if plan_.silences:
+        facts = audio_facts(segments.get("audio", ()))
+        if facts is None:
+            raise MediaError("the audio's sample rate is unknown: its holes cannot be filled with silence")
+        for hole in plan_.silences:
+            data = make_silence(ctx.ffmpeg, hole, facts=facts, workdir=workdir)
+            if data is not None:
+                fills.append((hole.start_s, data))
+    inputs: dict[StreamName, Path] = {}
+    for stream in plan_.pieces:
+        inputs[stream] = workdir / f"{stream}.ts"
+        write_stream(
+            stream, plan_, spool=spools[stream], fills=fills if stream == "audio" else (), path=inputs[stream]
+        )
+    raw = workdir / f"{name}.ffmpeg"
+    run_ffmpeg(merge_argv(ctx.ffmpeg, inputs=inputs, output=raw), what="merge the user's streams")
+    for path in inputs.values():
+        path.unlink()
+    layout = plan(raw)
+    info = layout.info()
+    findings += check_merged(info, plan_=plan_)
+    final = workdir / name
+    sha256 = moov_first(raw, final, layout=layout)
+    raw.unlink()
+    output = Output(
+        key=name,
+        kind="mp4",
+        bytes=layout.size,
+        sha256=sha256,
+        duration_s=info.duration_s,
+        tracks=info.track_kinds,
+        start_s=0.0,
+        local=final,
+    )
+    return Merged(output=output, findings=tuple(findings))
+
+
+def frame_s(track: Mp4Track) -> float:
+    """One frame of the track (its shortest sample), in seconds."""
+    return track.shortest_sample_s or 1 / 15
+
+
+def check_merged(info: Mp4Info, *, plan_: MergePlan) -> tuple[Finding, ...]:
+    """MediaError if a stream is missing or starts off the plan; a finding if the duration disagrees."""
+    for stream in plan_.pieces:
+        track = next((t for t in info.tracks if t.kind == stream), None)
+        if track is None:
+            raise MediaError(f"the merged MP4 lacks the user's {stream} track")
+        planned = plan_.output_start(stream)
+        assert planned is not None
+        if abs(track.start_s - planned) > SYNC_FRAMES * frame_s(track):
+            raise MediaError(
+                f"the {stream} track starts at {track.start_s:.3f} s in the merged MP4, "
+                f"not at {planned:.3f} s as its slice names say"
+            )
+    if math.fabs(info.duration_s - plan_.duration_s) <= DURATION_TOLERANCE_S:
+        return ()
+    return (
+        Finding(
+            code="DURATION_MISMATCH",
+            severity="warning",
+            seconds=info.duration_s - plan_.duration_s,
+            detail=f"the merged MP4 lasts {info.duration_s:.3f} s but the user's slices span "
+            f"{plan_.duration_s:.3f} s",
+        ),
+    )
