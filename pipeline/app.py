@@ -21,7 +21,7 @@ from pipeline.individual import (
     is_individual_set,
     process_individual,
     process_user,
-    user_report_key,
+    stream_report,
     users_of,
 )
 from pipeline.job import Expectations, Policy, Recording
@@ -186,7 +186,7 @@ def run(
     )
     policy = request.policy or config.policy
     options = RunOptions(publish=publish, force=request.force)
-    if recording.uid is not None:
+    if recording.media in ("audio", "video"):  # individual mode: users, each merged from two streams
         settings = UserSettings(
             policy=policy,
             want_mp4=want_mp4,
@@ -194,8 +194,9 @@ def run(
             absent=request.absent,
             options=options,
         )
-        if len(users_of(found)) == 1 and source.prefix.endswith(".m3u8"):
-            return process_user(users_of(found)[0], settings=settings, ctx=ctx)
+        if source.prefix.endswith(".m3u8"):  # one stream's playlist: its user
+            [user] = users_of(found)
+            return process_user(user, settings=settings, ctx=ctx)
         return process_individual(found, settings=settings, ctx=ctx)
     job = make_job(recording, policy=policy, want_mp4=want_mp4, expect=expectations(profile))
     return execute(job, ctx=ctx, options=options)
@@ -272,15 +273,11 @@ def _listing(
             endlist, slices, duration = playlist.endlist, len(playlist.entries), playlist.duration
         except PlaylistError:
             endlist = None
-    report = read_existing_report(destination.storage, report_key(rec, directory=destination.directory))
-    digest = inputs_digest(rec)
-    if rec.uid is not None and rec.media in ("audio", "video"):  # processed as part of its user
-        report = read_existing_report(
-            destination.storage, user_report_key(rec, directory=destination.directory)
-        )
-        stream = (report or {}).get("streams", {}).get(rec.media, {})
-        report = {**report, "inputs_digest": stream.get("inputs_digest")} if report else None
-    state = recording_state(endlist=endlist, report=report, digest=digest)
+    if rec.media in ("audio", "video"):  # individual mode: processed as part of its user
+        report = stream_report(rec, storage=destination.storage, directory=destination.directory)
+    else:
+        report = read_existing_report(destination.storage, report_key(rec, directory=destination.directory))
+    state = recording_state(endlist=endlist, report=report, digest=inputs_digest(rec))
     status = str(report["status"]) if report else None
     return Listing(
         recording=rec,

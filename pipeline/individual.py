@@ -21,8 +21,7 @@ from typing import Any
 
 from pipeline.exceptions import PipelineError, RecordingNotFound
 from pipeline.job import Expectations, Finding, Job, Policy, Recording, StageError, Status
-from pipeline.lease import Holder, acquire, new_owner
-from pipeline.naming import lease_name, parse_mixed_audio, report_name
+from pipeline.naming import Media, parse_mixed_audio, report_name
 from pipeline.policy import decide_status, is_terminal
 from pipeline.report import (
     SCHEMA,
@@ -36,9 +35,8 @@ from pipeline.report import (
 from pipeline.runner import (
     Result,
     RunOptions,
-    already_done,
-    busy,
     job_workdir,
+    leased,
     make_job,
     run_job,
     storage_retries,
@@ -72,7 +70,7 @@ class User:
         return next(iter(self.streams.values()))
 
     @property
-    def media(self) -> str:
+    def media(self) -> Media:
         """``av`` for both streams, else the one there is: what the user's files are named with."""
         return "av" if len(self.streams) > 1 else next(iter(self.streams))
 
@@ -107,17 +105,25 @@ def user_recording(user: User) -> Recording:
         cname=first.cname,
         mode="individual",
         uid=user.uid,
-        media="audio" if user.media == "audio" else "video" if user.media == "video" else "av",
+        media=user.media,
         directory=first.directory,
         playlist_key=None,
         slices=slices,
     )
 
 
-def user_report_key(stream: Recording, *, directory: str) -> str:
-    """Where the report of a stream's user is when the user has both streams (``__uid_e_av``); a user
-    with one stream has it under that stream's own name."""
-    return directory + report_name(stream.sid, stream.cname, uid=stream.uid, media="av")
+def stream_report(stream: Recording, *, storage: Storage, directory: str) -> dict[str, Any] | None:
+    """The report of the user ``stream`` belongs to, with the stream's own inputs digest as
+    ``inputs_digest`` (for ``recpipe ls``). A user with both streams has it under ``__uid_e_av``, a
+    user with one under that stream's name."""
+    for media in ("av", stream.media):
+        key = directory + report_name(stream.sid, stream.cname, uid=stream.uid, media=media)
+        report = read_existing_report(storage, key)
+        if report is not None:
+            streams = report.get("streams")
+            mine = streams.get(stream.media) if isinstance(streams, dict) else None
+            return {**report, "inputs_digest": mine.get("inputs_digest") if isinstance(mine, dict) else None}
+    return None
 
 
 def user_digest(user: User, *, absent: Absent) -> str:
@@ -171,7 +177,7 @@ def stream_expectations(settings: UserSettings, stream: StreamName) -> Expectati
     return replace(expect, stream_types=1)
 
 
-def combine(user: User, jobs: Mapping[StreamName, Job], *, settings: UserSettings, digest: str) -> Job:
+def combine(rec: Recording, jobs: Mapping[StreamName, Job], *, settings: UserSettings, digest: str) -> Job:
     """The user's job: both streams' segments and findings, the first stage error, the status."""
     findings = tuple(f for name, job in jobs.items() for f in tagged(job.findings, name))
     error = next((j.error for j in jobs.values() if j.error is not None), None)
@@ -180,7 +186,7 @@ def combine(user: User, jobs: Mapping[StreamName, Job], *, settings: UserSetting
         for stage, seconds in job.timings.items():
             timings[stage] = timings.get(stage, 0.0) + seconds
     return Job(
-        recording=user_recording(user),
+        recording=rec,
         policy=settings.policy,
         want_mp4=settings.want_mp4,
         expect=settings.expect,
@@ -270,33 +276,23 @@ def process_user(user: User, *, settings: UserSettings, ctx: StageContext) -> Re
     digest = user_digest(user, absent=settings.absent)
     rec = user_recording(user)
     probe = Job(recording=rec, policy=settings.policy, want_mp4=settings.want_mp4, inputs_digest=digest)
-    options = settings.options
-    if not options.publish:
-        return _process_user(user, settings=settings, ctx=ctx, digest=digest)
-    if not options.force and (done := already_done(probe, ctx=ctx)) is not None:
-        return done
-    key = ctx.destination.directory + lease_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media)
-    lease = acquire(ctx.destination.storage, key, owner=new_owner(), seconds=ctx.config.lease_seconds)
-    if isinstance(lease, Holder):
-        return busy(probe, lease, ctx=ctx)
-    lease.keep()
-    try:
-        if not options.force and (done := already_done(probe, ctx=ctx)) is not None:
-            return done
-        stem = report_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media).removesuffix(".report.json")
-        ctx.destination.storage.discard_incomplete(ctx.destination.directory + stem)
-        return _process_user(user, settings=settings, ctx=ctx, digest=digest)
-    finally:
-        lease.release()
+    return leased(
+        probe,
+        ctx=ctx,
+        options=settings.options,
+        work=lambda: _process_user(user, rec, settings=settings, ctx=ctx, digest=digest),
+    )
 
 
-def _process_user(user: User, *, settings: UserSettings, ctx: StageContext, digest: str) -> Result:
+def _process_user(
+    user: User, rec: Recording, *, settings: UserSettings, ctx: StageContext, digest: str
+) -> Result:
     retries_before = storage_retries(ctx)
     plan: MergePlan | None = None
     with job_workdir(ctx.config) as workdir:
         wctx = replace(ctx, workdir=workdir)
         streams, spools = verify_streams(user, settings=settings, ctx=wctx)
-        job = combine(user, streams, settings=settings, digest=digest)
+        job = combine(rec, streams, settings=settings, digest=digest)
         if not is_terminal(job.status or "failed"):
             try:
                 plan = plan_merge({n: j.segments for n, j in streams.items()}, absent=settings.absent)

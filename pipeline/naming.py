@@ -17,7 +17,8 @@ Parsing is unambiguous, so ``format_name(parse_name(x)) == x`` for every name th
   in ``_20190920125142485``: the last 17-digit run is the slice's time).
 
 Not covered here: snapshot playlists ``<sid>_<cname>_<tick>_<index>.m3u8`` (they parse as a composite
-playlist of cname ``<cname>_<tick>_<index>``; ask :func:`is_snapshot_playlist` with the known cname) and
+playlist of cname ``<cname>_<tick>_<index>``; ask :func:`is_snapshot_playlist` with the known cname,
+or :func:`split_snapshot_name`) and
 the mixed audio files of postponed mixing (``<sid>_<cname>_<index>.mp3``/``.m4a``/``.aac``, the
 recorder's own outputs: see :func:`parse_mixed_audio`).
 """
@@ -58,7 +59,6 @@ _EXTS_BY_KIND: Mapping[str, tuple[str, ...]] = {str(kind): exts for kind, exts i
 _MEDIA_BY_NAME: Mapping[str, Media] = {media: media for media in MEDIAS}
 _UTC_RE = re.compile(r"[0-9]{17}")
 _INDEX_RE = re.compile(r"0|[1-9][0-9]{0,8}")
-_SNAPSHOT_TAIL_RE = re.compile(r"[0-9]+_[0-9]+\.m3u8")
 
 
 def parse_utc(text: str) -> datetime:
@@ -353,5 +353,51 @@ def parse_mixed_audio(name: str) -> MixedAudio | None:
 
 def is_snapshot_playlist(name: str, *, sid: str, cname: str) -> bool:
     """Whether ``name`` is a snapshot playlist ``<sid>_<cname>_<tick>_<index>.m3u8`` of this recording."""
-    prefix = f"{sid}_{cname}_"
-    return name.startswith(prefix) and _SNAPSHOT_TAIL_RE.fullmatch(name, len(prefix)) is not None
+    match = _SNAPSHOT_RE.search(name)
+    return match is not None and name[: match.start()] == f"{sid}_{cname}"
+
+
+MIN_TICK_DIGITS = 10
+"""A snapshot's tick is a Unix time (10 digits in seconds, 13 in ms). Only for a snapshot whose
+recording has neither playlist nor slices in its directory does the name alone decide, and then a
+shorter run of digits is taken as part of the channel name."""
+MAX_TICK_DIGITS = 20
+MAX_INDEX_DIGITS = 9
+_SNAPSHOT_RE = re.compile(rf"_([0-9]{{1,{MAX_TICK_DIGITS}}})_([0-9]{{1,{MAX_INDEX_DIGITS}}})\.m3u8\Z")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SnapshotName:
+    """The parts of a snapshot playlist's name ``<sid>_<cname>_<tick>_<index>.m3u8``."""
+
+    sid: str
+    cname: str
+    tick: int
+    index: int
+
+
+def split_snapshot_name(name: str) -> SnapshotName | None:
+    """The parts of ``name`` if it has a snapshot playlist's shape (valid sid and cname), else None.
+
+    Alone, a name cannot say whether the digits belong to the channel name: ask with the cname known
+    (:func:`is_snapshot_playlist`), or use :func:`looks_like_snapshot`.
+    """
+    match = _SNAPSHOT_RE.search(name)
+    if match is None:
+        return None
+    sid, sep, cname = name[: match.start()].partition("_")
+    try:
+        check_sid(sid)
+        check_cname(cname)
+    except NamingError:
+        return None
+    if not sep:
+        return None
+    return SnapshotName(sid=sid, cname=cname, tick=int(match[1]), index=int(match[2]))
+
+
+def looks_like_snapshot(name: str) -> bool:
+    """Whether a playlist name, on its own, reads as a snapshot's: ``_<tick>_<index>.m3u8`` with a tick
+    of at least ``MIN_TICK_DIGITS`` digits (a Unix time)."""
+    match = _SNAPSHOT_RE.search(name)
+    return match is not None and len(match[1]) >= MIN_TICK_DIGITS and split_snapshot_name(name) is not None

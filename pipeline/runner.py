@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -185,12 +185,18 @@ def busy(job: Job, holder: Holder, *, ctx: StageContext) -> Result:
 
 
 def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
-    """Run every stage for ``job`` (unless already done) and write its report when publishing.
+    """Run every stage for ``job`` (unless already done) and write its report when publishing."""
+    return leased(job, ctx=ctx, options=options, work=lambda: _execute(job, ctx=ctx, options=options))
+
+
+def leased(job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[], Result]) -> Result:
+    """``work()`` for ``job``'s recording, unless its report is already up to date.
 
     A publishing run holds the recording's lease (``pipeline.lease``) from the check for an existing
-    report to the report's commit, so two recpipes never process one recording at once."""
+    report to the report's commit, so two recpipes never process one recording at once; it first
+    throws away the unfinished uploads a killed run left under the recording's output names."""
     if not options.publish:
-        return _execute(job, ctx=ctx, options=options)
+        return work()
     if not options.force and (done := already_done(job, ctx=ctx)) is not None:
         return done
     rec = job.recording
@@ -203,8 +209,8 @@ def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
         if not options.force and (done := already_done(job, ctx=ctx)) is not None:
             return done  # finished by the previous holder while this run waited
         stem = playlist_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media).removesuffix(".m3u8")
-        ctx.destination.storage.discard_incomplete(ctx.destination.directory + stem)  # a killed run's
-        return _execute(job, ctx=ctx, options=options)
+        ctx.destination.storage.discard_incomplete(ctx.destination.directory + stem)
+        return work()
     finally:
         lease.release()
 

@@ -19,9 +19,15 @@ from typing import NamedTuple
 
 from pipeline.exceptions import AmbiguousRecording, NamingError, RecordingNotFound
 from pipeline.job import Recording
-from pipeline.naming import AgoraName, Media, parse_name, playlist_name
+from pipeline.naming import (
+    AgoraName,
+    Media,
+    looks_like_snapshot,
+    parse_name,
+    playlist_name,
+    split_snapshot_name,
+)
 from pipeline.storage.base import ObjectInfo, Storage
-from stages.snapshots import looks_like_snapshot, split_snapshot_name
 
 log = logging.getLogger(__name__)
 

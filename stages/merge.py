@@ -17,7 +17,8 @@ import logging
 import math
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -76,12 +77,17 @@ class Spool:
             self._file.close()
             self._file = None
 
-    def read(self, index: int) -> bytes:
-        """The bytes of playlist entry ``index``."""
-        offset, size = self._where[index]
+    @contextmanager
+    def reading(self) -> Iterator[Callable[[int], bytes]]:
+        """A reader of the spool: playlist entry index → its bytes (one open file for all of them)."""
         with self.path.open("rb") as f:
-            f.seek(offset)
-            return f.read(size)
+
+            def read(index: int) -> bytes:
+                offset, size = self._where[index]
+                f.seek(offset)
+                return f.read(size)
+
+            yield read
 
 
 def audio_facts(segments: Sequence[Segment]) -> StreamFacts | None:
@@ -169,12 +175,12 @@ def write_stream(
     items: list[tuple[float, int, bytes | int]] = [(p.start_s, 1, p.index) for p in plan_.pieces[stream]]
     items += [(start, 0, data) for start, data in fills]
     pieces = {p.index: p for p in plan_.pieces[stream]}
-    with path.open("wb") as out:
+    with path.open("wb") as out, spool.reading() as read:
         for _, _, what in sorted(items, key=lambda item: (item[0], item[1])):
             if isinstance(what, bytes):
                 out.write(what)
             else:
-                out.write(retime(spool.read(what), shift=pieces[what].shift))
+                out.write(retime(read(what), shift=pieces[what].shift))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -195,7 +201,6 @@ def merge_user(
 ) -> Merged:
     """Write the user's MP4 as ``name`` in the work directory, following ``plan_``."""
     workdir = ctx.workdir
-    findings: list[Finding] = []
     fills: list[tuple[float, bytes]] = []
     if plan_.silences:
         facts = audio_facts(segments.get("audio", ()))
@@ -217,7 +222,7 @@ def merge_user(
         path.unlink()
     layout = plan(raw)
     info = layout.info()
-    findings += check_merged(info, plan_=plan_)
+    findings = check_merged(info, plan_=plan_)
     final = workdir / name
     sha256 = moov_first(raw, final, layout=layout)
     raw.unlink()
@@ -231,7 +236,7 @@ def merge_user(
         start_s=0.0,
         local=final,
     )
-    return Merged(output=output, findings=tuple(findings))
+    return Merged(output=output, findings=findings)
 
 
 def frame_s(track: Mp4Track) -> float:

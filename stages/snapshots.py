@@ -28,15 +28,14 @@ findings.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pipeline.exceptions import NamingError, PlaylistError
+from pipeline.exceptions import PlaylistError
 from pipeline.job import Finding
-from pipeline.naming import check_cname, check_sid, is_snapshot_playlist
+from pipeline.naming import split_snapshot_name
 from stages.playlist import DEFAULT_MAX_ENTRIES, Entry, Playlist, unsafe_reason
 
 log = logging.getLogger(__name__)
@@ -53,53 +52,8 @@ far more is not a recording but a directory to refuse (each one is a request and
 MAX_TOTAL_ENTRIES_FACTOR = 4
 """All of a recording's playlists together may list this many times ``max_playlist_entries``
 (main and snapshots mostly repeat one another); it bounds the memory one recording can take."""
-MIN_TICK_DIGITS = 10
-"""A snapshot's tick is a Unix time (10 digits in seconds, 13 in ms). Only for a snapshot whose
-recording has neither playlist nor slices in its directory does the name alone decide, and then a
-shorter run of digits is taken as part of the channel name."""
-MAX_TICK_DIGITS = 20
-MAX_INDEX_DIGITS = 9
 NAMES_SHOWN = 5
 """Playlists named in a finding's detail before "and N more" (the report's ``playlists`` has all)."""
-
-_TAIL_RE = re.compile(rf"_([0-9]{{1,{MAX_TICK_DIGITS}}})_([0-9]{{1,{MAX_INDEX_DIGITS}}})\.m3u8\Z")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SnapshotName:
-    """The parts of a snapshot playlist's name ``<sid>_<cname>_<tick>_<index>.m3u8``."""
-
-    sid: str
-    cname: str
-    tick: int
-    index: int
-
-
-def split_snapshot_name(name: str) -> SnapshotName | None:
-    """The parts of ``name`` if it has a snapshot playlist's shape (valid sid and cname), else None.
-
-    Alone, a name cannot say whether the digits belong to the channel name: ask with the cname known
-    (:func:`pipeline.naming.is_snapshot_playlist`), or use :func:`looks_like_snapshot`.
-    """
-    match = _TAIL_RE.search(name)
-    if match is None:
-        return None
-    sid, sep, cname = name[: match.start()].partition("_")
-    try:
-        check_sid(sid)
-        check_cname(cname)
-    except NamingError:
-        return None
-    if not sep or not is_snapshot_playlist(name, sid=sid, cname=cname):
-        return None
-    return SnapshotName(sid=sid, cname=cname, tick=int(match[1]), index=int(match[2]))
-
-
-def looks_like_snapshot(name: str) -> bool:
-    """Whether a playlist name, on its own, reads as a snapshot's: ``_<tick>_<index>.m3u8`` with a tick
-    of at least ``MIN_TICK_DIGITS`` digits (a Unix time)."""
-    match = _TAIL_RE.search(name)
-    return split_snapshot_name(name) is not None and match is not None and len(match[1]) >= MIN_TICK_DIGITS
 
 
 def file_name(key: str) -> str:

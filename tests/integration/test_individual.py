@@ -231,3 +231,18 @@ def test_web_page_recording_is_processed_like_a_composite_one(tmp_path, ffmpeg_e
     (tmp_path / "web.json").write_text(json.dumps(profile))
     again = invoke("verify", str(tmp_path / "rec"), "--profile", str(tmp_path / "web.json"), "--json")
     assert "RESOLUTION_MISMATCH" in {f["code"] for f in json.loads(again.stdout)["findings"]}
+
+
+def test_ls_shows_each_stream_processed_with_its_user(copy):
+    assert invoke("process", str(copy), "--av-file-type", "hls,mp4").exit_code == 0
+    listed = json.loads(invoke("ls", str(copy), "--json").stdout)
+    assert {(r["uid"], r["media"], r["state"]) for r in listed} == {
+        (uid, media, "processed") for uid in ("1001", "2002") for media in ("audio", "video")
+    }
+    [victim] = copy.glob("*__uid_s_2002__uid_e_audio.m3u8")
+    victim.write_text(victim.read_text() + "\n")  # a new upload of the playlist: inputs changed
+    states = {
+        (r["uid"], r["media"]): r["state"] for r in json.loads(invoke("ls", str(copy), "--json").stdout)
+    }
+    assert states[("2002", "audio")] == "complete"
+    assert states[("2002", "video")] == "processed"

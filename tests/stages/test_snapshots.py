@@ -6,14 +6,13 @@ import pytest
 
 from pipeline.exceptions import PlaylistError
 from pipeline.job import Recording
+from pipeline.naming import looks_like_snapshot, split_snapshot_name
 from stages.fetch import build_segments, playlist_findings, slice_utc
 from stages.playlist import Playlist, parse_playlist
 from stages.snapshots import (
     Choice,
     choose_playlist,
-    looks_like_snapshot,
     snapshot_findings,
-    split_snapshot_name,
 )
 from tests.builders import CNAME, SID, make_playlist, slice_uri
 
