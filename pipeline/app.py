@@ -24,7 +24,7 @@ from pipeline.individual import (
     stream_report,
     users_of,
 )
-from pipeline.job import Expectations, Policy, Recording
+from pipeline.job import Absent, Expectations, Policy, Recording
 from pipeline.locations import Location, location_from_storage_spec, open_destination, open_location
 from pipeline.profile import Profile, load_profile, parse_av_file_types
 from pipeline.progress import NullProgress, Progress
@@ -32,7 +32,6 @@ from pipeline.report import recording_json
 from pipeline.runner import Result, RunOptions, execute, make_job, output_directory
 from pipeline.storage import LocalStorage
 from pipeline.tools import ffmpeg_version, find_ffmpeg
-from stages.align import Absent
 from stages.base import Destination, StageContext
 from stages.discover import find_recordings, inputs_digest, select_recording, split_key
 from stages.fetch import read_playlists
@@ -55,8 +54,9 @@ class Request:
     force: bool = False
     dry_run: bool = False
     publish: bool = True
-    absent: Absent = "keep"
-    """Individual mode: keep a user's absent time in their MP4 (last frame, silence) or cut it."""
+    absent: Absent | None = None
+    """Individual mode: keep a user's absent time in their MP4 (last frame, silence) or cut it;
+    None: the setting (``RECPIPE_ABSENT``, ``keep``)."""
 
 
 def recpipe_version() -> str:
@@ -191,7 +191,7 @@ def run(
             policy=policy,
             want_mp4=want_mp4,
             expect=expectations(profile),
-            absent=request.absent,
+            absent=request.absent or config.absent,
             options=options,
         )
         if source.prefix.endswith(".m3u8"):  # one stream's playlist: its user

@@ -34,7 +34,7 @@ from pipeline.app import (
 )
 from pipeline.config import PipelineConfig, load_config
 from pipeline.exceptions import ConfigError, PipelineError
-from pipeline.job import POLICIES
+from pipeline.job import ABSENT_CHOICES, POLICIES
 from pipeline.lease import release_all
 from pipeline.policy import STATUS_EXIT, exit_code_for
 from pipeline.progress import NullProgress, Progress, TerminalProgress
@@ -44,7 +44,6 @@ from pipeline.sample import DEFECTS, write_sample
 from pipeline.sample_individual import write_individual_sample
 from pipeline.tools import find_ffmpeg
 from pipeline.triggers import JobOptions, Trigger, job_message
-from stages.align import ABSENT_CHOICES
 
 if TYPE_CHECKING:
     from pipeline.sqs import SqsQueue
@@ -117,11 +116,9 @@ def recording_options(fn: F) -> F:
         click.option(
             "--absent",
             type=click.Choice(ABSENT_CHOICES),
-            default="keep",
-            show_default=True,
-            help="Individual mode: time a user was away (left and came back). keep: their MP4 holds the "
-            "last frame and silence, so positions are time since they first appeared. cut: it is "
-            "removed from both streams at once.",
+            help="Individual mode: time a user was away (left and came back). keep (default, or "
+            "RECPIPE_ABSENT): their MP4 holds the last frame and silence, so positions are time since "
+            "they first appeared. cut: it is removed from both streams at once.",
         ),
     ]
     for decorator in reversed(decorators):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.exceptions import ConfigError
-from pipeline.job import POLICIES, Policy
+from pipeline.job import ABSENT_CHOICES, POLICIES, Absent, Policy
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ class PipelineConfig:
     """A playlist listing more slices is rejected before it is parsed (a day of 15 s slices is 5,760)."""
     policy: Policy = "strict"
     """``strict``: any error finding fails the recording; ``lenient``: publish a best-effort MP4."""
+    absent: Absent = "keep"
+    """Individual mode: a user's time away stays in their MP4 (``keep``: last frame and silence) or is
+    removed from both streams (``cut``)."""
     mp4_template: str = DEFAULT_MP4_TEMPLATE
     """Name of composite MP4 outputs; fields: sid, cname, utc (first slice), index."""
     individual_mp4_template: str = DEFAULT_INDIVIDUAL_MP4_TEMPLATE
@@ -90,6 +93,8 @@ class PipelineConfig:
             raise ConfigError(f"max_mp4_seconds must be positive, got {self.max_mp4_seconds}")
         if self.fetch_window < self.fetch_workers:
             raise ConfigError("fetch_window must be at least fetch_workers")
+        if self.absent not in ABSENT_CHOICES:
+            raise ConfigError(f"absent must be one of {', '.join(ABSENT_CHOICES)}, got {self.absent!r}")
         if self.policy not in POLICIES:
             raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         check_template(self.mp4_template, name="mp4_template")

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.exceptions import PipelineError, RecordingNotFound
-from pipeline.job import Expectations, Finding, Job, Policy, Recording, StageError, Status
+from pipeline.job import Absent, Expectations, Finding, Job, Policy, Recording, StageError, Status
 from pipeline.naming import Media, parse_mixed_audio, report_name
 from pipeline.policy import decide_status, is_terminal
 from pipeline.report import (
@@ -42,13 +43,13 @@ from pipeline.runner import (
     storage_retries,
 )
 from pipeline.storage.base import Storage
-from stages.align import Absent, MergePlan, StreamName, plan_merge
+from stages.align import MergePlan, StreamName, plan_merge
 from stages.base import StageContext
 from stages.discover import inputs_digest
 from stages.fetch import FetchStage
 from stages.merge import Spool, merge_user
 from stages.publish import PublishStage, read_existing_report
-from stages.remux import check_space, space_needed
+from stages.remux import check_space, mp4_file_name, space_needed
 from stages.verify import VerifyStage
 
 log = logging.getLogger(__name__)
@@ -211,19 +212,27 @@ def merge_and_publish(
     ctx: StageContext,
 ) -> Job:
     """Write the user's MP4 and publish it; a failure becomes the job's error."""
-    rec = job.recording
-    name = f"{rec.sid}_{rec.cname}__uid_s_{user.uid}__uid_e_{rec.media}_0.mp4"
+    name = mp4_file_name(job.recording, template=ctx.config.individual_mp4_template, index=0, utc=plan.origin)
     try:
+        started = time.monotonic()
         merged = merge_user(
             plan, spools=spools, segments={n: j.segments for n, j in streams.items()}, name=name, ctx=ctx
         )
         job = replace(job, outputs=(merged.output,), findings=job.findings + merged.findings)
-        job = PublishStage().run(job, ctx)
+        job = add_time(job, "remux", since=started)
+        started = time.monotonic()
+        job = add_time(PublishStage().run(job, ctx), "publish", since=started)
     except PipelineError as err:
         ctx.logger.debug("merging user %s failed: %s", user.uid, err)
         job = replace(job, outputs=())
         return failed(job, err)
     return replace(job, status=decide_status(job.findings, policy=job.policy, error=job.error))
+
+
+def add_time(job: Job, stage: str, *, since: float) -> Job:
+    """``job`` with the seconds since ``since`` (``time.monotonic()``) added to ``stage``'s timing."""
+    seconds = time.monotonic() - since
+    return replace(job, timings={**job.timings, stage: job.timings.get(stage, 0.0) + seconds})
 
 
 def failed(job: Job, err: PipelineError) -> Job:

@@ -25,6 +25,9 @@ Severity = Literal["error", "warning", "info"]
 Policy = Literal["strict", "lenient"]
 Mode = Literal["composite", "individual", "web"]
 
+Absent = Literal["keep", "cut"]
+"""Individual mode: what a user's MP4 does with the time they were away (``stages.align``)."""
+ABSENT_CHOICES: tuple[Absent, ...] = ("keep", "cut")
 STATUSES: tuple[Status, ...] = ("ok", "degraded", "failed", "pending", "rejected")
 POLICIES: tuple[Policy, ...] = ("strict", "lenient")
 

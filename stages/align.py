@@ -24,17 +24,15 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pipeline.exceptions import MediaError
-from pipeline.job import Segment
+from pipeline.job import Absent, Segment
 from pipeline.media import TICKS_PER_S
 from stages.splice import wrap_shift
 from stages.timeline import GAP_TOLERANCE_S, OVERLAP_TOLERANCE_S
 
 log = logging.getLogger(__name__)
 
-Absent = Literal["keep", "cut"]
 StreamName = Literal["audio", "video"]
 
-ABSENT_CHOICES: tuple[Absent, ...] = ("keep", "cut")
 STREAMS: tuple[StreamName, ...] = ("video", "audio")
 BASE_TICKS = 10 * TICKS_PER_S
 """Every output timestamp is planned this much late and taken back by ffmpeg (``-output_ts_offset``),

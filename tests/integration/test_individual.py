@@ -246,3 +246,22 @@ def test_ls_shows_each_stream_processed_with_its_user(copy):
     }
     assert states[("2002", "audio")] == "complete"
     assert states[("2002", "video")] == "processed"
+
+
+def test_settings_choose_absent_time_and_the_output_name(copy, monkeypatch):
+    monkeypatch.setenv("RECPIPE_ABSENT", "cut")
+    monkeypatch.setenv("RECPIPE_INDIVIDUAL_MP4_TEMPLATE", "{cname}-{uid}-{media}-{index}.mp4")
+    result = invoke("process", str(copy), "--av-file-type", "hls,mp4", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    names = sorted(o["key"] for o in report["outputs"])
+    assert names == ["demo-room-1001-av-0.mp4", "demo-room-2002-av-0.mp4"]
+    [user] = [u for u in report["users"] if u["uid"] == "2002"]
+    detail = json.loads((copy / user["report"]).read_text())
+    assert detail["absent"]["choice"] == "cut"
+    assert set(detail["timings_s"]) >= {"fetch", "verify", "remux", "publish"}
+    assert abs(read_mp4(copy / "demo-room-2002-av-0.mp4").duration_s - (20.24 - AWAY_S)) <= 0.1
+    monkeypatch.setenv("RECPIPE_ABSENT", "sideways")
+    refused = invoke("process", str(copy), "--av-file-type", "hls,mp4")
+    assert refused.exit_code == 2
+    assert "absent must be one of keep, cut" in refused.output
