@@ -93,7 +93,7 @@ def discover(source: Location, *, sid: str | None, profile: Profile | None) -> t
     recordings = find_recordings(source.storage, source.prefix)
     exact = source.prefix if source.prefix.endswith(".m3u8") else None
     if exact is None:
-        cname = profile.cname if profile is not None else None
+        cname = profile.file_cname if profile is not None else None
         matches = [
             r for r in recordings if (sid is None or r.sid == sid) and (cname is None or r.cname == cname)
         ]
@@ -110,7 +110,7 @@ def _discover_one(
     source: Location, recordings: tuple[Recording, ...], *, sid: str | None, profile: Profile | None
 ) -> Recording:
     exact = source.prefix if source.prefix.endswith(".m3u8") else None
-    cname = profile.cname if profile is not None else None
+    cname = profile.file_cname if profile is not None else None
     if exact is not None and cname is not None:  # the playlist named wins over the profile's channel
         chosen = select_recording(recordings, sid=sid, cname=None, playlist_key=exact, where=source.display)
         if chosen.cname != cname:
@@ -122,6 +122,14 @@ def _discover_one(
             )
         return chosen
     return select_recording(recordings, sid=sid, cname=cname, playlist_key=exact, where=source.display)
+
+
+def recording_config(config: PipelineConfig, *, profile: Profile | None) -> PipelineConfig:
+    """The settings for this recording: a web page recording's MP4s are split where its recorder splits
+    them (``serviceParam.maxVideoDuration``) rather than at ``RECPIPE_MAX_MP4_SECONDS``."""
+    if profile is None or profile.max_mp4_seconds is None:
+        return config
+    return replace(config, max_mp4_seconds=profile.max_mp4_seconds)
 
 
 def wants_mp4(request: Request, *, profile: Profile | None) -> bool:
@@ -172,6 +180,7 @@ def run(
     if profile is not None and profile.mode == "web" and recording.uid is None:
         recording = replace(recording, mode="web")  # named like a composite recording
     want_mp4 = wants_mp4(request, profile=profile)
+    config = recording_config(config, profile=profile)
     publish = request.publish and not request.dry_run
     ffmpeg = (config.ffmpeg or find_ffmpeg(environ)) if want_mp4 and publish else None
     ctx = StageContext(
@@ -291,7 +300,19 @@ def _listing(
 
 # --- fleets: enqueue, batch, the worker's helpers ------------------------------------------------
 
-SECRET_FIELDS = frozenset({"accessKey", "secretKey", "sessionToken", "accessKeyId", "secretAccessKey"})
+SECRET_FIELDS = frozenset(
+    {
+        "accessKey",
+        "secretKey",
+        "stsToken",
+        "token",
+        "secret",
+        "salt",
+        "sessionToken",
+        "accessKeyId",
+        "secretAccessKey",
+    }
+)
 """storageConfig fields that never leave this machine in a queue message."""
 
 

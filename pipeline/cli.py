@@ -289,6 +289,12 @@ def _defect_help() -> str:
     help="individual: two users' audio and video playlists (user 1001 stays 30 s; user 2002 leaves "
     "after 10 s and comes back 8 s later), in 5 s slices; --seconds and --defect do not apply.",
 )
+@click.option(
+    "--extinf-comma",
+    is_flag=True,
+    help="Write #EXTINF:<seconds>, with the comma, as the recorder does when the start request's "
+    'privateParams is {"correctEXTINF": true} (by default, its plain #EXTINF:<seconds>).',
+)
 @click.option("--force", is_flag=True, help="Overwrite a previous sample in the same place.")
 def sample(
     directory: Path,
@@ -298,6 +304,7 @@ def sample(
     prefix: str,
     defect: str | None,
     mode: str,
+    extinf_comma: bool,
     force: bool,
 ) -> None:
     """Write a synthetic, correctly named composite recording (H.264 + AAC) into DIRECTORY.
@@ -317,6 +324,7 @@ def sample(
             cname=cname,
             defect=defect,
             force=force,
+            extinf_comma=extinf_comma,
         )
     except PipelineError as err:
         fail(err, as_json=False)

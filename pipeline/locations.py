@@ -65,6 +65,8 @@ class StorageSpecLike(Protocol):
     @property
     def secret_key(self) -> str: ...
     @property
+    def sts_token(self) -> str: ...
+    @property
     def file_name_prefix(self) -> tuple[str, ...]: ...
     @property
     def endpoint(self) -> str | None: ...
@@ -123,6 +125,7 @@ def location_from_storage_spec(
         region=target.region,
         access_key=keys[0] if keys else None,
         secret_key=keys[1] if keys else None,
+        session_token=(keys[2] or None) if keys else None,
         addressing_style=target.addressing_style,
     )
     prefix = spec.prefix
@@ -177,15 +180,16 @@ def _signing_region(spec: StorageSpecLike) -> str | None:
         return None
 
 
-def spec_credentials(spec: StorageSpecLike, *, environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """The storageConfig's keys, when both are set and the environment names no credentials."""
+def spec_credentials(spec: StorageSpecLike, *, environ: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """The storageConfig's keys and session token (``stsToken``, often blank), when both keys are set and
+    the environment names no credentials."""
     if not (spec.access_key and spec.secret_key):
         return None
     if environ.get("AWS_ACCESS_KEY_ID") or environ.get("AWS_PROFILE"):
         log.info("using the environment's AWS credentials, not the storageConfig's keys")
         return None
     log.info("using the storageConfig's access key for s3://%s", spec.bucket)
-    return spec.access_key, spec.secret_key
+    return spec.access_key, spec.secret_key, spec.sts_token
 
 
 def _normalise_endpoint(value: str | None, *, where: str = "--endpoint-url") -> str | None:

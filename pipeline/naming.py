@@ -50,6 +50,9 @@ UID_END = "__uid_e_"
 CNAME_CHARS = frozenset(string.ascii_letters + string.digits + " !#$%&()+-:;<=.>?@[]^_{|}~,")
 """Agora's channel-name alphabet; user accounts use the same one."""
 CNAME_MAX_BYTES = 64
+"""Agora's limit for a channel name (composite and individual recording)."""
+NAME_CNAME_MAX_BYTES = 1024
+"""The longest cname read from a file name: a web page recording's cname is a label of up to 1024 bytes."""
 UID_MAX_BYTES = 255
 MAX_INDEX = 999_999_999
 """Largest MP4 index accepted (nine digits; Agora starts a new file every ~2 hours)."""
@@ -100,13 +103,15 @@ def check_sid(sid: str) -> str:
     return sid
 
 
-def check_cname(cname: str) -> str:
+def check_cname(cname: str, *, max_bytes: int = CNAME_MAX_BYTES) -> str:
     """Return ``cname`` if it is a channel name recpipe can read back from file names.
 
     Agora allows 1..64 bytes of ASCII letters, digits, space and ``!#$%&()+-:;<=.>?@[]^_{|}~,``.
     recpipe also refuses a cname containing ``__uid_s``: its composite files would read as individual ones.
+
+    :param max_bytes: ``NAME_CNAME_MAX_BYTES`` for a cname read from a file name (web page recording).
     """
-    _check_agora_text(cname, what="cname", max_bytes=CNAME_MAX_BYTES)
+    _check_agora_text(cname, what="cname", max_bytes=max_bytes)
     if UID_START[:-1] in cname:
         raise NamingError(f"cname {cname!r} contains {UID_START[:-1]!r}: its file names would be ambiguous")
     return cname
@@ -152,7 +157,7 @@ class AgoraName:
 
     def __post_init__(self) -> None:
         check_sid(self.sid)
-        check_cname(self.cname)
+        check_cname(self.cname, max_bytes=NAME_CNAME_MAX_BYTES)
         _check_source(self.uid, self.media)
         _check_ext(self.kind, self.ext, individual=self.individual)
         _check_utc(self.kind, self.utc, individual=self.individual)
@@ -345,7 +350,7 @@ def parse_mixed_audio(name: str) -> MixedAudio | None:
         return None
     try:
         check_sid(sid)
-        check_cname(cname)
+        check_cname(cname, max_bytes=NAME_CNAME_MAX_BYTES)
     except NamingError:
         return None
     return MixedAudio(sid=sid, cname=cname, index=int(index), ext=ext)
@@ -388,7 +393,7 @@ def split_snapshot_name(name: str) -> SnapshotName | None:
     sid, sep, cname = name[: match.start()].partition("_")
     try:
         check_sid(sid)
-        check_cname(cname)
+        check_cname(cname, max_bytes=NAME_CNAME_MAX_BYTES)
     except NamingError:
         return None
     if not sep:

@@ -2,13 +2,19 @@
 
 ``--profile`` takes the body of the start request, ``{"cname", "uid", "clientRequest": {...}}``, or just
 its ``clientRequest`` object (a document holding none of ``cname``, ``uid`` and ``clientRequest`` is read
-as the latter). Every field Agora documents for the start request is in the schema below; an unknown
-field, a known one of the wrong type, or a missing required one is a ConfigError that names the field by
-its dotted path in the document (``clientRequest.recordingConfig.streamTypes``, array items as ``[2]``).
+as the latter).
 
-Secrets (``token``, ``accessKey``, ``secretKey``, ``secret``, ``salt``) never reach a message, a repr or
-the log: messages show only the JSON type of a secret field's value, ``StorageSpec`` keeps its keys out
-of its repr, and ``token``/``secret``/``salt`` are validated and then dropped.
+Users paste their real start request, and Agora adds fields over time, so recpipe type-checks only the
+fields it uses (``cname``, ``streamTypes``, ``streamMode``, ``maxIdleTime``, ``transcodingConfig``'s size,
+frame rate and bitrate, ``avFileType``, ``storageConfig`` and the web recorder's ``serviceParam``) and
+accepts every other field unread: fields Agora documents silently, any other one with an INFO log line
+(``-v``) naming it. A used field of the wrong type, or a missing required one, is a ConfigError that
+names the field by its dotted path in the document (``clientRequest.recordingConfig.streamTypes``, array
+items as ``[2]``).
+
+Secrets (``token``, ``accessKey``, ``secretKey``, ``stsToken``, ``secret``, ``salt``) never reach a
+message, a repr or the log: messages show only the JSON type of a secret field's value, ``StorageSpec``
+keeps its keys out of its repr, and the fields recpipe does not use are never read.
 """
 
 from __future__ import annotations
@@ -28,11 +34,17 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-AV_FILE_TYPES = ("hls", "mp4")
-"""The ``avFileType`` values Agora knows, in canonical order; ``hls`` is always required."""
+AV_FILE_TYPES = ("hls", "mp4", "mp3")
+"""The ``avFileType`` values Agora knows, in canonical order: ``["hls"]`` (the default), ``["hls", "mp4"]``,
+and in individual v2 (raw) mode ``["mp3"]`` for audio-only MP3 files the recorder writes itself."""
 STREAM_TYPES = (0, 1, 2)
 """``streamTypes``: 0 audio only, 1 video only, 2 audio and video (Agora's default)."""
-MAX_UID = 2**32 - 1
+WEB_CNAME_MAX_BYTES = 1024
+"""A web page recording's cname is only a label, and may be this long (AGORA_FILES.md)."""
+WEB_CNAME_REPLACED = frozenset("!@#$%^&*()+_.=[]{}~|,;:?<>")
+"""Characters the web page recorder writes as ``-`` in file names (AGORA_FILES.md, web mode only)."""
+MIN_WEB_MP4_MINUTES, MAX_WEB_MP4_MINUTES, DEFAULT_WEB_MP4_MINUTES = 30, 240, 120
+"""``serviceParam.maxVideoDuration``: a web recording's MP4 is cut after this many minutes."""
 
 Check = Callable[[object, str], object]
 """Validates the JSON value found at a dotted path and returns it normalised, or raises ConfigError."""
@@ -58,8 +70,10 @@ class StorageSpec:
     region: int
     """Vendor-specific region number."""
     bucket: str
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    sts_token: str = field(default="", repr=False)
+    """``stsToken``: a temporary session token that goes with the keys."""
     file_name_prefix: tuple[str, ...] = ()
     """Directories the files land in, outermost first."""
     endpoint: str | None = None
@@ -93,14 +107,34 @@ class Profile:
     storage: StorageSpec | None = None
     max_idle_time: int | None = None
     """``maxIdleTime`` in seconds: the recorder stops after this long without publishers."""
+    stream_mode: str | None = None
+    """``streamMode`` of individual recording: ``default``, ``standard`` or ``original``."""
     web: Transcoding | None = None
     """Web-page recording (``extensionServiceConfig`` runs ``web_recorder_service``): the page's video
     size and frame rate from its ``serviceParam`` (``videoWidth``, ``videoHeight``, ``videoFps``)."""
+    web_mp4_minutes: int | None = None
+    """Web-page recording: ``serviceParam.maxVideoDuration``, the minutes after which the recorder starts
+    a new MP4 (Agora's default 120 when the field is absent or out of its 30-240 range)."""
 
     @property
     def mode(self) -> str | None:
         """``web`` for a web-page recording; None when the names decide (composite or individual)."""
         return "web" if self.web is not None else None
+
+    @property
+    def file_cname(self) -> str | None:
+        """The channel name as the recorder writes it in file names: the web page recorder replaces
+        each of ``WEB_CNAME_REPLACED`` with ``-``; the other modes write the cname as it is."""
+        if self.cname is None or self.mode != "web":
+            return self.cname
+        return web_file_cname(self.cname)
+
+    @property
+    def max_mp4_seconds(self) -> float | None:
+        """Where the recorder itself would start a new MP4, when the profile says (web mode)."""
+        if self.mode != "web":
+            return None
+        return 60.0 * (self.web_mp4_minutes or DEFAULT_WEB_MP4_MINUTES)
 
     def __post_init__(self) -> None:
         if isinstance(self.stream_types, bool) or self.stream_types not in STREAM_TYPES:
@@ -111,6 +145,11 @@ class Profile:
     def wants_mp4(self) -> bool:
         """Whether the start request asked for MP4 files."""
         return "mp4" in self.av_file_types
+
+
+def web_file_cname(cname: str) -> str:
+    """The cname the web page recorder writes in file names: each of ``WEB_CNAME_REPLACED`` becomes ``-``."""
+    return "".join("-" if c in WEB_CNAME_REPLACED else c for c in cname)
 
 
 # --- messages ------------------------------------------------------------------------------------------
@@ -165,13 +204,6 @@ def _integer(*, choices: tuple[int, ...] = (), minimum: int = 0) -> Check:
     return check
 
 
-def _ratio(value: object, path: str) -> object:
-    """A number from 0 to 1 (layout coordinates, alpha)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        _fail(path, "a number from 0 to 1", value)
-    return float(value)
-
-
 def _string(*, secret: bool = False, pattern: str = ".+", expected: str = "a non-empty string") -> Check:
     """A string matching ``pattern`` (by default: any non-empty string)."""
     regex = re.compile(pattern, re.DOTALL)
@@ -195,25 +227,32 @@ def _array(item: Check, *, of: str) -> Check:
     return check
 
 
-def _object(spec: Mapping[str, Check], *, required: tuple[str, ...] = ()) -> Check:
-    """An object holding only the fields of ``spec`` and all of ``required``.
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+"""What a field name must look like to be logged: a pasted value (a key, a token) in a name's place is not."""
+
+
+def _object(spec: Mapping[str, Check], *, required: tuple[str, ...] = (), known: str = "") -> Check:
+    """An object whose fields in ``spec`` are checked; every other field is accepted unread (and, when it
+    is not one of ``known``, the fields Agora documents here, logged at INFO level).
 
     :param spec: field names (several, space-separated, when they share a validator) -> validator.
+    :param known: space-separated names of documented fields recpipe does not use.
+    :returns: the checked fields only (what recpipe does not use is not carried along).
     """
     fields = {name: check for names, check in spec.items() for name in names.split()}
+    documented = frozenset(known.split()) | fields.keys()
 
     def check(value: object, path: str) -> object:
         if not isinstance(value, dict):
             _fail(path or "the document", "an object", value)
-        for key in value:
-            if key not in fields:
-                raise ConfigError(
-                    f"{_join(path, key)}: unknown field (known here: {', '.join(sorted(fields))})"
-                )
         for key in required:
             if key not in value:
                 raise ConfigError(f"{_join(path, key)}: required field is missing")
-        return {key: fields[key](item, _join(path, key)) for key, item in value.items()}
+        for key in value:
+            if key not in documented:
+                shown = key if _FIELD_NAME.fullmatch(key) else "(a field whose name is not an identifier)"
+                log.info("%s: field not known to recpipe; accepted and not used", _join(path, shown))
+        return {key: fields[key](item, _join(path, key)) for key, item in value.items() if key in fields}
 
     return check
 
@@ -225,28 +264,20 @@ def _free_object(value: object, path: str) -> object:
     return value
 
 
-def _recorder_uid(value: object, path: str) -> object:
-    """The recorder's uid: 1..2**32-1, as a number or a decimal string; normalised to a string."""
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str) or re.fullmatch(r"[1-9][0-9]{0,9}", text) is None or int(text) > MAX_UID:
-        _fail(path, f"a uid from 1 to {MAX_UID} (number or string)", value)
-    return text
-
-
 def _cname(value: object, path: str) -> object:
-    """A channel name Agora accepts and recpipe can read back from file names."""
+    """A channel name: any text up to ``WEB_CNAME_MAX_BYTES`` here; ``parse_profile`` checks it against
+    the rules of the recording's mode once the mode is known."""
     if not isinstance(value, str):
         _fail(path, "a string", value)
-    try:
-        return check_cname(value)
-    except NamingError as err:
-        raise ConfigError(f"{path}: {err}") from err
+    if not value or not value.isprintable() or len(value.encode()) > WEB_CNAME_MAX_BYTES:
+        _fail(path, f"a channel name of 1 to {WEB_CNAME_MAX_BYTES} printable bytes", value)
+    return value
 
 
 def _av_file_types(value: object, path: str) -> object:
-    """``avFileType``: ``["hls"]`` or ``["hls", "mp4"]``; returned in canonical order."""
+    """``avFileType``: ``["hls"]``, ``["hls", "mp4"]`` or ``["mp3"]``; returned in canonical order."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        _fail(path, 'an array of strings ("hls", "mp4")', value)
+        _fail(path, 'an array of strings ("hls", "mp4", "mp3")', value)
     return _check_av_file_types(value, where=path)
 
 
@@ -261,85 +292,58 @@ def _prefix_entry(entry: object, path: str) -> str:
     return entry
 
 
-# --- the schema ---------------------------------------------------------------------------------------------
+# --- the schema: the fields recpipe uses are checked, the documented rest listed as known -----------------
 
 _TEXT = _string()
-_SECRET = _string(secret=True)
 _KEY = _string(secret=True, pattern=".*", expected="a string")
-"""Storage keys may be blank: a profile stripped of its secrets uses boto3's standard credential chain."""
+"""Storage keys may be blank: a profile stripped of its secrets uses the store's standard credential chain."""
 _POSITIVE = _integer(minimum=1)
 _NON_NEGATIVE = _integer(minimum=0)
-_UID_LIST = _array(_TEXT, of="uid strings")
 
-_LAYOUT_REGION = _object(
-    {"uid": _TEXT, "x_axis y_axis width height alpha": _ratio, "render_mode": _integer(choices=(0, 1))}
-)
-_USER_BACKGROUND = _object({"uid image_url": _TEXT, "render_mode": _integer(choices=(0, 1))})
 _TRANSCODING = _object(
-    {
-        "width height fps bitrate": _POSITIVE,
-        "maxResolutionUid backgroundImage defaultUserBackgroundImage": _TEXT,
-        "mixedVideoLayout": _integer(choices=(0, 1, 2, 3)),
-        "backgroundColor": _string(pattern=r"#[0-9A-Fa-f]{6}", expected='a colour "#RRGGBB"'),
-        "layoutConfig": _array(_LAYOUT_REGION, of="layout regions"),
-        "backgroundConfig": _array(_USER_BACKGROUND, of="user backgrounds"),
-    }
+    {"width height fps bitrate": _POSITIVE},
+    known="maxResolutionUid mixedVideoLayout backgroundColor backgroundImage defaultUserBackgroundImage "
+    "layoutConfig backgroundConfig",
 )
 _RECORDING = _object(
     {
-        "channelType videoStreamType": _integer(choices=(0, 1)),
-        "audioProfile": _integer(choices=(0, 1, 2)),
         "streamTypes": _integer(choices=STREAM_TYPES),
-        "streamMode": _string(
-            pattern="default|standard|original", expected='"default", "standard" or "original"'
-        ),
-        "decryptionMode subscribeUidGroup": _NON_NEGATIVE,
+        "streamMode": _TEXT,
         "maxIdleTime": _POSITIVE,
-        "secret salt": _SECRET,
         "transcodingConfig": _TRANSCODING,
-        "subscribeAudioUids unSubscribeAudioUids subscribeVideoUids unSubscribeVideoUids": _UID_LIST,
-    }
+    },
+    known="channelType videoStreamType audioProfile decryptionMode secret salt subscribeUidGroup "
+    "subscribeAudioUids unsubscribeAudioUids unSubscribeAudioUids "
+    "subscribeVideoUids unsubscribeVideoUids unSubscribeVideoUids privateParams",
 )
 _STORAGE = _object(
     {
         "vendor region": _NON_NEGATIVE,
         "bucket": _TEXT,
-        "accessKey secretKey": _KEY,
+        "accessKey secretKey stsToken": _KEY,
         "fileNamePrefix": _array(_prefix_entry, of="directory names"),
         "extensionParams": _object({"sse tag endpoint": _TEXT}),
     },
-    required=("vendor", "region", "bucket", "accessKey", "secretKey"),
+    required=("vendor", "region", "bucket"),
+    known="stsExpiration",
 )
+_SERVICE = _object({"serviceName": _TEXT, "serviceParam": _free_object}, known="errorHandlePolicy")
 _EXTENSION_SERVICES = _object(
-    {
-        "errorHandlePolicy apiVersion": _TEXT,
-        "extensionServices": _array(
-            _object({"serviceName errorHandlePolicy": _TEXT, "serviceParam": _free_object}), of="services"
-        ),
-    }
-)
-_TRANSCODE_OPTIONS = _object(
-    {
-        "transConfig": _object({"transMode": _TEXT}),
-        "container": _object({"format": _TEXT}),
-        "audio": _object({"sampleRate bitrate channels": _TEXT}),
-    }
+    {"extensionServices": _array(_SERVICE, of="services")}, known="errorHandlePolicy apiVersion"
 )
 _CLIENT_REQUEST = _object(
     {
-        "token": _SECRET,
         "recordingConfig": _RECORDING,
         "recordingFileConfig": _object({"avFileType": _av_file_types}),
         "storageConfig": _STORAGE,
-        "snapshotConfig": _object({"captureInterval": _POSITIVE, "fileType": _array(_TEXT, of="strings")}),
         "extensionServiceConfig": _EXTENSION_SERVICES,
-        "appsCollection": _object({"combinationPolicy": _TEXT}),
-        "transcodeOptions": _TRANSCODE_OPTIONS,
-    }
+    },
+    known="token snapshotConfig appsCollection transcodeOptions resourceExpiredHour scene "
+    "excludeResourceIds startParameter",
 )
 """The ``clientRequest`` of a start request."""
-_START_REQUEST = _object({"cname": _cname, "uid": _recorder_uid, "clientRequest": _CLIENT_REQUEST})
-"""The body of a start request."""
+_START_REQUEST = _object({"cname": _cname, "clientRequest": _CLIENT_REQUEST}, known="uid")
+"""The body of a start request. ``uid`` is the recorder's own uid in the channel: not used."""
 
 
 # --- building the profile -------------------------------------------------------------------------------
@@ -352,37 +356,82 @@ def parse_profile(data: object, *, source: str = "profile") -> Profile:
     """
     try:
         body = _validate(data)
+        request = _section(body, "clientRequest")
+        recording = _section(request, "recordingConfig")
+        service = _web_recorder(_section(request, "extensionServiceConfig"))
+        cname = _mode_cname(_get(body, "cname", str), web=service is not None)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-    request = _section(body, "clientRequest")
-    recording = _section(request, "recordingConfig")
     file_config = _section(request, "recordingFileConfig")
     return Profile(
-        cname=_get(body, "cname", str),
-        uid=_get(body, "uid", str),
+        cname=cname,
+        uid=_recorder_uid(data),
         stream_types=_value(recording, "streamTypes", 2),
+        stream_mode=_get(recording, "streamMode", str),
         transcoding=_transcoding(recording),
         av_file_types=_value(file_config, "avFileType", ("hls",)),
         storage=_storage(_section(request, "storageConfig")),
         max_idle_time=_get(recording, "maxIdleTime", int),
-        web=_web_page(_section(request, "extensionServiceConfig")),
+        web=_web_page(service),
+        web_mp4_minutes=_web_mp4_minutes(service),
     )
+
+
+def _recorder_uid(data: object) -> str | None:
+    """The recorder's own uid as text, when the body gives a non-empty one (recpipe does not use it)."""
+    uid = data.get("uid") if isinstance(data, dict) else None
+    if isinstance(uid, int) and not isinstance(uid, bool):
+        return str(uid)
+    return uid if isinstance(uid, str) and uid else None
+
+
+def _mode_cname(cname: str | None, *, web: bool) -> str | None:
+    """The cname, checked by its mode's rules: a label of up to 1024 bytes for web page recording, else
+    a channel name that Agora accepts and recpipe can read back from file names."""
+    if cname is None:
+        return None
+    if web:
+        log.debug("web page recording: files are named with cname %r", web_file_cname(cname)[:80])
+        return cname
+    try:
+        return check_cname(cname)
+    except NamingError as err:
+        raise ConfigError(f"cname: {err}") from err
 
 
 WEB_RECORDER_SERVICE = "web_recorder_service"
 
 
-def _web_page(config: Mapping[str, object]) -> Transcoding | None:
-    """The web-page recorder's video parameters, when the start request runs that service."""
+def _web_recorder(config: Mapping[str, object]) -> Mapping[str, object] | None:
+    """The ``serviceParam`` of the web page recorder, when the start request runs that service."""
     services = config.get("extensionServices")
     for service in services if isinstance(services, list | tuple) else ():
         if isinstance(service, dict) and service.get("serviceName") == WEB_RECORDER_SERVICE:
-            param = _section(service, "serviceParam")
-            size = {
-                key: _positive_int(param.get(f"video{key.title()}")) for key in ("width", "height", "fps")
-            }
-            return Transcoding(**size, bitrate=_positive_int(param.get("videoBitrate")))
+            return _section(service, "serviceParam")
     return None
+
+
+def _web_page(param: Mapping[str, object] | None) -> Transcoding | None:
+    """The web page recorder's video parameters (free-form: a value of the wrong type is ignored)."""
+    if param is None:
+        return None
+    size = {key: _positive_int(param.get(f"video{key.title()}")) for key in ("width", "height", "fps")}
+    return Transcoding(**size, bitrate=_positive_int(param.get("videoBitrate")))
+
+
+def _web_mp4_minutes(param: Mapping[str, object] | None) -> int | None:
+    """``maxVideoDuration`` in Agora's range of 30 to 240 minutes, else None (the default, 120)."""
+    minutes = _positive_int(param.get("maxVideoDuration")) if param is not None else None
+    if minutes is not None and not MIN_WEB_MP4_MINUTES <= minutes <= MAX_WEB_MP4_MINUTES:
+        log.warning(
+            "serviceParam.maxVideoDuration %d is outside Agora's %d-%d minutes; using %d",
+            minutes,
+            MIN_WEB_MP4_MINUTES,
+            MAX_WEB_MP4_MINUTES,
+            DEFAULT_WEB_MP4_MINUTES,
+        )
+        return None
+    return minutes
 
 
 def _positive_int(value: object) -> int | None:
@@ -435,6 +484,7 @@ def _storage(config: Mapping[str, object]) -> StorageSpec | None:
         bucket=_value(config, "bucket", ""),
         access_key=_value(config, "accessKey", ""),
         secret_key=_value(config, "secretKey", ""),
+        sts_token=_value(config, "stsToken", ""),
         file_name_prefix=_value(config, "fileNamePrefix", ()),
         endpoint=_get(extension, "endpoint", str),
         sse=_get(extension, "sse", str),
@@ -466,14 +516,17 @@ def parse_av_file_types(text: str) -> tuple[str, ...]:
 
 
 def _check_av_file_types(items: Sequence[str], *, where: str) -> tuple[str, ...]:
-    """Return ``items`` in canonical order if they are only hls/mp4, without repeats, and include hls."""
+    """Return ``items`` in canonical order if they are known types, without repeats, and ``mp4`` comes
+    with ``hls`` (Agora writes the MP4 beside the HLS recording)."""
     unknown = [item for item in items if item not in AV_FILE_TYPES]
     if unknown:
         problem = f"unknown type {json.dumps(unknown[0])} (known: {', '.join(AV_FILE_TYPES)})"
     elif len(set(items)) != len(items):
         problem = "a type is listed twice"
-    elif "hls" not in items:
-        problem = 'Agora always records "hls"; expected ["hls"] or ["hls", "mp4"]'
+    elif not items:
+        problem = 'no type given; expected ["hls"], ["hls", "mp4"] or ["mp3"]'
+    elif "mp4" in items and "hls" not in items:
+        problem = 'Agora records "mp4" only with "hls"; expected ["hls", "mp4"]'
     else:
         return tuple(t for t in AV_FILE_TYPES if t in items)
     raise ConfigError(f"{where}: {problem}")

@@ -145,10 +145,13 @@ def write_sample(
     height: int = 240,
     fps: int = 15,
     force: bool = False,
+    extinf_comma: bool = False,
 ) -> SampleRecording:
     """Write a composite recording into ``directory``; with ``force``, replace a previous sample there.
 
     :param defect: one of ``DEFECTS``, or None for a clean recording.
+    :param extinf_comma: ``#EXTINF:<s>,`` as the recorder writes it with ``privateParams``
+        ``{"correctEXTINF": true}``; by default its plain ``#EXTINF:<s>``.
     """
     encoding = Encoding(seconds=seconds, slice_seconds=slice_seconds, width=width, height=height, fps=fps)
     check_args(encoding, defect=defect)
@@ -166,9 +169,10 @@ def write_sample(
         write_orphan(paths[-1], sid=sid, cname=cname, at=start + to_timedelta(end))
     playlist = directory / playlist_name(sid, cname)
     entries = playlist_entries(slices, names=names, defect=defect)
-    write_atomic(
-        playlist, build_playlist(entries, endlist=defect != "no-endlist", vendor=defect == "vendor-tags")
+    text = build_playlist(
+        entries, endlist=defect != "no-endlist", vendor=defect == "vendor-tags", extinf_comma=extinf_comma
     )
+    write_atomic(playlist, text)
     log.info("wrote sample recording %s (%d slices, defect: %s)", playlist, len(paths), defect)
     return SampleRecording(
         directory=directory,
@@ -177,7 +181,7 @@ def write_sample(
         sid=sid,
         cname=cname,
         seconds=float(sum((s.duration for s in slices), Decimal(0))),
-        profile=build_profile(cname=cname, width=width, height=height, fps=fps),
+        profile=build_profile(cname=cname, width=width, height=height, fps=fps, extinf_comma=extinf_comma),
     )
 
 
@@ -445,12 +449,16 @@ def playlist_entries(slices: Sequence[Slice], *, names: Sequence[str], defect: s
     return entries
 
 
-def build_playlist(entries: Sequence[HlsEntry], *, endlist: bool = True, vendor: bool = False) -> str:
-    """Agora-style media playlist text for ``entries``.
+def build_playlist(
+    entries: Sequence[HlsEntry], *, endlist: bool = True, vendor: bool = False, extinf_comma: bool = False
+) -> str:
+    """Agora-style media playlist text for ``entries``: ``#EXTINF:<seconds>`` without the comma, as the
+    recorder writes it by default (with ``extinf_comma``, as it does when asked to ``correctEXTINF``).
 
     With ``vendor``, Agora's own tags are added and the target duration is one second short of the
     longest EXTINF, as in Agora's published sample playlist.
     """
+    comma = "," if extinf_comma else ""
     target = max(math.ceil(Decimal(e.duration)) for e in entries)
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-ALLOW-CACHE:YES"]
     if vendor:
@@ -462,26 +470,31 @@ def build_playlist(entries: Sequence[HlsEntry], *, endlist: bool = True, vendor:
             lines.append("#EXT-X-DISCONTINUITY")
         if vendor and i == 0:
             lines.append(f"#EXT-X-AGORA-TRACK-EVENT:EVENT=1,UID={SAMPLE_UID},TYPE=video")
-        lines += [f"#EXTINF:{entry.duration},", entry.uri]
+        lines += [f"#EXTINF:{entry.duration}{comma}", entry.uri]
     if endlist:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 
 
-def build_profile(*, cname: str, width: int, height: int, fps: int) -> dict[str, object]:
+def build_profile(
+    *, cname: str, width: int, height: int, fps: int, extinf_comma: bool = False
+) -> dict[str, object]:
     """The start-request body (``cname``, ``uid``, ``clientRequest``) describing the sample."""
     transcoding = {"width": width, "height": height, "fps": fps, "bitrate": VIDEO_KBPS, "mixedVideoLayout": 1}
     storage = sample_storage_config()
+    recording: dict[str, object] = {
+        "maxIdleTime": 30,
+        "streamTypes": 2,
+        "channelType": 0,
+        "transcodingConfig": transcoding,
+    }
+    if extinf_comma:
+        recording["privateParams"] = {"correctEXTINF": True}
     return {
         "cname": cname,
         "uid": SAMPLE_UID,
         "clientRequest": {
-            "recordingConfig": {
-                "maxIdleTime": 30,
-                "streamTypes": 2,
-                "channelType": 0,
-                "transcodingConfig": transcoding,
-            },
+            "recordingConfig": recording,
             "recordingFileConfig": {"avFileType": ["hls", "mp4"]},
             "storageConfig": storage,
         },

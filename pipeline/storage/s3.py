@@ -131,6 +131,7 @@ def make_s3_client(
     region: str | None = None,
     access_key: str | None = None,
     secret_key: str | None = None,
+    session_token: str | None = None,
     max_retries: int = 5,
     addressing_style: AddressingStyle | None = None,
 ) -> S3Client:
@@ -164,6 +165,7 @@ def make_s3_client(
             region_name=region,
             aws_access_key_id=access_key or None,
             aws_secret_access_key=secret_key or None,
+            aws_session_token=session_token or None,
             config=config,
         )
     except (BotoCoreError, ValueError) as err:

@@ -233,6 +233,24 @@ def test_web_page_recording_is_processed_like_a_composite_one(tmp_path, ffmpeg_e
     assert "RESOLUTION_MISMATCH" in {f["code"] for f in json.loads(again.stdout)["findings"]}
 
 
+def test_web_page_recording_is_found_by_the_cname_its_files_carry(tmp_path, ffmpeg_exe):
+    from pipeline.sample import write_sample
+    from tests.pipeline.test_profile import WEB_PAGE
+
+    # The web page recorder writes "class_1.a+b" as "class-1-a-b" in its file names.
+    write_sample(tmp_path / "rec", ffmpeg=ffmpeg_exe, seconds=4, slice_seconds=2, cname="class-1-a-b")
+    other = write_sample(tmp_path / "other", ffmpeg=ffmpeg_exe, seconds=4, slice_seconds=2, cname="other")
+    for path in (other.playlist, *other.slices):
+        shutil.copy(path, tmp_path / "rec")
+    profile = json.loads(json.dumps(WEB_PAGE))
+    profile["cname"] = "class_1.a+b"
+    (tmp_path / "web.json").write_text(json.dumps(profile))
+    result = invoke("verify", str(tmp_path / "rec"), "--profile", str(tmp_path / "web.json"), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["recording"]["cname"], report["recording"]["mode"]) == ("class-1-a-b", "web")
+
+
 def test_ls_shows_each_stream_processed_with_its_user(copy):
     assert invoke("process", str(copy), "--av-file-type", "hls,mp4").exit_code == 0
     listed = json.loads(invoke("ls", str(copy), "--json").stdout)

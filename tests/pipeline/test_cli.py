@@ -95,13 +95,13 @@ def test_no_location_and_no_profile_is_a_usage_error():
     assert "LOCATION" in result.output or "--profile" in result.output
 
 
-def test_profile_with_unknown_field_names_the_field(tmp_path, two_recordings):
+def test_profile_with_an_ill_typed_field_names_the_field(tmp_path, two_recordings):
     root, _ = two_recordings
     profile = tmp_path / "start.json"
-    profile.write_text(json.dumps({"clientRequest": {"recordingFileConfig": {"avFileTypes": ["mp4"]}}}))
+    profile.write_text(json.dumps({"clientRequest": {"recordingFileConfig": {"avFileType": "mp4"}}}))
     result = invoke("verify", str(root), "--profile", str(profile))
     assert result.exit_code == 2
-    assert "recordingFileConfig.avFileTypes" in result.output
+    assert "recordingFileConfig.avFileType" in result.output
 
 
 def test_errors_as_json_are_one_document(tmp_path):

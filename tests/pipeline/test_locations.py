@@ -34,6 +34,7 @@ class Spec:
     bucket: str = "agora-bucket"
     access_key: str = ""
     secret_key: str = ""
+    sts_token: str = ""
     file_name_prefix: tuple[str, ...] = ("dir1", "dir2")
     endpoint: str | None = None
 
@@ -325,7 +326,7 @@ def test_region_table_follows_agora() -> None:
     ],
 )
 def test_spec_credentials(access: str, secret: str, environ: dict[str, str], used: bool) -> None:
-    expected = (access, secret) if used else None
+    expected = (access, secret, "") if used else None
     assert spec_credentials(Spec(access_key=access, secret_key=secret), environ=environ) == expected
 
 
@@ -337,3 +338,15 @@ def test_spec_keys_reach_the_client_but_never_the_logs(caplog: pytest.LogCapture
     assert (credentials.access_key, credentials.secret_key) == ("AKIDEXAMPLE", SECRET)
     assert SECRET not in caplog.text
     assert SECRET not in repr(location)
+
+
+def test_sts_token_reaches_the_client_as_the_session_token(caplog: pytest.LogCaptureFixture) -> None:
+    token = "FwoGZXIvYXdzEXAMPLE-session-token"
+    spec = Spec(
+        vendor=11, endpoint="http://minio:9000", access_key="ASIA", secret_key=SECRET, sts_token=token
+    )
+    with caplog.at_level(logging.DEBUG):
+        location = location_from_storage_spec(spec, environ={})
+    credentials = s3_of(location).client._request_signer._credentials
+    assert credentials.token == token
+    assert token not in caplog.text

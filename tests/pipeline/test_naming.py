@@ -302,7 +302,7 @@ INVALID_NAMES = [
     pytest.param("sid713476478245_cnameägora.m3u8", id="non-ascii-cname"),
     pytest.param("sid713476478245_cname*agora.m3u8", id="star-in-cname"),
     pytest.param("sid713476478245_cname'agora.m3u8", id="quote-in-cname"),
-    pytest.param("sid713476478245_" + "c" * 65 + ".m3u8", id="cname-65-bytes"),
+    pytest.param("sid713476478245_" + "c" * 1025 + ".m3u8", id="cname-1025-bytes"),
     pytest.param("sid713476478245_cnameagora__uid_s___uid_e_audio.m3u8", id="empty-uid"),
     pytest.param("sid713476478245_cnameagora__uid_s_123.m3u8", id="no-end-marker"),
     pytest.param("sid713476478245_cnameagora__uid_s_123__uid_e_.m3u8", id="empty-media"),
@@ -633,3 +633,10 @@ def test_mixed_audio_of_postponed_mixing(name, expected):
 
     found = parse_mixed_audio(name)
     assert (None if found is None else (found.sid, found.cname, found.index, found.ext)) == expected
+
+
+def test_web_page_cnames_up_to_1024_bytes_are_read_from_names() -> None:
+    cname = "w" * 1024  # a web page recording's cname is a label of up to 1024 bytes
+    assert parse_name(f"sid713476478245_{cname}.m3u8").cname == cname
+    with pytest.raises(NamingError, match="longer than 64 bytes"):
+        check_cname("c" * 65)  # what a composite start request may give

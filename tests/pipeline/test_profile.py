@@ -180,7 +180,10 @@ def test_every_documented_field_loads() -> None:
             "unSubscribeAudioUids": ["3"],
             "subscribeVideoUids": ["1", "2"],
             "unSubscribeVideoUids": ["4"],
+            "unsubscribeAudioUids": ["5"],
+            "unsubscribeVideoUids": ["6"],
             "subscribeUidGroup": 1,
+            "privateParams": {"correctEXTINF": True},
         },
         "recordingFileConfig": {"avFileType": ["hls", "mp4"]},
         "storageConfig": {
@@ -189,6 +192,8 @@ def test_every_documented_field_loads() -> None:
             "bucket": "recordings",
             "accessKey": "a",
             "secretKey": "b",
+            "stsToken": "session",
+            "stsExpiration": 1767225600,
             "fileNamePrefix": ["agora", "2024-01"],
             "extensionParams": {"sse": "aws:kms", "tag": "team=rtc", "endpoint": "https://s3.example.com"},
         },
@@ -200,7 +205,19 @@ def test_every_documented_field_loads() -> None:
                 {
                     "serviceName": "web_recorder_service",
                     "errorHandlePolicy": "error_abort",
-                    "serviceParam": {"x": 1},
+                    "serviceParam": {
+                        "url": "https://example.com/board",
+                        "audioProfile": 2,
+                        "videoWidth": 1280,
+                        "videoHeight": 720,
+                        "maxRecordingHour": 72,
+                        "videoBitrate": 2000,
+                        "videoFps": 30,
+                        "mobile": False,
+                        "maxVideoDuration": 60,
+                        "onhold": False,
+                        "readyTimeout": 10,
+                    },
                 }
             ],
         },
@@ -213,6 +230,9 @@ def test_every_documented_field_loads() -> None:
     }
     profile = parse_profile({"cname": "c", "uid": 1, "clientRequest": request})
     assert profile.wants_mp4
+    assert profile.mode == "web"
+    assert profile.web_mp4_minutes == 60
+    assert profile.stream_mode == "original"
     assert profile.max_idle_time == 120
     assert profile.transcoding == Transcoding(width=1280, height=720, fps=30, bitrate=2260)
     assert profile.storage == StorageSpec(
@@ -221,12 +241,124 @@ def test_every_documented_field_loads() -> None:
         bucket="recordings",
         access_key="a",
         secret_key="b",
+        sts_token="session",
         file_name_prefix=("agora", "2024-01"),
         endpoint="https://s3.example.com",
         sse="aws:kms",
         tag="team=rtc",
     )
     assert profile.storage.prefix == "agora/2024-01/"
+
+
+# The start request in Agora's composite recording guide, verbatim but for the quotes its ``uid`` key lacks
+# there (a JavaScript-style key, not JSON) and its placeholder values.
+AGORA_GUIDE_EXAMPLE = """
+{
+    "uid": "",
+    "cname": "httpClient463224",
+    "clientRequest": {
+        "token": "<token if any>",
+        "recordingConfig": {
+            "maxIdleTime": 30,
+            "streamTypes": 2,
+            "audioProfile": 1,
+            "channelType": 0,
+            "videoStreamType": 1,
+            "transcodingConfig": {
+                "height": 640,
+                "width": 360,
+                "bitrate": 500,
+                "fps": 15,
+                "mixedVideoLayout": 1,
+                "backgroundColor": "#FF0000"
+                        },
+            "subscribeVideoUids": ["123","456"],
+            "subscribeAudioUids": ["123","456"],
+            "subscribeUidGroup": 0
+       },
+        "storageConfig": {
+            "accessKey": "xxxxxxf",
+            "region": 3,
+            "bucket": "xxxxx",
+            "secretKey": "xxxxx",
+            "vendor": 2,
+            "fileNamePrefix": ["directory1","directory2"]
+       }
+   }
+}
+"""
+
+
+def test_the_composite_guide_example_loads(tmp_path: Path) -> None:
+    path = tmp_path / "start.json"
+    path.write_text(AGORA_GUIDE_EXAMPLE, encoding="utf-8")
+    profile = load_profile(path)
+    assert profile.uid is None  # the recorder's own uid: "" in the guide, and not used
+    assert profile.cname == "httpClient463224"
+    assert profile.transcoding == Transcoding(width=360, height=640, fps=15, bitrate=500)
+    assert profile.storage is not None
+    assert (profile.storage.vendor, profile.storage.region) == (2, 3)
+    assert profile.storage.prefix == "directory1/directory2/"
+
+
+def test_mp3_files_of_individual_v2() -> None:
+    profile = parse_profile(changed("clientRequest.recordingFileConfig.avFileType", ["mp3"]))
+    assert profile.av_file_types == ("mp3",)
+    assert profile.wants_mp4 is False
+
+
+def web_profile(cname: str, **param: object) -> dict[str, object]:
+    """The web page example with another cname and extra ``serviceParam`` fields."""
+    doc = json.loads(json.dumps(WEB_PAGE))
+    doc["cname"] = cname
+    doc["clientRequest"]["extensionServiceConfig"]["extensionServices"][0]["serviceParam"].update(param)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("cname", "file_cname"),
+    [
+        pytest.param("web-room", "web-room", id="plain"),
+        pytest.param("class_1.a+b", "class-1-a-b", id="underscore-dot-plus"),
+        pytest.param("a!@#$%^&*()+_.=[]{}~|,;:?<>z", "a" + "-" * 26 + "z", id="every-replaced-character"),
+        pytest.param("Room 7 - Maths", "Room 7 - Maths", id="space-and-hyphen-kept"),
+    ],
+)
+def test_web_page_cname_in_file_names(cname: str, file_cname: str) -> None:
+    profile = parse_profile(web_profile(cname))
+    assert profile.cname == cname
+    assert profile.file_cname == file_cname
+
+
+def test_web_page_cname_may_be_1024_bytes_but_not_more() -> None:
+    assert parse_profile(web_profile("w" * 1024)).file_cname == "w" * 1024
+    with pytest.raises(ConfigError, match="cname: expected a channel name of 1 to 1024"):
+        parse_profile(web_profile("w" * 1025))
+    with pytest.raises(ConfigError, match=r"cname: .*longer than 64 bytes"):
+        parse_profile(changed("cname", "c" * 65))  # composite: Agora's 64-byte channel names
+
+
+def test_composite_cname_is_written_as_it_is() -> None:
+    profile = parse_profile(changed("cname", "class_1.a+b"))
+    assert profile.file_cname == "class_1.a+b"
+
+
+@pytest.mark.parametrize(
+    ("minutes", "used", "seconds"),
+    [
+        pytest.param(None, None, 7200.0, id="default-120"),
+        pytest.param(30, 30, 1800.0, id="least"),
+        pytest.param(240, 240, 14400.0, id="most"),
+        pytest.param(20, None, 7200.0, id="below-range"),
+        pytest.param("90", None, 7200.0, id="not-a-number"),
+    ],
+)
+def test_web_mp4_split_follows_max_video_duration(minutes: object, used: int | None, seconds: float) -> None:
+    extra = {} if minutes is None else {"maxVideoDuration": minutes}
+    profile = parse_profile(web_profile("web-room", **extra))
+    assert profile.web_mp4_minutes == used
+    assert profile.max_mp4_seconds == seconds
+    assert parse_profile(example()).max_mp4_seconds is None  # composite: the setting decides
 
 
 # --- what does not ------------------------------------------------------------------------------------------
@@ -246,34 +378,12 @@ T = "clientRequest.recordingConfig.transcodingConfig"
         pytest.param(f"{R}.streamTypes", None, f"{R}.streamTypes", id="streamTypes-null"),
         pytest.param(f"{R}.maxIdleTime", 0, f"{R}.maxIdleTime", id="maxIdleTime-0"),
         pytest.param(f"{R}.maxIdleTime", "30", f"{R}.maxIdleTime", id="maxIdleTime-string"),
-        pytest.param(f"{R}.channelType", 2, f"{R}.channelType", id="channelType-2"),
-        pytest.param(f"{R}.audioProfile", 3, f"{R}.audioProfile", id="audioProfile-3"),
-        pytest.param(f"{R}.videoStreamType", False, f"{R}.videoStreamType", id="videoStreamType-bool"),
-        pytest.param(f"{R}.decryptionMode", -1, f"{R}.decryptionMode", id="decryptionMode-negative"),
-        pytest.param(f"{R}.streamMode", "raw", f"{R}.streamMode", id="streamMode-unknown"),
-        pytest.param(f"{R}.subscribeVideoUids", "123", f"{R}.subscribeVideoUids", id="uids-not-array"),
-        pytest.param(f"{R}.subscribeAudioUids", ["123", 456], f"{R}.subscribeAudioUids[1]", id="uid-number"),
-        pytest.param(f"{R}.subscribeUidGroup", "0", f"{R}.subscribeUidGroup", id="uidGroup-string"),
-        pytest.param(f"{R}.recordMode", 1, f"{R}.recordMode", id="unknown-recording-field"),
+        pytest.param(f"{R}.streamMode", 1, f"{R}.streamMode", id="streamMode-number"),
         pytest.param(f"{R}.transcodingConfig", [], T, id="transcoding-array"),
         pytest.param(f"{T}.width", "360", f"{T}.width", id="width-string"),
         pytest.param(f"{T}.height", 0, f"{T}.height", id="height-0"),
         pytest.param(f"{T}.fps", 15.5, f"{T}.fps", id="fps-float"),
         pytest.param(f"{T}.bitrate", True, f"{T}.bitrate", id="bitrate-bool"),
-        pytest.param(f"{T}.mixedVideoLayout", 4, f"{T}.mixedVideoLayout", id="layout-4"),
-        pytest.param(f"{T}.backgroundColor", "red", f"{T}.backgroundColor", id="color-name"),
-        pytest.param(f"{T}.backgroundColor", "#FF00001", f"{T}.backgroundColor", id="color-7-digits"),
-        pytest.param(
-            f"{T}.layoutConfig", [{"uid": "1", "x_axis": 1.5}], f"{T}.layoutConfig[0].x_axis", id="x>1"
-        ),
-        pytest.param(
-            f"{T}.layoutConfig", [{"uid": "1", "alpha": "1"}], f"{T}.layoutConfig[0].alpha", id="alpha-str"
-        ),
-        pytest.param(f"{T}.layoutConfig", [{"x": 0}], f"{T}.layoutConfig[0].x", id="layout-unknown-field"),
-        pytest.param(
-            f"{T}.backgroundConfig", [{"uid": 1}], f"{T}.backgroundConfig[0].uid", id="bg-uid-number"
-        ),
-        pytest.param(f"{T}.border", 1, f"{T}.border", id="unknown-transcoding-field"),
         pytest.param(
             "clientRequest.recordingFileConfig.avFileType", "hls", "avFileType", id="avFileType-string"
         ),
@@ -310,39 +420,16 @@ T = "clientRequest.recordingConfig.transcodingConfig"
             f"{S}.extensionParams", {"endpoint": 1}, f"{S}.extensionParams.endpoint", id="endpoint-number"
         ),
         pytest.param(
-            f"{S}.extensionParams", {"acl": "x"}, f"{S}.extensionParams.acl", id="extension-unknown"
-        ),
-        pytest.param(f"{S}.bucketName", "b", f"{S}.bucketName", id="unknown-storage-field"),
-        pytest.param(
-            "clientRequest.snapshotConfig", {"captureInterval": "5"}, "captureInterval", id="snapshot"
-        ),
-        pytest.param(
             "clientRequest.extensionServiceConfig",
             {"extensionServices": [{"serviceParam": []}]},
             "clientRequest.extensionServiceConfig.extensionServices[0].serviceParam",
             id="serviceParam-array",
         ),
-        pytest.param(
-            "clientRequest.appsCollection", {"policy": "x"}, "appsCollection.policy", id="apps-unknown"
-        ),
-        pytest.param(
-            "clientRequest.transcodeOptions",
-            {"audio": {"sampleRate": 48000}},
-            "clientRequest.transcodeOptions.audio.sampleRate",
-            id="transcodeOptions-number",
-        ),
-        pytest.param("clientRequest.mode", "mix", "clientRequest.mode", id="unknown-request-field"),
         pytest.param("clientRequest", [], "clientRequest", id="request-array"),
         pytest.param("cname", "", "cname", id="cname-empty"),
         pytest.param("cname", "a/b", "cname", id="cname-slash"),
         pytest.param("cname", "c" * 65, "cname", id="cname-too-long"),
         pytest.param("cname", 123, "cname", id="cname-number"),
-        pytest.param("uid", 0, "uid", id="uid-0"),
-        pytest.param("uid", "abc", "uid", id="uid-account"),
-        pytest.param("uid", 2**32, "uid", id="uid-too-big"),
-        pytest.param("uid", "0527841", "uid", id="uid-leading-zero"),
-        pytest.param("uid", True, "uid", id="uid-bool"),
-        pytest.param("appId", "x", "appId", id="unknown-body-field"),
     ],
 )
 def test_parse_profile_rejects(path: str, value: object, field: str) -> None:
@@ -351,6 +438,74 @@ def test_parse_profile_rejects(path: str, value: object, field: str) -> None:
     message = str(info.value)
     assert message.startswith("start.json: ")
     assert f"{field}:" in message
+
+
+UNUSED_OR_UNKNOWN = [
+    pytest.param(f"{R}.channelType", 2, f"{R}.channelType", id="channelType-2"),
+    pytest.param(f"{R}.audioProfile", 3, f"{R}.audioProfile", id="audioProfile-3"),
+    pytest.param(f"{R}.videoStreamType", False, f"{R}.videoStreamType", id="videoStreamType-bool"),
+    pytest.param(f"{R}.decryptionMode", -1, f"{R}.decryptionMode", id="decryptionMode-negative"),
+    pytest.param(f"{R}.subscribeVideoUids", "123", f"{R}.subscribeVideoUids", id="uids-not-array"),
+    pytest.param(f"{R}.subscribeAudioUids", ["123", 456], f"{R}.subscribeAudioUids[1]", id="uid-number"),
+    pytest.param(f"{R}.subscribeUidGroup", "0", f"{R}.subscribeUidGroup", id="uidGroup-string"),
+    pytest.param(f"{R}.recordMode", 1, f"{R}.recordMode", id="unknown-recording-field"),
+    pytest.param(f"{T}.mixedVideoLayout", 4, f"{T}.mixedVideoLayout", id="layout-4"),
+    pytest.param(f"{T}.backgroundColor", "red", f"{T}.backgroundColor", id="color-name"),
+    pytest.param(f"{T}.backgroundColor", "#FF00001", f"{T}.backgroundColor", id="color-7-digits"),
+    pytest.param(f"{T}.layoutConfig", [{"uid": "1", "x_axis": 1.5}], f"{T}.layoutConfig[0].x_axis", id="x>1"),
+    pytest.param(
+        f"{T}.layoutConfig", [{"uid": "1", "alpha": "1"}], f"{T}.layoutConfig[0].alpha", id="alpha-str"
+    ),
+    pytest.param(f"{T}.layoutConfig", [{"x": 0}], f"{T}.layoutConfig[0].x", id="layout-unknown-field"),
+    pytest.param(f"{T}.backgroundConfig", [{"uid": 1}], f"{T}.backgroundConfig[0].uid", id="bg-uid-number"),
+    pytest.param(f"{T}.border", 1, f"{T}.border", id="unknown-transcoding-field"),
+    pytest.param(f"{S}.extensionParams", {"acl": "x"}, f"{S}.extensionParams.acl", id="extension-unknown"),
+    pytest.param(f"{S}.bucketName", "b", f"{S}.bucketName", id="unknown-storage-field"),
+    pytest.param("clientRequest.snapshotConfig", {"captureInterval": "5"}, "captureInterval", id="snapshot"),
+    pytest.param("clientRequest.appsCollection", {"policy": "x"}, "appsCollection.policy", id="apps-unknown"),
+    pytest.param(
+        "clientRequest.transcodeOptions",
+        {"audio": {"sampleRate": 48000}},
+        "clientRequest.transcodeOptions.audio.sampleRate",
+        id="transcodeOptions-number",
+    ),
+    pytest.param("clientRequest.mode", "mix", "clientRequest.mode", id="unknown-request-field"),
+    pytest.param("uid", 0, "uid", id="uid-0"),
+    pytest.param("uid", "abc", "uid", id="uid-account"),
+    pytest.param("uid", 2**32, "uid", id="uid-too-big"),
+    pytest.param("uid", "0527841", "uid", id="uid-leading-zero"),
+    pytest.param("uid", True, "uid", id="uid-bool"),
+    pytest.param("appId", "x", "appId", id="unknown-body-field"),
+    pytest.param(f"{R}.privateParams", {"correctEXTINF": True}, f"{R}.privateParams", id="privateParams"),
+    pytest.param(
+        f"{R}.privateParams", '{"correctEXTINF":true}', f"{R}.privateParams", id="privateParams-text"
+    ),
+    pytest.param(f"{R}.unsubscribeAudioUids", ["1"], f"{R}.unsubscribeAudioUids", id="rest-spelling"),
+    pytest.param(f"{S}.stsToken", "session", f"{S}.stsToken", id="stsToken"),
+    pytest.param(f"{S}.stsExpiration", 1700000000, f"{S}.stsExpiration", id="stsExpiration"),
+    pytest.param("uid", "", "uid", id="uid-empty"),
+]
+"""Fields recpipe does not use, with values Agora may or may not accept: read as they come, never refused."""
+
+
+@pytest.mark.parametrize(("path", "value", "field"), UNUSED_OR_UNKNOWN)
+def test_fields_recpipe_does_not_use_are_accepted(path: str, value: object, field: str) -> None:
+    profile = parse_profile(changed(path, value), source="start.json")
+    assert profile.storage is not None
+    assert profile.cname == "httpClient463224"
+    assert profile.stream_types == 2
+
+
+def test_unknown_fields_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    data = changed(f"{R}.recordMode", 1)
+    data = changed("clientRequest.mode", "mix", base=data)
+    data = changed(f"{R}.channelType", 1, base=data)  # documented: accepted silently
+    with caplog.at_level(logging.INFO, logger="pipeline.profile"):
+        parse_profile(data)
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(f"{R}.recordMode: field not known" in m for m in logged)
+    assert any("clientRequest.mode: field not known" in m for m in logged)
+    assert not any("channelType" in m for m in logged)
 
 
 def test_error_message_format() -> None:
@@ -420,14 +575,10 @@ def test_secrets_not_in_repr() -> None:
 
 
 BROKEN_WITH_SECRETS = [
-    pytest.param("clientRequest.token", [SECRETS["token"]], "clientRequest.token", id="token-in-array"),
     pytest.param(f"{S}.accessKey", {"k": SECRETS["accessKey"]}, f"{S}.accessKey", id="accessKey-in-object"),
     pytest.param(f"{S}.secretKey", 41414141, f"{S}.secretKey", id="secretKey-number"),
-    pytest.param(f"{R}.secret", 99, f"{R}.secret", id="secret-number"),
-    pytest.param(f"{R}.salt", True, f"{R}.salt", id="salt-bool"),
-    pytest.param(f"{S}.secretKey", DELETE, f"{S}.secretKey", id="secretKey-missing"),
+    pytest.param(f"{S}.stsToken", 99, f"{S}.stsToken", id="stsToken-number"),
     pytest.param(f"{S}.region", "x", f"{S}.region", id="other-field-beside-secrets"),
-    pytest.param(f"{S}.accesKey", SECRETS["accessKey"], f"{S}.accesKey", id="misspelt-secret-field"),
     pytest.param(f"{R}.streamTypes", "two", f"{R}.streamTypes", id="error-elsewhere"),
 ]
 
@@ -440,6 +591,25 @@ def test_secrets_not_in_error_messages(path: str, value: object, field: str) -> 
     assert f"{field}:" in message
     for secret in [*SECRETS.values(), "41414141", "99"]:
         assert secret not in message
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        pytest.param("clientRequest.token", [SECRETS["token"]], id="token-in-array"),
+        pytest.param(f"{R}.secret", {"s": SECRETS["secret"]}, id="secret-object"),
+        pytest.param(f"{S}.accesKey", SECRETS["accessKey"], id="misspelt-secret-field"),
+        pytest.param(f"{S}.{SECRETS['salt']}", 1, id="secret-as-a-field-name"),
+    ],
+)
+def test_secrets_in_fields_recpipe_does_not_use_are_never_logged(
+    path: str, value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="pipeline"):
+        profile = parse_profile(changed(path, value, base=with_secrets()))
+    for secret in [*SECRETS.values()]:
+        assert secret not in caplog.text
+        assert secret not in repr(profile)
 
 
 def test_secrets_not_in_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -475,7 +645,9 @@ def test_load_profile(tmp_path: Path) -> None:
         pytest.param(b"\xff\xfe\x00garbage", "not valid JSON", id="bad-encoding"),
         pytest.param(b"[" * 100_000, "not valid JSON", id="deeply-nested"),
         pytest.param(b'{"uid": ' + b"9" * 5000 + b"}", "not valid JSON", id="huge-number"),
-        pytest.param(b'{"cname": "c", "extra": 1}', "extra: unknown field", id="unknown-field"),
+        pytest.param(
+            b'{"cname": "c", "clientRequest": 1}', "clientRequest: expected an object", id="wrong-type"
+        ),
     ],
 )
 def test_load_profile_rejects(tmp_path: Path, content: bytes, match: str) -> None:
@@ -504,6 +676,7 @@ def test_load_profile_directory(tmp_path: Path) -> None:
     [
         pytest.param("hls", ("hls",), id="hls"),
         pytest.param("hls,mp4", ("hls", "mp4"), id="hls-mp4"),
+        pytest.param("mp3", ("mp3",), id="mp3"),
         pytest.param("mp4,hls", ("hls", "mp4"), id="canonical-order"),
         pytest.param(" hls , mp4 ", ("hls", "mp4"), id="spaces"),
     ],
@@ -520,7 +693,8 @@ def test_parse_av_file_types(text: str, expected: tuple[str, ...]) -> None:
         pytest.param("hls,", id="trailing-comma"),
         pytest.param("hls,,mp4", id="empty-item"),
         pytest.param("hls,hls", id="repeat"),
-        pytest.param("hls,mp3", id="unknown"),
+        pytest.param("hls,flv", id="unknown"),
+        pytest.param("mp4", id="mp4-without-hls"),
         pytest.param("HLS", id="uppercase"),
         pytest.param("hls;mp4", id="wrong-separator"),
     ],
@@ -579,3 +753,14 @@ def test_web_page_parameters_of_the_wrong_type_are_ignored() -> None:
         "wide"
     )
     assert parse_profile(doc).web == Transcoding(width=None, height=720, fps=24, bitrate=1000)
+
+
+def test_web_recording_config_splits_mp4s_where_the_recorder_does() -> None:
+    from pipeline.app import recording_config
+    from pipeline.config import PipelineConfig
+
+    config = PipelineConfig(max_mp4_seconds=10800.0)
+    web = parse_profile(web_profile("web-room", maxVideoDuration=45))
+    assert recording_config(config, profile=web).max_mp4_seconds == 2700.0
+    assert recording_config(config, profile=parse_profile(example())).max_mp4_seconds == 10800.0
+    assert recording_config(config, profile=None) is config

@@ -323,6 +323,11 @@ def test_build_playlist(endlist, last):
         "#EXT-X-ALLOW-CACHE:YES",
         "#EXT-X-TARGETDURATION:16",
     ]
-    assert lines[5:9] == ["#EXTINF:15.000000,", "a.ts", "#EXTINF:15.200000,", "b.ts"]
+    assert lines[5:9] == ["#EXTINF:15.000000", "a.ts", "#EXTINF:15.200000", "b.ts"]  # Agora's default
     assert lines[-1] == last
     assert text.endswith("\n")
+
+
+def test_build_playlist_with_the_comma_of_correct_extinf():
+    text = build_playlist([HlsEntry("a.ts", "15.000000")], extinf_comma=True)
+    assert "#EXTINF:15.000000,\na.ts\n" in text
