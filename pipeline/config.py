@@ -14,9 +14,13 @@ from pipeline.job import ABSENT_CHOICES, POLICIES, Absent, Policy
 
 log = logging.getLogger(__name__)
 
-MP4_TEMPLATE_FIELDS = frozenset({"sid", "cname", "utc", "index", "uid", "media"})
-DEFAULT_MP4_TEMPLATE = "{sid}_{cname}_{utc}_{index}.mp4"
+MP4_TEMPLATE_FIELDS = frozenset({"sid", "cname", "utc", "index", "uid", "media", "codec"})
+DEFAULT_MP4_TEMPLATE = "{sid}_{cname}_{index}.mp4"
+"""Agora's own name for a composite or web page recording's MP4s (AGORA_FILES.md)."""
 DEFAULT_INDIVIDUAL_MP4_TEMPLATE = "{sid}_{cname}__uid_s_{uid}__uid_e_{media}_{index}.mp4"
+"""A legacy individual-mode user's merged MP4 (``media`` is ``av``, or the one stream the user has)."""
+DEFAULT_RAW_MP4_TEMPLATE = "{sid}_{cname}__uid_s_{uid}__uid_e_{index}_{codec}.mp4"
+"""Agora's name for a v2 (raw) individual user's MP4s."""
 
 MIN_PART_BYTES = 5 * 1024 * 1024
 """S3's smallest multipart part (all but the last)."""
@@ -50,11 +54,17 @@ class PipelineConfig:
     """Individual mode: a user's time away stays in their MP4 (``keep``: last frame and silence) or is
     removed from both streams (``cut``)."""
     mp4_template: str = DEFAULT_MP4_TEMPLATE
-    """Name of composite MP4 outputs; fields: sid, cname, utc (first slice), index."""
+    """Name of composite and web MP4 outputs; fields: sid, cname, index, utc (its first slice's time).
+    Where the recorder's own MP4s are, recpipe's end in ``.recpipe.mp4`` instead of ``.mp4``."""
     individual_mp4_template: str = DEFAULT_INDIVIDUAL_MP4_TEMPLATE
-    """Name of individual-mode MP4 outputs; fields: sid, cname, uid, media, index."""
+    """Name of legacy individual-mode MP4 outputs; fields: sid, cname, uid, media, index."""
+    raw_mp4_template: str = DEFAULT_RAW_MP4_TEMPLATE
+    """Name of v2 (raw) individual-mode MP4 outputs; fields: sid, cname, uid, codec, index."""
     max_mp4_seconds: float = 7200.0
-    """A new MP4 starts at the slice boundary before one would pass this much media (the recorder's ~2 h)."""
+    """A new MP4 starts at the slice boundary before one would pass this much media. Agora contradicts
+    itself on where its recorder does (the REST reference: ~2 hours; the "Manage recorded files" page:
+    ~3 hours), so it is a setting: 7200 matches the reference, 10800 the other page. Web page
+    recordings follow their start request's ``serviceParam.maxVideoDuration`` instead."""
     max_mp4_bytes: int = 2 * 1024**3
     """... or before its slices would pass this many bytes (the recorder's ~2 GB; the MP4 is a little
     smaller than its slices)."""
@@ -99,6 +109,7 @@ class PipelineConfig:
             raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         check_template(self.mp4_template, name="mp4_template")
         check_template(self.individual_mp4_template, name="individual_mp4_template")
+        check_template(self.raw_mp4_template, name="raw_mp4_template")
 
 
 def check_template(template: str, *, name: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.media import SliceMedia
-from pipeline.naming import Media
+from pipeline.naming import Media, playlist_name
 from pipeline.storage.base import ObjectInfo, Upload
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,10 @@ class Recording:
     mode: Mode = "composite"
     uid: str | None = None
     media: Media | None = None
+    codec: str | None = None
+    """Individual v2 (raw) mode: the codec token of the user's audio+video playlist."""
+    backup: int | None = None
+    """A failover set's ``n`` (its files are named ``bak<n>_...``); None for the original recorder's."""
     directory: str
     """Key prefix of the directory holding the recording ("" or ending with "/")."""
     playlist_key: str | None
@@ -76,13 +80,21 @@ class Recording:
     snapshots: tuple[ObjectInfo, ...] = ()
     """Snapshot playlists ``<sid>_<cname>_<tick>_<index>.m3u8`` beside it, written after a backup
     upload (composite and web recordings), oldest first (by tick, then index)."""
+    mp4s: tuple[ObjectInfo, ...] = ()
+    """Objects in ``directory`` carrying the names the recorder gives this recording's MP4s
+    (``<sid>_<cname>_<index>.mp4`` and the like), in key order: the recorder's, or recpipe's own."""
+
+    @property
+    def stem(self) -> str:
+        """The playlist's name without ``.m3u8``: what recpipe's report and lease are named after."""
+        name = playlist_name(self.sid, self.cname, uid=self.uid, media=self.media, codec=self.codec)
+        return name.removesuffix(".m3u8")
 
     @property
     def label(self) -> str:
-        """Short human name: ``<sid>_<cname>`` plus the uid/media for individual recordings."""
-        if self.uid is None:
-            return f"{self.sid}_{self.cname}"
-        return f"{self.sid}_{self.cname}__uid_s_{self.uid}__uid_e_{self.media}"
+        """Short human name: ``<sid>_<cname>`` plus the uid/media (or codec) for individual recordings,
+        and ``bak<n>_`` in front for a failover set."""
+        return self.stem if self.backup is None else f"bak{self.backup}_{self.stem}"
 
     @property
     def inputs(self) -> tuple[ObjectInfo, ...]:
@@ -157,6 +169,41 @@ class Output:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RecorderMp4:
+    """One of the MP4s the recorder wrote itself (``avFileType`` ``["hls", "mp4"]``), as recpipe read it."""
+
+    key: str
+    index: int
+    backup: int | None = None
+    """The failover set it belongs to (``bak<n>_``), None for the original recorder's."""
+    bytes: int
+    etag: str
+    duration_s: float | None = None
+    tracks: tuple[str, ...] = ()
+    error: str | None = None
+    """Why its index (``moov``) could not be read; None when it was."""
+    start_s: float | None = None
+    """Where it begins on the recording's clock, once judged against the slices."""
+    slices: tuple[str, ...] = ()
+    """The first and last slice it covers, once judged against the slices."""
+
+    def to_json(self) -> dict[str, object]:
+        """The report's ``recorder_outputs`` entry."""
+        return {
+            "key": self.key,
+            "kind": "mp4",
+            "index": self.index,
+            "failover": self.backup,
+            "bytes": self.bytes,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "tracks": list(self.tracks),
+            "start_s": None if self.start_s is None else round(self.start_s, 3),
+            "slices": list(self.slices),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Expectations:
     """What the recording should contain, from the start-request profile."""
 
@@ -190,6 +237,13 @@ class Job:
     endlist: bool = False
     playlists: tuple[str, ...] | None = None
     """Keys of the playlists whose entries were processed (set by fetch; ``stages.snapshots``)."""
+    recorder_mp4s: tuple[RecorderMp4, ...] = ()
+    """The recorder's own MP4s of this recording (``stages.recorder``)."""
+    mp4_alongside: bool = False
+    """The recorder's MP4 names are taken (by its own files): recpipe names its MP4s ``….recpipe.mp4``."""
+    mp4_source: Literal["recpipe", "recorder"] | None = None
+    """Whose MP4s the report offers: recpipe's, the recorder's (complete and sound, so recpipe wrote
+    none), or none."""
     segments: tuple[Segment, ...] = ()
     findings: tuple[Finding, ...] = ()
     outputs: tuple[Output, ...] = ()

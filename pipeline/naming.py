@@ -1,18 +1,26 @@
 """Agora Cloud Recording file names: parse and format every kind listed in AGORA_FILES.md.
 
-    composite / web   <sid>_<cname>.m3u8
-                      <sid>_<cname>_<utc>.ts
-                      <sid>_<cname>_<utc>_<index>.mp4
-    individual        <sid>_<cname>__uid_s_<uid>__uid_e_<media>.m3u8
-                      <sid>_<cname>__uid_s_<uid>__uid_e_<media>_<utc>.ts      (or .webm)
-                      <sid>_<cname>__uid_s_<uid>__uid_e_<media>_<index>.mp4
+    composite / web     <sid>_<cname>.m3u8
+                        <sid>_<cname>_<utc>.ts
+                        <sid>_<cname>_<index>.mp4
+    individual          <sid>_<cname>__uid_s_<uid>__uid_e_<media>.m3u8           media: audio, video, av
+                        <sid>_<cname>__uid_s_<uid>__uid_e_<media>_<utc>.ts      (or .webm)
+                        <sid>_<cname>__uid_s_<uid>__uid_e_<media>_<index>.mp4
+    individual v2 (raw) <sid>_<cname>__uid_s_<uid>__uid_e_<codec>.m3u8           audio and video in one
+                        <sid>_<cname>__uid_s_<uid>__uid_e_<utc>_<codec>.ts
+                        <sid>_<cname>__uid_s_<uid>__uid_e_<index>_<codec>.mp4
+    after a failover    bak<n>_ before any of the above (the set the resumed recorder writes)
 
 Parsing is unambiguous, so ``format_name(parse_name(x)) == x`` for every name that parses:
 
 - the extension (after the last ``.``, case-sensitive) decides the kind;
+- a name starting ``bak<n>_`` belongs to failover set ``n`` (a sid is hexadecimal, never ``bak…``);
 - a sid has no ``_``, so the first ``_`` ends it;
 - a cname may not contain ``__uid_s``, so the rest of the name is individual exactly when it contains
   ``__uid_s_``; its first ``__uid_s_`` ends the cname and its last ``__uid_e_`` ends the uid;
+- after ``__uid_e_``, ``audio``/``video``/``av`` is the legacy mode's media; any other lower-case
+  alphanumeric token is a v2 codec (``h264``; Agora does not document the tokens, so any is accepted);
+  a v2 slice or MP4 has its number *before* the codec, a legacy one after the media;
 - ``<utc>`` and ``<index>`` are digit runs at the end, split off at the last ``_`` (a cname may itself end
   in ``_20190920125142485``: the last 17-digit run is the slice's time).
 
@@ -61,6 +69,10 @@ _KIND_BY_EXT: Mapping[str, Kind] = {ext: kind for kind, exts in EXTENSIONS.items
 _EXTS_BY_KIND: Mapping[str, tuple[str, ...]] = {str(kind): exts for kind, exts in EXTENSIONS.items()}
 _MEDIA_BY_NAME: Mapping[str, Media] = {media: media for media in MEDIAS}
 _UTC_RE = re.compile(r"[0-9]{17}")
+_CODEC_RE = re.compile(r"[a-z0-9]{1,16}")
+_BACKUP_RE = re.compile(r"bak(0|[1-9][0-9]{0,2})_")
+MAX_BACKUP = 999
+"""Largest failover set number read (``bak0_`` is the first; a recording rarely fails over twice)."""
 _INDEX_RE = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
@@ -148,20 +160,26 @@ class AgoraName:
     uid: str | None = None
     """Individual mode only."""
     media: Media | None = None
-    """Individual mode only: set exactly when ``uid`` is."""
+    """Legacy individual mode: the stream (``audio``, ``video``, or ``av`` for the standard-mode list)."""
+    codec: str | None = None
+    """Individual v2 (raw) mode: the codec token of the user's audio+video files. With a ``uid``,
+    exactly one of ``media`` and ``codec`` is set."""
     utc: datetime | None = None
-    """Slices (both modes) and composite MP4s."""
+    """Slices only."""
     index: int | None = None
     """MP4s only."""
     ext: str
+    backup: int | None = None
+    """``n`` of a failover set's ``bak<n>_`` prefix; None for the original recorder's files."""
 
     def __post_init__(self) -> None:
         check_sid(self.sid)
         check_cname(self.cname, max_bytes=NAME_CNAME_MAX_BYTES)
-        _check_source(self.uid, self.media)
+        _check_source(self.uid, self.media, self.codec)
         _check_ext(self.kind, self.ext, individual=self.individual)
-        _check_utc(self.kind, self.utc, individual=self.individual)
+        _check_utc(self.kind, self.utc)
         _check_index(self.kind, self.index)
+        _check_backup(self.backup)
         if self.utc is not None:
             object.__setattr__(self, "utc", _as_utc(self.utc))
 
@@ -171,14 +189,24 @@ class AgoraName:
         return self.uid is not None
 
 
-def _check_source(uid: str | None, media: str | None) -> None:
-    """Check that uid and media are both absent, or a valid uid with a known media type."""
-    if (uid is None) != (media is None):
-        raise NamingError(f"uid and media go together (uid={uid!r}, media={media!r})")
+def _check_source(uid: str | None, media: str | None, codec: str | None) -> None:
+    """Check that uid, media and codec are all absent, or a valid uid with a known media type or a codec."""
+    if (uid is None) != (media is None and codec is None) or (media is not None and codec is not None):
+        raise NamingError(
+            f"a uid goes with a media or a codec (uid={uid!r}, media={media!r}, codec={codec!r})"
+        )
     if uid is not None:
         check_uid(uid)
-        if media not in MEDIAS:
+        if media is not None and media not in MEDIAS:
             raise NamingError(f"media must be one of {', '.join(MEDIAS)}, got {media!r}")
+        if codec is not None and (_CODEC_RE.fullmatch(codec) is None or codec in MEDIAS):
+            raise NamingError(f"a codec is 1-16 lower-case letters and digits (not a media), got {codec!r}")
+
+
+def _check_backup(backup: int | None) -> None:
+    """Check a failover set's number."""
+    if backup is not None and (isinstance(backup, bool) or not 0 <= backup <= MAX_BACKUP):
+        raise NamingError(f"a failover set's number is 0 to {MAX_BACKUP}, got {backup!r}")
 
 
 def _check_ext(kind: str, ext: str, *, individual: bool) -> None:
@@ -192,13 +220,12 @@ def _check_ext(kind: str, ext: str, *, individual: bool) -> None:
         raise NamingError("only individual-mode slices are .webm")
 
 
-def _check_utc(kind: str, utc: datetime | None, *, individual: bool) -> None:
-    """Check that a time is present exactly on slices and composite MP4s."""
-    wanted = kind == "slice" or (kind == "mp4" and not individual)
-    if wanted and utc is None:
-        raise NamingError(f"a {'composite ' if kind == 'mp4' else ''}{kind} name needs a utc time")
-    if not wanted and utc is not None:
-        raise NamingError(f"a {'individual ' if kind == 'mp4' else ''}{kind} name has no utc time")
+def _check_utc(kind: str, utc: datetime | None) -> None:
+    """Check that a time is present exactly on slices."""
+    if kind == "slice" and utc is None:
+        raise NamingError("a slice name needs a utc time")
+    if kind != "slice" and utc is not None:
+        raise NamingError(f"a {kind} name has no utc time")
 
 
 def _check_index(kind: str, index: int | None) -> None:
@@ -227,42 +254,63 @@ def _parse(name: str) -> AgoraName:
     kind = _KIND_BY_EXT.get(ext)
     if not dot or kind is None:
         raise NamingError(f"extension is not one of .{', .'.join(_KIND_BY_EXT)}")
+    backup = None
+    prefix = _BACKUP_RE.match(stem)
+    if prefix is not None:
+        backup, stem = int(prefix[1]), stem[prefix.end() :]
     sid, sep, rest = stem.partition("_")
     if not sep:
         raise NamingError("no '_' after the sid")
     if UID_START in rest:
-        return _parse_individual(rest, kind=kind, sid=sid, ext=ext)
-    return _parse_composite(rest, kind=kind, sid=sid, ext=ext)
+        return _parse_individual(rest, kind=kind, sid=sid, ext=ext, backup=backup)
+    return _parse_composite(rest, kind=kind, sid=sid, ext=ext, backup=backup)
 
 
-def _parse_composite(rest: str, *, kind: Kind, sid: str, ext: str) -> AgoraName:
+def _parse_composite(rest: str, *, kind: Kind, sid: str, ext: str, backup: int | None) -> AgoraName:
     """Parse the part after ``<sid>_`` of a composite (or web) name."""
     if kind == "playlist":
-        return AgoraName(kind=kind, sid=sid, cname=rest, ext=ext)
-    index: int | None = None
-    if kind == "mp4":
-        rest, _, index_text = rest.rpartition("_")
-        index = _parse_index(index_text)
-    cname, sep, utc_text = rest.rpartition("_")
+        return AgoraName(kind=kind, sid=sid, cname=rest, ext=ext, backup=backup)
+    cname, sep, number = rest.rpartition("_")
     if not sep:
-        raise NamingError(f"a composite {kind} name ends in _<utc>{'_<index>' if index is not None else ''}")
-    return AgoraName(kind=kind, sid=sid, cname=cname, utc=parse_utc(utc_text), index=index, ext=ext)
+        raise NamingError(f"a composite {kind} name ends in _{'<index>' if kind == 'mp4' else '<utc>'}")
+    utc = parse_utc(number) if kind == "slice" else None
+    index = _parse_index(number) if kind == "mp4" else None
+    return AgoraName(kind=kind, sid=sid, cname=cname, utc=utc, index=index, ext=ext, backup=backup)
 
 
-def _parse_individual(rest: str, *, kind: Kind, sid: str, ext: str) -> AgoraName:
-    """Parse the part after ``<sid>_`` of an individual-mode name."""
+def _parse_individual(rest: str, *, kind: Kind, sid: str, ext: str, backup: int | None) -> AgoraName:
+    """Parse the part after ``<sid>_`` of an individual-mode name (legacy or v2)."""
     cname, _, source = rest.partition(UID_START)
     uid, sep, tail = source.rpartition(UID_END)
     if not sep:
         raise NamingError(f"{UID_START!r} without a following {UID_END!r}")
-    media_text, _, number = tail.partition("_")
-    media = _MEDIA_BY_NAME.get(media_text)
-    if media is None or (kind == "playlist") != (media_text == tail):
-        shape = "<media>" if kind == "playlist" else "<media>_<number>"
+    first, _, last = tail.partition("_")
+    legacy = first in _MEDIA_BY_NAME
+    if kind == "playlist":
+        if "_" in tail:
+            raise NamingError(f"expected {UID_END}<media> or {UID_END}<codec> at the end, got {tail!r}")
+        media, codec, number = (_MEDIA_BY_NAME[tail], None, "") if legacy else (None, tail, "")
+    elif legacy and "_" not in last:
+        media, codec, number = _MEDIA_BY_NAME[first], None, last
+    elif not legacy and "_" not in last and first.isdigit() and ext != "webm":
+        media, codec, number = None, last, first
+    else:
+        shape = "<media>_<number> or <number>_<codec>"
         raise NamingError(f"expected {UID_END}{shape} at the end, got {tail!r}")
     utc = parse_utc(number) if kind == "slice" else None
     index = _parse_index(number) if kind == "mp4" else None
-    return AgoraName(kind=kind, sid=sid, cname=cname, uid=uid, media=media, utc=utc, index=index, ext=ext)
+    return AgoraName(
+        kind=kind,
+        sid=sid,
+        cname=cname,
+        uid=uid,
+        media=media,
+        codec=codec,
+        utc=utc,
+        index=index,
+        ext=ext,
+        backup=backup,
+    )
 
 
 def _parse_index(text: str) -> int:
@@ -274,19 +322,34 @@ def _parse_index(text: str) -> int:
 
 def format_name(name: AgoraName) -> str:
     """Write the file name that ``name`` describes (the inverse of :func:`parse_name`)."""
-    parts = [name.sid, "_", name.cname]
-    if name.uid is not None:
-        parts += [UID_START, name.uid, UID_END, str(name.media)]
-    if name.utc is not None:
-        parts += ["_", format_utc(name.utc)]
-    if name.index is not None:
-        parts += ["_", str(name.index)]
+    parts = [] if name.backup is None else [f"bak{name.backup}_"]
+    parts += [name.sid, "_", name.cname]
+    number = format_utc(name.utc) if name.utc is not None else None
+    number = str(name.index) if name.index is not None else number
+    if name.codec is not None:  # v2: the number comes before the codec
+        parts += [UID_START, name.uid or "", UID_END, *([number, "_"] if number else []), name.codec]
+    else:
+        if name.uid is not None:
+            parts += [UID_START, name.uid, UID_END, str(name.media)]
+        if number is not None:
+            parts += ["_", number]
     return "".join([*parts, ".", name.ext])
 
 
-def playlist_name(sid: str, cname: str, *, uid: str | None = None, media: Media | None = None) -> str:
-    """The playlist name of a composite recording, or of one individual-mode stream."""
-    return format_name(AgoraName(kind="playlist", sid=sid, cname=cname, uid=uid, media=media, ext="m3u8"))
+def playlist_name(
+    sid: str,
+    cname: str,
+    *,
+    uid: str | None = None,
+    media: Media | None = None,
+    codec: str | None = None,
+    backup: int | None = None,
+) -> str:
+    """The playlist name of a composite recording, of one individual-mode stream, or of a v2 user."""
+    name = AgoraName(
+        kind="playlist", sid=sid, cname=cname, uid=uid, media=media, codec=codec, ext="m3u8", backup=backup
+    )
+    return format_name(name)
 
 
 def slice_name(
@@ -296,10 +359,15 @@ def slice_name(
     *,
     uid: str | None = None,
     media: Media | None = None,
+    codec: str | None = None,
     ext: str = "ts",
+    backup: int | None = None,
 ) -> str:
     """The name of the slice starting at ``utc``."""
-    return format_name(AgoraName(kind="slice", sid=sid, cname=cname, uid=uid, media=media, utc=utc, ext=ext))
+    name = AgoraName(
+        kind="slice", sid=sid, cname=cname, uid=uid, media=media, codec=codec, utc=utc, ext=ext, backup=backup
+    )
+    return format_name(name)
 
 
 def mp4_name(
@@ -307,23 +375,38 @@ def mp4_name(
     cname: str,
     *,
     index: int,
-    utc: datetime | None = None,
     uid: str | None = None,
     media: Media | None = None,
+    codec: str | None = None,
+    backup: int | None = None,
 ) -> str:
-    """The name of an MP4 file: composite ones need ``utc``, individual ones must not have it."""
-    name = AgoraName(kind="mp4", sid=sid, cname=cname, uid=uid, media=media, utc=utc, index=index, ext="mp4")
+    """The name the recorder gives its MP4 number ``index``."""
+    name = AgoraName(
+        kind="mp4",
+        sid=sid,
+        cname=cname,
+        uid=uid,
+        media=media,
+        codec=codec,
+        index=index,
+        ext="mp4",
+        backup=backup,
+    )
     return format_name(name)
 
 
-def report_name(sid: str, cname: str, *, uid: str | None = None, media: Media | None = None) -> str:
+def report_name(
+    sid: str, cname: str, *, uid: str | None = None, media: Media | None = None, codec: str | None = None
+) -> str:
     """The name of recpipe's report: the playlist's name with ``.report.json`` for ``.m3u8``."""
-    return playlist_name(sid, cname, uid=uid, media=media).removesuffix(".m3u8") + ".report.json"
+    return playlist_name(sid, cname, uid=uid, media=media, codec=codec).removesuffix(".m3u8") + ".report.json"
 
 
-def lease_name(sid: str, cname: str, *, uid: str | None = None, media: Media | None = None) -> str:
+def lease_name(
+    sid: str, cname: str, *, uid: str | None = None, media: Media | None = None, codec: str | None = None
+) -> str:
     """The name of recpipe's lease while it processes a recording: ``.lease.json`` for ``.m3u8``."""
-    return playlist_name(sid, cname, uid=uid, media=media).removesuffix(".m3u8") + ".lease.json"
+    return playlist_name(sid, cname, uid=uid, media=media, codec=codec).removesuffix(".m3u8") + ".lease.json"
 
 
 MIXED_AUDIO_EXTENSIONS = ("mp3", "m4a", "aac")

@@ -56,6 +56,8 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         },
         "findings": [f.to_json() for f in job.findings],
         "outputs": [o.to_json() for o in job.outputs],
+        "mp4_source": job.mp4_source,
+        "recorder_outputs": [m.to_json() for m in job.recorder_mp4s],
         "inputs_digest": job.inputs_digest,
         "error": None
         if job.error is None

@@ -13,18 +13,18 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import PipelineConfig
-from pipeline.exceptions import PipelineError, PlaylistError
+from pipeline.exceptions import ObjectNotFound, PipelineError, PlaylistError, PreconditionFailed
 from pipeline.job import Expectations, Finding, Job, Policy, Recording, StageError
 from pipeline.lease import Holder, acquire, new_owner
 from pipeline.liveness import gone, pid_namespace, this_host
-from pipeline.naming import lease_name, playlist_name
 from pipeline.policy import decide_status, is_terminal
 from pipeline.report import build_report
 from stages.base import Stage, StageContext
@@ -38,6 +38,7 @@ from stages.publish import (
     report_key,
     write_report,
 )
+from stages.recorder import RecorderStage, is_own
 from stages.remux import RemuxStage
 from stages.verify import VerifyStage
 
@@ -96,11 +97,11 @@ def stages_for(options: RunOptions, *, want_mp4: bool) -> tuple[Stage, ...]:
     are fetched (one ffmpeg per MP4, fed in playlist order); the remux stage then checks the MP4s
     against the verified recording, and nothing is published unless verification allows it."""
     if not options.publish:
-        return (FetchStage(), VerifyStage())
+        return (RecorderStage(), FetchStage(), VerifyStage())
     if not want_mp4:
-        return (FetchStage(), VerifyStage(), PublishStage())
+        return (RecorderStage(), FetchStage(), VerifyStage(), PublishStage())
     remux = RemuxStage()
-    return (FetchStage(consumer=remux.feeder), VerifyStage(), remux, PublishStage())
+    return (RecorderStage(), FetchStage(consumer=remux.feeder), VerifyStage(), remux, PublishStage())
 
 
 def _stage_error(stage: Stage, err: PipelineError) -> tuple[StageError, tuple[Finding, ...]]:
@@ -200,7 +201,7 @@ def leased(job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[
     if not options.force and (done := already_done(job, ctx=ctx)) is not None:
         return done
     rec = job.recording
-    key = ctx.destination.directory + lease_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media)
+    key = ctx.destination.directory + rec.stem + ".lease.json"
     lease = acquire(ctx.destination.storage, key, owner=new_owner(), seconds=ctx.config.lease_seconds)
     if isinstance(lease, Holder):
         return busy(job, lease, ctx=ctx)
@@ -208,8 +209,7 @@ def leased(job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[
     try:
         if not options.force and (done := already_done(job, ctx=ctx)) is not None:
             return done  # finished by the previous holder while this run waited
-        stem = playlist_name(rec.sid, rec.cname, uid=rec.uid, media=rec.media).removesuffix(".m3u8")
-        ctx.destination.storage.discard_incomplete(ctx.destination.directory + stem)
+        ctx.destination.storage.discard_incomplete(ctx.destination.directory + rec.stem)
         return work()
     finally:
         lease.release()
@@ -235,5 +235,42 @@ def _execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
     report = build_report(job, tool=ctx.tool)
     key = None
     if options.publish and job.status != "pending":
+        remove_stale_outputs(report, job=job, ctx=ctx)
         key = write_report(report, recording=job.recording, destination=ctx.destination)
     return Result(job=job, report=report, report_key=key)
+
+
+def remove_stale_outputs(report: Mapping[str, Any], *, job: Job, ctx: StageContext) -> None:
+    """Delete recpipe's own outputs that the previous report lists and the new one does not (written
+    with other options), so that no output is left that no report describes. Only objects carrying
+    recpipe's label are deleted, each only while it is the one the previous report saw (same tag)."""
+    previous = read_existing_report(
+        ctx.destination.storage, report_key(job.recording, directory=ctx.destination.directory)
+    )
+    if previous is None:
+        return
+    kept = {o["key"] for o in report["outputs"]}
+    storage = ctx.destination.storage
+    for key in stale_keys(previous, kept=kept, directory=ctx.destination.directory):
+        try:
+            info = storage.stat(key)
+            if not is_own(storage, key):
+                log.warning("%s is listed by recpipe's earlier report but is not recpipe's: left alone", key)
+                continue
+            storage.delete_if(key, etag=info.etag)
+        except (ObjectNotFound, PreconditionFailed):
+            continue
+        ctx.logger.info(
+            "removed %s: recpipe wrote it with other options, and the new report does not list it", key
+        )
+
+
+def stale_keys(previous: Mapping[str, Any], *, kept: AbstractSet[str], directory: str) -> tuple[str, ...]:
+    """The output keys of an earlier report that the new one does not keep, inside ``directory``."""
+    outputs = previous.get("outputs")
+    keys = [o.get("key") for o in outputs if isinstance(o, dict)] if isinstance(outputs, list) else []
+    return tuple(
+        k
+        for k in keys
+        if isinstance(k, str) and k not in kept and k.startswith(directory) and "/" not in k[len(directory) :]
+    )

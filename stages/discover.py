@@ -38,6 +38,8 @@ class _Group(NamedTuple):
     cname: str
     uid: str | None
     media: Media | None
+    codec: str | None
+    backup: int | None
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -52,7 +54,8 @@ def _parse(key: str) -> tuple[_Group, AgoraName] | None:
         parsed = parse_name(name)
     except NamingError:
         return None
-    return _Group(directory, parsed.sid, parsed.cname, parsed.uid, parsed.media), parsed
+    group = _Group(directory, parsed.sid, parsed.cname, parsed.uid, parsed.media, parsed.codec, parsed.backup)
+    return group, parsed
 
 
 def _snapshot_parent(
@@ -70,7 +73,7 @@ def _snapshot_parent(
     parts = split_snapshot_name(name)
     if parts is None:
         return None
-    parent = _Group(group.directory, parts.sid, parts.cname, None, None)
+    parent = group._replace(sid=parts.sid, cname=parts.cname)
     if parent not in known and (has_slices or not looks_like_snapshot(name)):
         return None
     return parent, (parts.tick, parts.index, name)
@@ -83,6 +86,7 @@ def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
     """
     playlists: dict[_Group, ObjectInfo] = {}
     slices: defaultdict[_Group, list[ObjectInfo]] = defaultdict(list)
+    mp4s: defaultdict[_Group, list[ObjectInfo]] = defaultdict(list)
     for obj in objects:
         found = _parse(obj.key)
         if found is None:
@@ -92,6 +96,8 @@ def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
             playlists[group] = obj
         elif parsed.kind == "slice":
             slices[group].append(obj)
+        else:
+            mp4s[group].append(obj)
     known = set(playlists) | set(slices)
     snapshots: defaultdict[_Group, list[tuple[tuple[int, int, str], ObjectInfo]]] = defaultdict(list)
     for group in list(playlists):
@@ -101,7 +107,13 @@ def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
             snapshots[parent].append((rank, playlists.pop(group)))
     groups = set(playlists) | set(slices) | set(snapshots)
     recordings = [
-        _recording(g, playlists.get(g), slices.get(g, []), [obj for _, obj in sorted(snapshots.get(g, []))])
+        _recording(
+            g,
+            playlists.get(g),
+            slices.get(g, []),
+            [obj for _, obj in sorted(snapshots.get(g, []))],
+            mp4s=mp4s.get(g, []),
+        )
         for g in groups
     ]
     return tuple(sorted(recordings, key=_order))
@@ -114,7 +126,12 @@ def _order(rec: Recording) -> str:
 
 
 def _recording(
-    group: _Group, playlist: ObjectInfo | None, slices: Sequence[ObjectInfo], snapshots: Sequence[ObjectInfo]
+    group: _Group,
+    playlist: ObjectInfo | None,
+    slices: Sequence[ObjectInfo],
+    snapshots: Sequence[ObjectInfo],
+    *,
+    mp4s: Sequence[ObjectInfo],
 ) -> Recording:
     return Recording(
         sid=group.sid,
@@ -122,11 +139,14 @@ def _recording(
         mode="individual" if group.uid is not None else "composite",
         uid=group.uid,
         media=group.media,
+        codec=group.codec,
+        backup=group.backup,
         directory=group.directory,
         playlist_key=playlist.key if playlist else None,
         playlist=playlist,
         slices=tuple(sorted(slices, key=lambda o: o.key)),
         snapshots=tuple(snapshots),
+        mp4s=tuple(sorted(mp4s, key=lambda o: o.key)),
     )
 
 
@@ -134,7 +154,12 @@ def names_playlist(recording: Recording, key: str) -> bool:
     """Whether ``key`` is the recording's playlist (uploaded yet or not) or one of its snapshot playlists."""
     try:
         own = recording.directory + playlist_name(
-            recording.sid, recording.cname, uid=recording.uid, media=recording.media
+            recording.sid,
+            recording.cname,
+            uid=recording.uid,
+            media=recording.media,
+            codec=recording.codec,
+            backup=recording.backup,
         )
     except NamingError:
         own = None

@@ -77,11 +77,12 @@ def slice_utc(uri: str, *, recording: Recording) -> datetime | None:
         name = parse_name(uri)
     except NamingError:
         return None
-    same = (name.sid, name.cname, name.uid, name.media) == (
+    same = (name.sid, name.cname, name.uid, name.media, name.codec) == (
         recording.sid,
         recording.cname,
         recording.uid,
         recording.media,
+        recording.codec,
     )
     return name.utc if same and name.kind == "slice" else None
 

@@ -24,12 +24,12 @@ from typing import Any
 
 from pipeline.exceptions import MediaError, ObjectNotFound
 from pipeline.job import Job, Recording
-from pipeline.naming import report_name
 from pipeline.report import dump_report, load_report
 from pipeline.storage.base import Storage, Upload
 from stages.base import Destination, StageContext
 from stages.media.faststart import Layout, sha256_of
 from stages.media.mp4 import parse_box_header
+from stages.recorder import OWNER_LABEL, owner_label
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ POLL_S = 0.05
 
 def report_key(recording: Recording, *, directory: str) -> str:
     """Key of the recording's report in the destination directory."""
-    return directory + report_name(recording.sid, recording.cname, uid=recording.uid, media=recording.media)
+    return directory + recording.stem + ".report.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -54,14 +54,29 @@ def sha256_file(path: Path) -> str:
 
 
 def is_up_to_date(report: Mapping[str, Any], *, job: Job) -> bool:
-    """Whether ``report`` already covers this job: same inputs and policy, published, same outputs wanted."""
+    """Whether ``report`` already covers this job: same inputs and policy, published, same outputs
+    wanted, and the MP4s at the recorder's names are the ones it describes (recpipe's, or the
+    recorder's it judged)."""
     has_mp4 = any(o.get("kind") == "mp4" for o in report.get("outputs", []))
+    offers_mp4 = has_mp4 or report.get("mp4_source") == "recorder"
     return (
         report.get("inputs_digest") == job.inputs_digest
         and report.get("policy") == job.policy
         and report.get("status") in {"ok", "degraded"}
-        and has_mp4 == job.want_mp4
+        and offers_mp4 == job.want_mp4
+        and mp4s_described(report, job=job)
     )
+
+
+def mp4s_described(report: Mapping[str, Any], *, job: Job) -> bool:
+    """Whether every MP4 at the recorder's names beside the recording is one the report describes: one
+    of its outputs, or one of the recorder's it judged (same size and tag). A recorder's MP4 that
+    arrived or changed since makes the report out of date."""
+    known = {o.get("key"): o.get("bytes") for o in report.get("outputs", []) if isinstance(o, dict)}
+    judged = {
+        (m.get("key"), m.get("bytes")) for m in report.get("recorder_outputs", []) if isinstance(m, dict)
+    }
+    return all(known.get(obj.key) == obj.size or (obj.key, obj.size) in judged for obj in job.recording.mp4s)
 
 
 def outputs_intact(report: Mapping[str, Any], *, storage: Storage) -> bool:
@@ -83,7 +98,7 @@ def read_existing_report(storage: Storage, key: str) -> dict[str, Any] | None:
 def write_report(report: Mapping[str, Any], *, recording: Recording, destination: Destination) -> str:
     """Write the report beside the recording's outputs (after them); returns its key."""
     key = report_key(recording, directory=destination.directory)
-    destination.storage.put_bytes(dump_report(report), key)
+    destination.storage.put_bytes(dump_report(report), key, metadata={OWNER_LABEL: recording.stem})
     return key
 
 
@@ -231,7 +246,7 @@ class PublishStage:
                 continue
             key = ctx.destination.directory + out.key
             sha256 = out.sha256 or sha256_file(out.local)
-            info = ctx.destination.storage.put(out.local, key)
+            info = ctx.destination.storage.put(out.local, key, metadata=owner_label(job))
             ctx.logger.info("published %s (%d bytes)", key, info.size)
             published.append(replace(out, key=key, bytes=info.size, sha256=sha256, local=None))
         return replace(job, outputs=tuple(published))

@@ -39,6 +39,7 @@ from stages.media.faststart import Layout, moov_first, plan
 from stages.media.mp4 import Mp4Info
 from stages.media.retime import retime
 from stages.publish import GrowingUpload
+from stages.recorder import alongside_name, covers, expected_tracks, name_taken, owner_label
 from stages.splice import Part, Splicer
 from stages.verify import Screen
 
@@ -51,10 +52,6 @@ frames are 0.021 s, so a faithful copy lands well inside; half a second means lo
 
 FATAL_DEFECTS = frozenset({"MISSING_SEGMENT", "EMPTY_SEGMENT", "CORRUPT_SEGMENT"})
 """Defects whose findings are errors: under the strict policy the recording cannot be published."""
-
-EXPECTED_TRACKS = {0: ("audio",), 1: ("video",), 2: ("video", "audio")}
-"""``streamTypes`` of the start request → the tracks the MP4 must have."""
-
 
 GLOBAL_OPTIONS = ("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
 
@@ -195,12 +192,24 @@ class Feeder:
         self._files: tuple[PartFile, ...] | None = None
         self._job: Job | None = None
         self._error: PipelineError | None = None
+        self._alongside = False
+        self.inert = False
+        """True when the recorder's own MP4s cover the recording: nothing is remuxed."""
 
     def start(self, job: Job, ctx: StageContext) -> None:
-        """Get ready for ``job``'s slices."""
+        """Get ready for ``job``'s slices (or, when the recorder's MP4s cover them, to ignore them)."""
         self._ctx = ctx
         self._job = job
+        if covers(job):
+            ctx.logger.info(
+                "the recorder's MP4s cover %s: recpipe writes none of its own", job.recording.label
+            )
+            self.inert = True
+            return
         self._screen = Screen(job.segments)
+        self._alongside = job.mp4_alongside or name_taken(
+            ctx.destination.storage, ctx.destination.directory + self._name(0, first=None)
+        )
         self._splicer = Splicer(max_seconds=ctx.config.max_mp4_seconds, max_bytes=ctx.config.max_mp4_bytes)
         need = space_needed(sum(s.size or 0 for s in job.segments))
         try:
@@ -210,6 +219,8 @@ class Feeder:
 
     def add(self, fetched: Fetched) -> None:
         """Place and judge the next entry; pass the previous usable slice on, cut where this one overlaps."""
+        if self.inert:
+            return
         assert self._screen is not None
         assert self._splicer is not None
         seg = self._screen.add(fetched.segment)
@@ -231,6 +242,8 @@ class Feeder:
 
     def finish(self, *, ok: bool) -> None:
         """Flush the last slice and close the last MP4 (or kill ffmpeg when fetching failed)."""
+        if self.inert:
+            return
         if not ok or self._error is not None:
             self.abandon()
             return
@@ -293,18 +306,34 @@ class Feeder:
         assert self._ctx is not None
         assert self._job is not None
         assert self._screen is not None
-        ctx, recording = self._ctx, self._job.recording
-        template = ctx.config.individual_mp4_template if recording.uid else ctx.config.mp4_template
-        name = mp4_file_name(recording, template=template, index=index, utc=self._screen.wall_clock(first))
+        ctx = self._ctx
+        name = self._name(index, first=first)
         path = ctx.workdir / f"part-{index}.mp4.part"
         self._proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=ctx.ffmpeg, output=path))
-        upload = ctx.destination.storage.begin_upload(ctx.destination.directory + name)
+        upload = ctx.destination.storage.begin_upload(
+            ctx.destination.directory + name, metadata=owner_label(self._job)
+        )
         growing = None
         if upload is not None:
             growing = GrowingUpload(upload, path, part_bytes=ctx.config.upload_part_bytes)
         self._opened.append((path, name, growing))
         if growing is not None:
             growing.start()
+
+    def _name(self, index: int, *, first: Segment | None) -> str:
+        """The file name of MP4 ``index`` (whose first slice is ``first``, when known)."""
+        assert self._ctx is not None
+        assert self._job is not None
+        assert self._screen is not None
+        recording, config = self._job.recording, self._ctx.config
+        template = config.mp4_template
+        if recording.codec is not None:
+            template = config.raw_mp4_template
+        elif recording.uid is not None:
+            template = config.individual_mp4_template
+        utc = self._screen.wall_clock(first) if first is not None and "{utc}" in template else None
+        name = mp4_file_name(recording, template=template, index=index, utc=utc)
+        return alongside_name(name) if self._alongside else name
 
     def _close_part(self) -> None:
         proc, self._proc = self._proc, None
@@ -340,25 +369,18 @@ def check_space(directory: Path, *, need: int, reserve: int) -> None:
         )
 
 
-def mp4_file_name(recording: Recording, *, template: str, index: int, utc: datetime) -> str:
-    """The MP4's file name from the configured template (fields: sid, cname, utc, index, uid, media)."""
+def mp4_file_name(recording: Recording, *, template: str, index: int, utc: datetime | None) -> str:
+    """The MP4's file name from the configured template (fields: sid, cname, utc, index, uid, media,
+    codec); ``utc``, the MP4's first slice's time, is needed only by a template that uses it."""
     return template.format(
         sid=recording.sid,
         cname=recording.cname,
-        utc=format_utc(utc),
+        utc=format_utc(utc) if utc is not None else "",
         index=index,
         uid=recording.uid or "",
         media=recording.media or "",
+        codec=recording.codec or "",
     )
-
-
-def expected_tracks(segments: Sequence[Segment], *, stream_types: int | None) -> tuple[str, ...]:
-    """The tracks an MP4 must have: every stream its slices carry (verify reports any shortfall against
-    the profile as ``STREAMS_MISMATCH``); the profile's streamTypes when slices were not read."""
-    if any(s.media is None for s in segments):
-        return EXPECTED_TRACKS.get(2 if stream_types is None else stream_types, ())
-    kinds = {kind for s in segments if s.media for kind in s.media.kinds}
-    return tuple(k for k in ("video", "audio") if k in kinds)
 
 
 def check_output(info: Mp4Info, *, expected_tracks: Sequence[str], expected_s: float) -> tuple[Finding, ...]:
@@ -389,9 +411,12 @@ class RemuxStage:
         self.feeder = feeder or Feeder()
 
     def run(self, job: Job, ctx: StageContext) -> Job:
-        """Add an unpublished ``Output`` per MP4 when the profile asks for MP4."""
+        """Add an unpublished ``Output`` per MP4 when the profile asks for MP4 (none when the recorder's
+        own MP4s cover the recording)."""
         if not job.want_mp4:
             return job
+        if self.feeder.inert:
+            return replace(job, mp4_source="recorder")
         files = self.feeder.files()
         if not files:
             raise MediaError("no usable slices to remux")
@@ -405,7 +430,12 @@ class RemuxStage:
             tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
             findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
             outputs.append(finish_output(file, layout=layout, info=info))
-        return replace(job, outputs=(*job.outputs, *outputs), findings=job.findings + tuple(findings))
+        return replace(
+            job,
+            outputs=(*job.outputs, *outputs),
+            findings=job.findings + tuple(findings),
+            mp4_source="recpipe",
+        )
 
     def close(self) -> None:
         """Throw away whatever was not published (ffmpeg still running, uploads not completed)."""

@@ -19,7 +19,9 @@ from typing import TypeVar
 from pipeline.exceptions import NamingError
 from pipeline.job import Expectations, Finding, Job, Recording, Segment, Severity
 from pipeline.naming import parse_name
+from pipeline.report import media_seconds
 from stages.base import StageContext
+from stages.recorder import recorder_findings
 from stages.timeline import (
     Timeline,
     TimelineBuilder,
@@ -104,7 +106,11 @@ def find_duplicates(segments: Sequence[Segment]) -> tuple[Finding, ...]:
 
 def find_name_mismatches(segments: Sequence[Segment], *, recording: Recording) -> tuple[Finding, ...]:
     """``NAME_MISMATCH`` for safe URIs that are not this recording's slice names."""
-    expected = f"{recording.label}_<17-digit UTC>.ts"
+    expected = (
+        f"{recording.stem}_<17-digit UTC>.ts"
+        if recording.codec is None
+        else f"{recording.stem.removesuffix(recording.codec)}<17-digit UTC>_{recording.codec}.ts"
+    )
     return tuple(
         about(
             seg,
@@ -390,6 +396,9 @@ class VerifyStage:
     def run(self, job: Job, ctx: StageContext) -> Job:
         """Add findings, place segments on the timeline, and mark unusable ones."""
         segs, findings = check(job.segments, job=job)
+        job = replace(job, segments=segs)
+        placed, about_recorder = recorder_findings(job, expected_s=media_seconds(job))
+        findings += about_recorder
         for f in findings:
             ctx.logger.debug("%s %s: %s", f.severity, f.code, f.detail)
-        return replace(job, findings=job.findings + findings, segments=segs)
+        return replace(job, findings=job.findings + findings, recorder_mp4s=placed or job.recorder_mp4s)

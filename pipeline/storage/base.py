@@ -7,9 +7,13 @@ every other failure to ``StorageError``; nothing else escapes them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple, Protocol
+
+Metadata = Mapping[str, str]
+"""Small ``name: value`` labels stored with an object (S3 user metadata, local extended attributes);
+names are lower-case ASCII. recpipe marks its outputs with them."""
 
 
 class ObjectInfo(NamedTuple):
@@ -74,16 +78,25 @@ class Storage(Protocol):
         """The whole object; ``StorageError`` if it is larger than ``max_bytes``."""
         ...
 
+    def read_range(self, key: str, *, offset: int, count: int) -> bytes:
+        """Bytes ``[offset, offset + count)`` of the object (fewer at its end); ``offset`` must be inside
+        the object (a store answers an offset past its end with an error)."""
+        ...
+
+    def read_metadata(self, key: str) -> Metadata:
+        """The labels written with the object (empty when it has none, or the store keeps none)."""
+        ...
+
     def get(self, key: str, dest: Path) -> ObjectInfo:
         """Download the object to ``dest`` (written to a temporary name, then renamed)."""
         ...
 
-    def put(self, src: Path, key: str) -> ObjectInfo:
-        """Upload ``src`` to ``key``; the object becomes visible only when complete."""
+    def put(self, src: Path, key: str, *, metadata: Metadata | None = None) -> ObjectInfo:
+        """Upload ``src`` to ``key`` with ``metadata``; the object becomes visible only when complete."""
         ...
 
-    def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
-        """Store ``data`` at ``key``; the object becomes visible only when complete."""
+    def put_bytes(self, data: bytes, key: str, *, metadata: Metadata | None = None) -> ObjectInfo:
+        """Store ``data`` at ``key`` with ``metadata``; the object becomes visible only when complete."""
         ...
 
     def put_if(self, data: bytes, key: str, *, etag: str | None) -> ObjectInfo:
@@ -103,7 +116,7 @@ class Storage(Protocol):
         the lease of those keys: it aborts whatever is in progress there."""
         ...
 
-    def begin_upload(self, key: str) -> Upload | None:
-        """Start a part-by-part upload to ``key``, or None when the store gains nothing from one
-        (a local directory publishes a finished file faster by linking it)."""
+    def begin_upload(self, key: str, *, metadata: Metadata | None = None) -> Upload | None:
+        """Start a part-by-part upload to ``key`` (carrying ``metadata``), or None when the store gains
+        nothing from one (a local directory publishes a finished file faster by linking it)."""
         ...

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.exceptions import ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
-from pipeline.storage.base import ObjectInfo
+from pipeline.storage.base import Metadata, ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,29 @@ class LocalStorage:
             raise ObjectTooLarge(f"object is larger than the {max_bytes}-byte limit", key=key)
         return data
 
+    def read_range(self, key: str, *, offset: int, count: int) -> bytes:
+        """Bytes ``[offset, offset + count)`` of the file (fewer at its end)."""
+        path = self._path(key)
+        try:
+            with _open_regular(path, key=key) as src:
+                return os.pread(src.fileno(), max(count, 0), offset)
+        except OSError as err:
+            raise self._error(err, key=key, action="read") from err
+
+    def read_metadata(self, key: str) -> Metadata:
+        """The file's ``user.<name>`` extended attributes (empty where the file system keeps none)."""
+        path = self._path(key)
+        self.stat(key)  # ObjectNotFound for a missing or irregular file
+        try:
+            names = [n for n in os.listxattr(path) if n.startswith(XATTR_PREFIX)]
+            return {
+                n.removeprefix(XATTR_PREFIX): os.getxattr(path, n).decode("utf-8", "replace") for n in names
+            }
+        except OSError as err:
+            if err.errno in _NO_XATTRS:
+                return {}
+            raise self._error(err, key=key, action="read the labels of") from err
+
     def get(self, key: str, dest: Path) -> ObjectInfo:
         """Copy the file to ``dest`` through a temporary file in the same directory."""
         path = self._path(key)
@@ -187,7 +210,7 @@ class LocalStorage:
             raise StorageError(f"cannot copy to {dest}: {err.strerror or err}", key=key) from err
         return info
 
-    def put(self, src: Path, key: str) -> ObjectInfo:
+    def put(self, src: Path, key: str, *, metadata: Metadata | None = None) -> ObjectInfo:
         """Store the file ``src`` at ``key``; it appears only complete (temp file, fsync, rename).
 
         On the same filesystem the temporary file is a hard link to ``src`` (after ``src`` is synced),
@@ -197,23 +220,23 @@ class LocalStorage:
         self._make_parent(path, key=key)
         tmp = _linked_temp(src, path)
         if tmp is not None:
-            return self._commit_as(tmp, path, key=key)
+            return self._commit_as(tmp, path, key=key, metadata=metadata)
         try:
             source = open(src, "rb")  # noqa: SIM115 - closed below; errors here are about src
         except OSError as err:
             raise StorageError(f"cannot read {src}: {err.strerror or err}", key=key) from err
         with source:
-            return self._store(path, key, source)
+            return self._store(path, key, source, metadata=metadata)
 
-    def begin_upload(self, key: str) -> None:
+    def begin_upload(self, key: str, *, metadata: Metadata | None = None) -> None:
         """Local files are published whole (``put`` links them into place)."""
         check_key(key)
 
-    def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
+    def put_bytes(self, data: bytes, key: str, *, metadata: Metadata | None = None) -> ObjectInfo:
         """Store ``data`` at ``key``; it appears only complete (temp file, fsync, rename)."""
         path = self._path(key)
         self._make_parent(path, key=key)
-        return self._store(path, key, data)
+        return self._store(path, key, data, metadata=metadata)
 
     def discard_incomplete(self, prefix: str) -> int:
         """Remove temporary files (``.<name>.<random>.part``) of objects whose key starts with ``prefix``."""
@@ -280,14 +303,16 @@ class LocalStorage:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def _store(self, path: Path, key: str, source: BinaryIO | bytes) -> ObjectInfo:
+    def _store(
+        self, path: Path, key: str, source: BinaryIO | bytes, *, metadata: Metadata | None = None
+    ) -> ObjectInfo:
         """Write ``source`` next to ``path`` (whose directory exists) under a temporary name, then
         rename it into place."""
         try:
             tmp, _ = _write_temp(path.parent, path.name, source, sync=True)
         except OSError as err:
             raise self._write_error(err, key=key) from err
-        return self._commit_as(tmp, path, key=key)
+        return self._commit_as(tmp, path, key=key, metadata=metadata)
 
     def _make_parent(self, path: Path, *, key: str) -> None:
         """Create the object's directory, refusing one that resolves outside the root."""
@@ -297,9 +322,11 @@ class LocalStorage:
         except OSError as err:
             raise self._write_error(err, key=key) from err
 
-    def _commit_as(self, tmp: Path, path: Path, *, key: str) -> ObjectInfo:
-        """Rename the finished temporary file into place."""
+    def _commit_as(self, tmp: Path, path: Path, *, key: str, metadata: Metadata | None = None) -> ObjectInfo:
+        """Label the finished temporary file with ``metadata`` (where the file system can), then rename
+        it into place."""
         try:
+            _label(tmp, metadata or {})
             _commit(tmp, path)
             return _info(key, path.stat())
         except OSError as err:
@@ -360,6 +387,23 @@ class LocalStorage:
         if err.errno in _NOT_FOUND:
             return ObjectNotFound("no such file", key=key)
         return StorageError(f"cannot {action}: {err.strerror or err}", key=key)
+
+
+XATTR_PREFIX = "user."
+"""Metadata is kept as extended attributes in the ``user`` namespace."""
+_NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA})
+
+
+def _label(path: Path, metadata: Metadata) -> None:
+    """Set ``metadata`` as extended attributes of ``path``; a file system without them keeps none."""
+    for name, value in metadata.items():
+        try:
+            os.setxattr(path, XATTR_PREFIX + name, value.encode())
+        except OSError as err:
+            if err.errno not in _NO_XATTRS:
+                raise
+            log.debug("%s: this file system keeps no extended attributes; %s not recorded", path, name)
+            return
 
 
 def _is_real_dir(entry: os.DirEntry[str]) -> bool:

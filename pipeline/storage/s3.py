@@ -34,7 +34,7 @@ from s3transfer.manager import TransferConfig, TransferManager
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from pipeline.exceptions import ConfigError, ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
-from pipeline.storage.base import ObjectInfo
+from pipeline.storage.base import Metadata, ObjectInfo
 from pipeline.storage.local import temp_name
 from pipeline.vendors import AddressingStyle
 
@@ -284,7 +284,19 @@ class S3Storage:
             raise StorageError(f"cannot create {dest.parent}: {err.strerror or err}", key=key) from err
         return self._retrying(key, lambda: self._download(key, dest))
 
-    def put(self, src: Path, key: str) -> ObjectInfo:
+    def read_range(self, key: str, *, offset: int, count: int) -> bytes:
+        """One ranged GetObject (``Range: bytes=offset-end``)."""
+        if count <= 0:
+            return b""
+        return self._retrying(key, lambda: self._read_range(key, offset=offset, count=count))
+
+    def read_metadata(self, key: str) -> Metadata:
+        """The object's user metadata (``x-amz-meta-*``), from a HeadObject."""
+        with self.translated("head", key=key):
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+        return dict(head.get("Metadata", {}))
+
+    def put(self, src: Path, key: str, *, metadata: Metadata | None = None) -> ObjectInfo:
         """Upload ``src``; large files go multipart, and the object appears only once completed."""
         try:
             size = src.stat().st_size
@@ -295,7 +307,8 @@ class S3Storage:
                 self.translated("upload", key=key),
                 TransferManager(self._client, self._transfer_config) as m,
             ):
-                m.upload(str(src), self._bucket, key).result()
+                extra = {"Metadata": dict(metadata)} if metadata else None
+                m.upload(str(src), self._bucket, key, extra_args=extra).result()
         except OSError as err:
             raise StorageError(f"cannot upload {src}: {err.strerror or err}", key=key) from err
         info = self.stat(key)
@@ -303,10 +316,12 @@ class S3Storage:
             raise StorageError(f"uploaded {size} bytes but the store holds {info.size}", key=key)
         return info
 
-    def put_bytes(self, data: bytes, key: str) -> ObjectInfo:
+    def put_bytes(self, data: bytes, key: str, *, metadata: Metadata | None = None) -> ObjectInfo:
         """Store ``data`` in one PutObject request."""
         with self.translated("put", key=key):
-            response = self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
+            response = self._client.put_object(
+                Bucket=self._bucket, Key=key, Body=data, Metadata=dict(metadata or {})
+            )
         return ObjectInfo(key=key, size=len(data), etag=_etag(response["ETag"]))
 
     def put_if(self, data: bytes, key: str, *, etag: str | None) -> ObjectInfo:
@@ -342,12 +357,27 @@ class S3Storage:
                     aborted += 1
         return aborted
 
-    def begin_upload(self, key: str) -> S3Upload:
+    def begin_upload(self, key: str, *, metadata: Metadata | None = None) -> S3Upload:
         """Create a multipart upload for ``key``: parts go up in the background, the object appears on
         ``complete`` (CompleteMultipartUpload) and never if the upload is aborted."""
         with self.translated("create multipart upload", key=key):
-            upload_id = self._client.create_multipart_upload(Bucket=self._bucket, Key=key)["UploadId"]
+            created = self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=key, Metadata=dict(metadata or {})
+            )
+        upload_id = created["UploadId"]
         return S3Upload(self, key=key, upload_id=upload_id)
+
+    def _read_range(self, key: str, *, offset: int, count: int) -> bytes:
+        """One attempt at a ranged read."""
+        with self.translated("read", key=key):
+            response = self._client.get_object(
+                Bucket=self._bucket, Key=key, Range=f"bytes={offset}-{offset + count - 1}"
+            )
+        with contextlib.closing(response["Body"]) as body:
+            data = body.read()
+        if len(data) != response["ContentLength"]:
+            raise ShortReadError(received=len(data), expected=response["ContentLength"])
+        return data
 
     def _read(self, key: str, *, max_bytes: int) -> bytes:
         """One attempt at reading a whole, size-capped object."""

@@ -117,13 +117,20 @@ def test_audio_only_recording_as_asked(samples, tmp_path):
 
 @pytest.mark.parametrize("setting", ["RECPIPE_MAX_MP4_SECONDS", "RECPIPE_MAX_MP4_BYTES"])
 def test_split_into_indexed_mp4s_at_slice_boundaries(samples, tmp_path, ffmpeg_exe, setting):
-    """Limits too small for two 2 s slices: three MP4s, each named after its first slice, back to back."""
+    """Limits too small for two 2 s slices: three MP4s with Agora's names (index 0, 1, 2), back to back;
+    with a template that asks for it, each is named after its first slice's time."""
     root = samples[None]
     slices = sorted((root / "recordings").glob("*.ts"))
     sizes = sorted(p.stat().st_size for p in slices)
     assert sizes[0] + sizes[1] > sizes[-1]  # so the largest slice's size admits no two slices
     value = "2.5" if setting == "RECPIPE_MAX_MP4_SECONDS" else str(sizes[-1])
-    code, report = process(root, tmp_path, env={setting: value})
+    code, report = process(root, tmp_path / "agora", env={setting: value})
+    assert (code, report["status"]) == (0, "ok")
+    [playlist] = (root / "recordings").glob("*.m3u8")
+    names = [o["key"].rsplit("/", 1)[1] for o in report["outputs"]]
+    assert names == [f"{playlist.name.removesuffix('.m3u8')}_{i}.mp4" for i in range(3)]
+    template = {"RECPIPE_MP4_TEMPLATE": "{sid}_{cname}_{utc}_{index}.mp4"}
+    code, report = process(root, tmp_path, env={setting: value, **template})
     assert (code, report["status"]) == (0, "ok")
     outputs = report["outputs"]
     names = [o["key"].rsplit("/", 1)[1] for o in outputs]

@@ -12,6 +12,7 @@ from pipeline.exceptions import NamingError
 from pipeline.naming import (
     CNAME_CHARS,
     MAX_INDEX,
+    MEDIAS,
     AgoraName,
     check_cname,
     check_sid,
@@ -175,9 +176,44 @@ VALID_NAMES = [
         id="composite-playlist",
     ),
     pytest.param(
-        f"{HEX_SID}_httpClient463224_20190611073246073_0.mp4",
-        AgoraName(kind="mp4", sid=HEX_SID, cname="httpClient463224", utc=T1, index=0, ext="mp4"),
+        f"{HEX_SID}_httpClient463224_0.mp4",
+        AgoraName(kind="mp4", sid=HEX_SID, cname="httpClient463224", index=0, ext="mp4"),
         id="composite-mp4",
+    ),
+    pytest.param(
+        f"bak0_{HEX_SID}_httpClient463224.m3u8",
+        AgoraName(kind="playlist", sid=HEX_SID, cname="httpClient463224", ext="m3u8", backup=0),
+        id="failover-playlist",
+    ),
+    pytest.param(
+        f"bak12_{HEX_SID}_httpClient463224_20190611073246073.ts",
+        AgoraName(kind="slice", sid=HEX_SID, cname="httpClient463224", utc=T1, ext="ts", backup=12),
+        id="failover-slice",
+    ),
+    pytest.param(
+        f"bak0_{HEX_SID}_httpClient463224_1.mp4",
+        AgoraName(kind="mp4", sid=HEX_SID, cname="httpClient463224", index=1, ext="mp4", backup=0),
+        id="failover-mp4",
+    ),
+    pytest.param(
+        "sid713476478245_cnameagora__uid_s_123__uid_e_h264.m3u8",
+        _name("playlist", uid="123", codec="h264"),
+        id="v2-playlist",
+    ),
+    pytest.param(
+        "sid713476478245_cnameagora__uid_s_123__uid_e_20190611073246073_h264.ts",
+        _name("slice", uid="123", codec="h264", utc=T1),
+        id="v2-slice-utc-before-codec",
+    ),
+    pytest.param(
+        "sid713476478245_cnameagora__uid_s_123__uid_e_0_h265.mp4",
+        _name("mp4", uid="123", codec="h265", index=0),
+        id="v2-mp4-index-before-codec",
+    ),
+    pytest.param(
+        "bak1_sid713476478245_cnameagora__uid_s_123__uid_e_20190611073246073_av1.ts",
+        _name("slice", uid="123", codec="av1", utc=T1, backup=1),
+        id="v2-failover-slice",
     ),
     pytest.param(
         "sid713476478245_room_20190920125142485.m3u8",
@@ -190,8 +226,8 @@ VALID_NAMES = [
         id="cname-ending-in-utc-slice-last-run-wins",
     ),
     pytest.param(
-        "sid713476478245_room_1_20190611073246073_10.mp4",
-        _name("mp4", cname="room_1", utc=T1, index=10),
+        "sid713476478245_room_1_10.mp4",
+        _name("mp4", cname="room_1", index=10),
         id="cname-with-underscore-digit-mp4",
     ),
     pytest.param(
@@ -277,12 +313,18 @@ INVALID_NAMES = [
     pytest.param("sid713476478245_cnameagora.", id="empty-ext"),
     pytest.param("sid713476478245_cnameagora.M3U8", id="uppercase-ext"),
     pytest.param("sid713476478245_cnameagora.mp3", id="mp3"),
-    pytest.param("sid713476478245_cnameagora_20190611073246073.mp4", id="composite-mp4-without-index"),
-    pytest.param("sid713476478245_cnameagora_0.mp4", id="composite-mp4-without-utc"),
-    pytest.param("sid713476478245_cnameagora_20190611073246073_01.mp4", id="mp4-index-leading-zero"),
-    pytest.param("sid713476478245_cnameagora_20190611073246073_-1.mp4", id="mp4-index-negative"),
-    pytest.param("sid713476478245_cnameagora_20190611073246073_1000000000.mp4", id="mp4-index-10-digits"),
-    pytest.param("sid713476478245_cnameagora_20190611073246073_.mp4", id="mp4-index-empty"),
+    pytest.param("sid713476478245_cnameagora_20190611073246073.mp4", id="composite-mp4-utc-not-index"),
+    pytest.param("sid713476478245_cnameagora.mp4", id="composite-mp4-without-index"),
+    pytest.param("sid713476478245_cnameagora_01.mp4", id="mp4-index-leading-zero"),
+    pytest.param("sid713476478245_cnameagora_-1.mp4", id="mp4-index-negative"),
+    pytest.param("sid713476478245_cnameagora_1000000000.mp4", id="mp4-index-10-digits"),
+    pytest.param("sid713476478245_cnameagora_.mp4", id="mp4-index-empty"),
+    pytest.param("sid713476478245_cnameagora__uid_s_123__uid_e_H264.m3u8", id="v2-uppercase-codec"),
+    pytest.param(
+        "sid713476478245_cnameagora__uid_s_123__uid_e_h264_20190611073246073.ts", id="v2-codec-first"
+    ),
+    pytest.param("sid713476478245_cnameagora__uid_s_123__uid_e_20190611073246073_h264.webm", id="v2-webm"),
+    pytest.param("sid713476478245_cnameagora__uid_s_123__uid_e_0_1_h264.mp4", id="v2-two-numbers"),
     pytest.param("sid713476478245_cnameagora_2019061107324607.ts", id="utc-16-digits"),
     pytest.param("sid713476478245_cnameagora_201906110732460731.ts", id="utc-18-digits"),
     pytest.param("sid713476478245_cnameagora_20190230073246073.ts", id="utc-feb-30"),
@@ -306,7 +348,6 @@ INVALID_NAMES = [
     pytest.param("sid713476478245_cnameagora__uid_s___uid_e_audio.m3u8", id="empty-uid"),
     pytest.param("sid713476478245_cnameagora__uid_s_123.m3u8", id="no-end-marker"),
     pytest.param("sid713476478245_cnameagora__uid_s_123__uid_e_.m3u8", id="empty-media"),
-    pytest.param("sid713476478245_cnameagora__uid_s_123__uid_e_screen.m3u8", id="unknown-media"),
     pytest.param("sid713476478245_cnameagora__uid_s_123__uid_e_Audio.m3u8", id="uppercase-media"),
     pytest.param(
         "sid713476478245_cnameagora__uid_s_123__uid_e_audio_20190611073246073.m3u8", id="playlist-utc"
@@ -352,11 +393,18 @@ def test_parse_name_rejects(text: str) -> None:
         pytest.param({"kind": "slice", "utc": T0, "ext": "mp4"}, id="slice-mp4"),
         pytest.param({"kind": "slice", "utc": T0, "ext": "webm"}, id="composite-webm"),
         pytest.param({"kind": "slice", "utc": T0, "index": 1}, id="slice-index"),
-        pytest.param({"kind": "mp4", "utc": T0}, id="mp4-without-index"),
-        pytest.param({"kind": "mp4", "utc": T0, "index": -1}, id="mp4-negative-index"),
-        pytest.param({"kind": "mp4", "utc": T0, "index": MAX_INDEX + 1}, id="mp4-huge-index"),
-        pytest.param({"kind": "mp4", "utc": T0, "index": True}, id="mp4-bool-index"),
-        pytest.param({"kind": "mp4", "index": 0}, id="composite-mp4-without-utc"),
+        pytest.param({"kind": "mp4"}, id="mp4-without-index"),
+        pytest.param({"kind": "mp4", "index": -1}, id="mp4-negative-index"),
+        pytest.param({"kind": "mp4", "index": MAX_INDEX + 1}, id="mp4-huge-index"),
+        pytest.param({"kind": "mp4", "index": True}, id="mp4-bool-index"),
+        pytest.param({"kind": "mp4", "index": 0, "utc": T0}, id="composite-mp4-with-utc"),
+        pytest.param(
+            {"kind": "playlist", "uid": "1", "media": "audio", "codec": "h264"}, id="media-and-codec"
+        ),
+        pytest.param({"kind": "playlist", "uid": "1", "codec": "audio"}, id="codec-named-like-media"),
+        pytest.param({"kind": "playlist", "codec": "h264"}, id="codec-without-uid"),
+        pytest.param({"kind": "playlist", "backup": -1}, id="negative-backup"),
+        pytest.param({"kind": "playlist", "backup": True}, id="bool-backup"),
         pytest.param(
             {"kind": "mp4", "index": 0, "utc": T0, "uid": "1", "media": "av"}, id="individual-mp4-utc"
         ),
@@ -411,9 +459,19 @@ def test_agora_name_is_frozen() -> None:
             id="slice-webm",
         ),
         pytest.param(
-            mp4_name(SID, "cnameagora", index=2, utc=T1),
-            "sid713476478245_cnameagora_20190611073246073_2.mp4",
+            mp4_name(SID, "cnameagora", index=2),
+            "sid713476478245_cnameagora_2.mp4",
             id="mp4",
+        ),
+        pytest.param(
+            mp4_name(SID, "cnameagora", index=0, uid="123", codec="h264"),
+            "sid713476478245_cnameagora__uid_s_123__uid_e_0_h264.mp4",
+            id="mp4-v2",
+        ),
+        pytest.param(
+            playlist_name(SID, "cnameagora", backup=0),
+            "bak0_sid713476478245_cnameagora.m3u8",
+            id="playlist-failover",
         ),
         pytest.param(
             mp4_name(SID, "cnameagora", index=0, uid="123", media="audio"),
@@ -439,10 +497,7 @@ def test_builders(built: str, expected: str) -> None:
         pytest.param(lambda: playlist_name(SID, "c/d"), id="playlist-bad-cname"),
         pytest.param(lambda: slice_name(SID, "c", T0, ext="webm"), id="composite-webm"),
         pytest.param(lambda: slice_name(SID, "c", T0, ext="m3u8"), id="slice-m3u8"),
-        pytest.param(lambda: mp4_name(SID, "c", index=0), id="composite-mp4-no-utc"),
-        pytest.param(
-            lambda: mp4_name(SID, "c", index=0, utc=T0, uid="1", media="audio"), id="individual-utc"
-        ),
+        pytest.param(lambda: mp4_name(SID, "c", index=-1), id="mp4-negative-index"),
         pytest.param(lambda: report_name(SID, "c", uid="1"), id="report-uid-without-media"),
         pytest.param(lambda: report_name(SID, "c", uid="a/b", media="audio"), id="report-bad-uid"),
     ],
@@ -558,21 +613,28 @@ utcs = st.datetimes(
 def agora_names(draw: st.DrawFn) -> AgoraName:
     kind = draw(st.sampled_from(["playlist", "slice", "mp4"]))
     individual = draw(st.booleans())
+    v2 = individual and draw(st.booleans())
     uid = draw(uids) if individual else None
-    media = draw(st.sampled_from(["audio", "video", "av"])) if individual else None
-    ext = {"playlist": "m3u8", "mp4": "mp4"}.get(kind) or draw(
-        st.sampled_from(["ts", "webm"] if individual else ["ts"])
+    media = draw(st.sampled_from(["audio", "video", "av"])) if individual and not v2 else None
+    codec = (
+        draw(st.from_regex(r"[a-z0-9]{1,16}", fullmatch=True).filter(lambda c: c not in MEDIAS))
+        if v2
+        else None
     )
-    has_utc = kind == "slice" or (kind == "mp4" and not individual)
+    ext = {"playlist": "m3u8", "mp4": "mp4"}.get(kind) or draw(
+        st.sampled_from(["ts", "webm"] if individual and not v2 else ["ts"])
+    )
     return AgoraName(
         kind=kind,  # type: ignore[arg-type]
         sid=draw(sids),
         cname=draw(cnames),
         uid=uid,
         media=media,  # type: ignore[arg-type]
-        utc=draw(utcs) if has_utc else None,
+        codec=codec,
+        utc=draw(utcs) if kind == "slice" else None,
         index=draw(st.integers(0, MAX_INDEX)) if kind == "mp4" else None,
         ext=ext,
+        backup=draw(st.none() | st.integers(0, 999)),
     )
 
 
@@ -604,7 +666,7 @@ name_like = st.builds(
 @settings(database=None, max_examples=1500)
 @given(st.text() | name_like | mutated_names())
 @example("sid_c__uid_s_1__uid_e_audio_99999999999999999.ts")
-@example("s_c_20190920125142485_" + "9" * 5000 + ".mp4")
+@example("s_c_" + "9" * 5000 + ".mp4")
 @example("s_c__uid_s_1__uid_e_av_" + "1" * 5000 + ".mp4")
 @example("s_\ud800.m3u8")
 def test_parse_name_raises_only_naming_error_and_round_trips(text: str) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DEFAULT_INDIVIDUAL_MP4_TEMPLATE, DEFAULT_MP4_TEMPLATE
+from pipeline.config import DEFAULT_INDIVIDUAL_MP4_TEMPLATE, DEFAULT_MP4_TEMPLATE, DEFAULT_RAW_MP4_TEMPLATE
 from pipeline.exceptions import MediaError, RemuxError
 from pipeline.job import Recording, Segment
 from pipeline.tools import find_ffmpeg
@@ -77,8 +77,20 @@ WHEN = datetime(2026, 1, 15, 9, 30, 0, 120000, tzinfo=UTC)
         pytest.param(
             Recording(sid="sid1", cname="demo room", directory="", playlist_key=None),
             DEFAULT_MP4_TEMPLATE,
-            "sid1_demo room_20260115093000120_0.mp4",
+            "sid1_demo room_0.mp4",
             id="composite",
+        ),
+        pytest.param(
+            Recording(sid="sid1", cname="demo room", directory="", playlist_key=None),
+            "{sid}_{cname}_{utc}_{index}.mp4",
+            "sid1_demo room_20260115093000120_0.mp4",
+            id="composite-with-time",
+        ),
+        pytest.param(
+            Recording(sid="sid1", cname="c", uid="123", codec="h264", directory="", playlist_key=None),
+            DEFAULT_RAW_MP4_TEMPLATE,
+            "sid1_c__uid_s_123__uid_e_0_h264.mp4",
+            id="raw",
         ),
         pytest.param(
             Recording(sid="sid1", cname="c", uid="123", media="video", directory="", playlist_key=None),

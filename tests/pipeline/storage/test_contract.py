@@ -199,3 +199,31 @@ def test_discard_incomplete_removes_unfinished_writes_under_the_prefix_only(stor
     assert keys(storage, "out/") == ["out/sid_room.report.json"]
     assert storage.discard_incomplete("out/sid_room") == 0
     assert storage.discard_incomplete("out/sid_other") == 1
+
+
+def test_read_range(storage: Storage) -> None:
+    storage.put_bytes(bytes(range(100)), "rec/a.mp4")
+    assert storage.read_range("rec/a.mp4", offset=0, count=4) == bytes([0, 1, 2, 3])
+    assert storage.read_range("rec/a.mp4", offset=90, count=20) == bytes(range(90, 100))  # short at the end
+    with pytest.raises(ObjectNotFound):
+        storage.read_range("rec/missing.mp4", offset=0, count=4)
+
+
+def test_metadata_is_written_with_every_kind_of_write(storage: Storage, tmp_path: Path) -> None:
+    label = {"recpipe-output": "sid_room"}
+    storage.put_bytes(b"small", "rec/a.json", metadata=label)
+    src = tmp_path / "big.mp4"
+    src.write_bytes(b"x" * 1000)
+    storage.put(src, "rec/b.mp4", metadata=label)
+    upload = storage.begin_upload("rec/c.mp4", metadata=label)
+    if upload is not None:  # a store that uploads in parts
+        upload.put_part(1, b"parts")
+        upload.complete()
+    else:
+        storage.put(src, "rec/c.mp4", metadata=label)
+    for key in ("rec/a.json", "rec/b.mp4", "rec/c.mp4"):
+        assert storage.read_metadata(key) == label, key
+    storage.put_bytes(b"plain", "rec/d.ts")
+    assert storage.read_metadata("rec/d.ts") == {}
+    with pytest.raises(ObjectNotFound):
+        storage.read_metadata("rec/missing.ts")
