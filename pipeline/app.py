@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import metadata
@@ -24,10 +25,11 @@ from pipeline.individual import (
     stream_report,
     users_of,
 )
-from pipeline.job import Absent, Expectations, Policy, Recording
+from pipeline.job import BACKUPED_NOW, Absent, Expectations, Policy, Recording
 from pipeline.locations import Location, location_from_storage_spec, open_destination, open_location
 from pipeline.profile import Profile, load_profile, parse_av_file_types
 from pipeline.progress import NullProgress, Progress
+from pipeline.raw import process_raw_users, raw_users
 from pipeline.report import recording_json
 from pipeline.runner import Result, RunOptions, execute, make_job, output_directory
 from pipeline.storage import LocalStorage
@@ -54,9 +56,19 @@ class Request:
     force: bool = False
     dry_run: bool = False
     publish: bool = True
+    backuped_at: float | None = None
+    """The recorder reported ``backuped`` (files still coming from Agora's backup cloud) at this Unix
+    time; -1 for "now" (``--backuped``). None: not known to be backuped."""
     absent: Absent | None = None
     """Individual mode: keep a user's absent time in their MP4 (last frame, silence) or cut it;
     None: the setting (``RECPIPE_ABSENT``, ``keep``)."""
+
+
+def backup_wait(backuped_at: float | None, *, now: float, wait_s: float) -> bool:
+    """Whether slices not there yet are still on their way from Agora's backup cloud (pure)."""
+    if backuped_at is None:
+        return False
+    return backuped_at == BACKUPED_NOW or now - backuped_at < wait_s
 
 
 def recpipe_version() -> str:
@@ -195,20 +207,24 @@ def run(
     )
     policy = request.policy or config.policy
     options = RunOptions(publish=publish, force=request.force)
+    settings = UserSettings(
+        policy=policy,
+        want_mp4=want_mp4,
+        expect=expectations(profile),
+        absent=request.absent or config.absent,
+        options=options,
+        backup_wait=backup_wait(request.backuped_at, now=time.time(), wait_s=config.backup_wait_seconds),
+    )
+    users = raw_users(found)
+    if users and not source.prefix.endswith(".m3u8"):  # individual v2: every user's playlist
+        return process_raw_users(users, settings=settings, expect=expectations(profile), ctx=ctx)
     if recording.media in ("audio", "video"):  # individual mode: users, each merged from two streams
-        settings = UserSettings(
-            policy=policy,
-            want_mp4=want_mp4,
-            expect=expectations(profile),
-            absent=request.absent or config.absent,
-            options=options,
-        )
         if source.prefix.endswith(".m3u8"):  # one stream's playlist: its user
             [user] = users_of(found)
             return process_user(user, settings=settings, ctx=ctx)
         return process_individual(found, settings=settings, ctx=ctx)
     job = make_job(recording, policy=policy, want_mp4=want_mp4, expect=expectations(profile))
-    return execute(job, ctx=ctx, options=options)
+    return execute(replace(job, backup_wait=settings.backup_wait), ctx=ctx, options=options)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -270,7 +286,7 @@ def _listing(
     endlist: bool | None = False
     slices, duration = len(rec.slices), 0.0
     playlists: tuple[str, ...] | None = None
-    if rec.playlist_key is not None or rec.snapshots:
+    if rec.playlist_keys:
         try:
             choice = read_playlists(
                 source.storage,
@@ -337,8 +353,8 @@ def read_profile_document(path: Path | None) -> dict[str, Any] | None:
 def location_of(source: Location, recording: Recording) -> str:
     """A location string naming exactly this recording (its playlist, else its newest snapshot
     playlist), for a job message or a job."""
-    newest = recording.snapshots[-1].key if recording.snapshots else None
-    key = recording.playlist_key or newest or recording.directory
+    playlists = recording.playlist_keys
+    key = recording.playlist_key or (playlists[-1] if playlists else None) or recording.directory
     storage = source.storage
     if isinstance(storage, LocalStorage):
         return str(storage.root.joinpath(*key.split("/"))) if key else str(storage.root)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -34,7 +36,7 @@ from pipeline.app import (
 )
 from pipeline.config import PipelineConfig, load_config
 from pipeline.exceptions import ConfigError, PipelineError
-from pipeline.job import ABSENT_CHOICES, POLICIES
+from pipeline.job import ABSENT_CHOICES, BACKUPED_NOW, POLICIES
 from pipeline.lease import release_all
 from pipeline.policy import STATUS_EXIT, exit_code_for
 from pipeline.progress import NullProgress, Progress, TerminalProgress
@@ -42,6 +44,8 @@ from pipeline.report import summary_lines
 from pipeline.runner import Result
 from pipeline.sample import DEFECTS, write_sample
 from pipeline.sample_individual import write_individual_sample
+from pipeline.sample_raw import RawSample, write_raw_sample
+from pipeline.sample_recovery import RecoverySample, write_backuped_sample, write_failover_sample
 from pipeline.tools import find_ffmpeg
 from pipeline.triggers import JobOptions, Trigger, job_message
 
@@ -120,10 +124,32 @@ def recording_options(fn: F) -> F:
             "RECPIPE_ABSENT): their MP4 holds the last frame and silence, so positions are time since "
             "they first appeared. cut: it is removed from both streams at once.",
         ),
+        click.option(
+            "--backuped",
+            is_flag=True,
+            help='The recorder reported uploadingStatus "backuped": some files are still coming from '
+            "Agora's backup cloud. Listed slices not there yet make the recording pending (exit 75), not "
+            "failed.",
+        ),
+        click.option(
+            "--backuped-at",
+            type=float,
+            metavar="UNIX_TIME",
+            help="Like --backuped, from when the recorder said so: after RECPIPE_BACKUP_WAIT_SECONDS "
+            "(24 h) recpipe stops waiting and missing slices count as missing.",
+        ),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
+
+
+def backup_option(opts: dict[str, Any]) -> dict[str, Any]:
+    """``--backuped`` (now) and ``--backuped-at`` as the request's one ``backuped_at``."""
+    backuped = opts.pop("backuped", False)
+    if backuped and opts.get("backuped_at") is None:
+        opts["backuped_at"] = BACKUPED_NOW
+    return opts
 
 
 def _echo_result(result: Result, *, as_json: bool, quiet: bool, dest_url: str) -> None:
@@ -195,13 +221,14 @@ def process(obj: Mapping[str, Any], /, location: str | None, **opts: Any) -> Non
     """Fetch, verify, remux (if MP4 is wanted) and publish one recording.
 
     Slices stream from storage through verification into ffmpeg (stream copy, nothing on disk but
-    the MP4). Outputs are named by Agora's conventions (<sid>_<cname>_<utc>_<index>.mp4; a new
-    MP4 past ~2 h or ~2 GB, see RECPIPE_MAX_MP4_SECONDS/_BYTES) and the report
+    the MP4). Outputs are named by Agora's conventions (<sid>_<cname>_<index>.mp4; a new MP4 past
+    ~2 h or ~2 GB, see RECPIPE_MAX_MP4_SECONDS/_BYTES; ….recpipe.mp4 beside the recorder's own MP4s
+    when those do not cover the recording, none when they do) and the report
     <sid>_<cname>.report.json is written last. Under --policy lenient, holes are closed in the MP4
     and listed in the report. Running again with the same inputs writes nothing.
     """
     as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
-    request = Request(location=location, **opts)
+    request = Request(location=location, **backup_option(opts))
     _run(request, obj=obj, as_json=as_json, quiet=quiet)
 
 
@@ -213,7 +240,7 @@ def process(obj: Mapping[str, Any], /, location: str | None, **opts: Any) -> Non
 def verify(obj: Mapping[str, Any], /, location: str | None, **opts: Any) -> None:
     """Fetch and verify one recording; write nothing. Same statuses and exit codes as process."""
     as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
-    request = Request(location=location, publish=False, **opts)
+    request = Request(location=location, publish=False, **backup_option(opts))
     _run(request, obj=obj, as_json=as_json, quiet=quiet)
 
 
@@ -249,7 +276,8 @@ def ls_command(
         click.echo(f"no recordings under {location}", err=True)
     for item in listings:
         rec = item.recording
-        who = f"{rec.sid}  {rec.cname}" + (f"  uid {rec.uid} {rec.media}" if rec.uid else "")
+        who = f"{rec.sid}  {rec.cname}" + (f"  uid {rec.uid} {rec.media or rec.codec}" if rec.uid else "")
+        who = who if rec.backup is None else f"{who}  (failover set bak{rec.backup})"
         click.echo(f"{item.state:<12}{item.slices:>6} slices {item.duration_s:>9.1f} s  {rec.mode:<11} {who}")
 
 
@@ -283,11 +311,16 @@ def _defect_help() -> str:
 @click.option("--defect", type=click.Choice(sorted(DEFECTS)), help=f"Inject one defect. {_defect_help()}")
 @click.option(
     "--mode",
-    type=click.Choice(("composite", "individual")),
+    type=click.Choice(("composite", "individual", "raw", "failover", "backuped")),
     default="composite",
     show_default=True,
     help="individual: two users' audio and video playlists (user 1001 stays 30 s; user 2002 leaves "
-    "after 10 s and comes back 8 s later), in 5 s slices; --seconds and --defect do not apply.",
+    "after 10 s and comes back 8 s later), in 5 s slices; raw: individual recording v2, one audio+video "
+    "playlist per user named with its codec (user 1001 for 6 s, 2002 from 2 s to 6 s), in 2 s slices; "
+    "failover: 8 s whose second half a resumed recorder wrote as bak0_..., 3 s later; backuped: a main "
+    "playlist without its last two slices or #EXT-X-ENDLIST, a snapshot playlist listing them, and the "
+    "last slice held back in DIRECTORY-late/ (copy it in to make it arrive). "
+    "--seconds and --defect apply to composite samples only.",
 )
 @click.option(
     "--extinf-comma",
@@ -314,6 +347,9 @@ def sample(
     """
     if mode == "individual":
         _individual_sample(directory, prefix=prefix, cname=cname, defect=defect, force=force)
+        return
+    if mode in ("raw", "failover", "backuped"):
+        _other_sample(mode, directory, prefix=prefix, cname=cname, defect=defect, force=force)
         return
     try:
         made = write_sample(
@@ -357,6 +393,35 @@ def _individual_sample(directory: Path, *, prefix: str, cname: str, defect: str 
     profile_path = _write_sample_profile(made.profile, directory=directory, prefix=prefix)
     click.echo(f"wrote {len(made.playlists)} playlists and {len(made.slices)} slices in {made.directory}")
     click.echo(f"profile: {profile_path}")
+
+
+def _other_sample(
+    mode: str, directory: Path, *, prefix: str, cname: str, defect: str | None, force: bool
+) -> None:
+    if defect is not None:
+        raise click.UsageError("--defect applies to composite samples only")
+    where, ffmpeg = directory / prefix, find_ffmpeg(os.environ)
+    made: RawSample | RecoverySample
+    try:
+        if mode == "raw":
+            made = write_raw_sample(where, ffmpeg=ffmpeg, cname=cname, force=force)
+        elif mode == "failover":
+            made = write_failover_sample(where, ffmpeg=ffmpeg, cname=cname, force=force)
+        else:
+            late = directory.parent / f"{directory.name}-late"
+            if late.exists() and force:
+                shutil.rmtree(late)
+            made = write_backuped_sample(where, ffmpeg=ffmpeg, cname=cname, force=force, held=late)
+    except PipelineError as err:
+        fail(err, as_json=False)
+    profile_path = _write_sample_profile(made.profile, directory=directory, prefix=prefix)
+    click.echo(f"wrote {len(made.playlists)} playlists and {len(made.slices)} slices in {made.directory}")
+    click.echo(f"profile: {profile_path}")
+
+
+def with_backup(options: JobOptions, trigger: Trigger) -> JobOptions:
+    """The job's options, waiting for backup uploads when the notification said ``backuped``."""
+    return options if trigger.backuped_at is None else replace(options, backuped_at=trigger.backuped_at)
 
 
 def _job_options(opts: Mapping[str, Any], *, embed_profile: bool) -> JobOptions:
@@ -711,14 +776,19 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
         queue = _queue(queue_url, endpoint_url=endpoint_url)
 
         def submit(trigger: Trigger) -> None:
-            queue.send([job_message(recordings, sid=trigger.sid, options=options)])
+            queue.send([job_message(recordings, sid=trigger.sid, options=with_backup(options, trigger))])
             log.info("queued the recording %s to %s", trigger.sid, queue.name)
 
     else:
         pool = ThreadPoolExecutor(1, thread_name_prefix="recpipe-serve-job")
 
         def submit(trigger: Trigger) -> None:
-            spec = JobSpec(location=recordings, sid=trigger.sid, endpoint_url=endpoint_url, options=options)
+            spec = JobSpec(
+                location=recordings,
+                sid=trigger.sid,
+                endpoint_url=endpoint_url,
+                options=with_backup(options, trigger),
+            )
             future = pool.submit(run_subprocess, spec)
             future.add_done_callback(
                 lambda f: log.info("recording %s: %s", trigger.sid, f.result().describe())

@@ -73,6 +73,9 @@ class PipelineConfig:
     lease_seconds: float = 120.0
     """Life of the lease that keeps two recpipes from processing one recording at once; renewed every
     third of it while working. A crashed holder blocks the recording at most this long."""
+    backup_wait_seconds: float = 86400.0
+    """How long after the recorder reported ``backuped`` a recording whose listed slices are not all
+    there yet stays pending; afterwards the missing slices count as missing."""
     workdir_reserve_bytes: int = 0
     """Free space to leave in the work directory for others, beyond what an MP4 needs."""
     workdir: Path | None = None

@@ -142,6 +142,8 @@ class UserSettings:
     expect: Expectations
     absent: Absent
     options: RunOptions
+    backup_wait: bool = False
+    """Listed slices not there yet are still coming from Agora's backup cloud (``BACKUP_PENDING``)."""
 
 
 def tagged(findings: Sequence[Finding], stream: StreamName) -> tuple[Finding, ...]:
@@ -163,6 +165,7 @@ def verify_streams(
         job = make_job(
             rec, policy=settings.policy, want_mp4=False, expect=stream_expectations(settings, name)
         )
+        job = replace(job, backup_wait=settings.backup_wait)
         spool = Spool(ctx.workdir / f"{name}.spool") if merging else None
         jobs[name] = run_job(job, (FetchStage(consumer=spool), VerifyStage()), ctx=ctx)
         if spool is not None:
@@ -331,11 +334,49 @@ def recording_digest(users: Sequence[User], *, absent: Absent) -> str:
     return hashlib.sha256("\n".join(user_digest(u, absent=absent) for u in users).encode()).hexdigest()
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UserLine:
+    """One user in a recording's summary report."""
+
+    uid: str
+    streams: tuple[str, ...]
+    """``audio``/``video`` (legacy mode), or the codec of the user's one playlist (v2)."""
+    playlists: tuple[str | None, ...]
+
+
+def user_line(user: User) -> UserLine:
+    """A legacy individual-mode user's line."""
+    return UserLine(
+        uid=user.uid,
+        streams=tuple(sorted(user.streams)),
+        playlists=tuple(r.playlist_key for r in user.streams.values()),
+    )
+
+
 def recording_report(
     users: Sequence[User], results: Sequence[Result], *, settings: UserSettings, tool: Mapping[str, str]
 ) -> dict[str, Any]:
     """The recording's report: the users' statuses, reports and outputs, summed up."""
-    first = users[0].first
+    return summary_report(
+        users[0].first,
+        [user_line(u) for u in users],
+        results,
+        policy=settings.policy,
+        digest=recording_digest(users, absent=settings.absent),
+        tool=tool,
+    )
+
+
+def summary_report(
+    first: Recording,
+    users: Sequence[UserLine],
+    results: Sequence[Result],
+    *,
+    policy: Policy,
+    digest: str,
+    tool: Mapping[str, str],
+) -> dict[str, Any]:
+    """A recording's report made of its users' results (legacy or v2 individual mode)."""
     reports = [r.report for r in results]
     recording = Recording(
         sid=first.sid, cname=first.cname, mode="individual", directory=first.directory, playlist_key=None
@@ -346,12 +387,9 @@ def recording_report(
             timings[stage] = round(timings.get(stage, 0.0) + seconds, 3)
     return {
         "schema": SCHEMA,
-        "recording": {
-            **recording_json(recording),
-            "playlists": [r.playlist_key for u in users for r in u.streams.values()],
-        },
+        "recording": {**recording_json(recording), "playlists": [p for u in users for p in u.playlists]},
         "status": worst([r.job.status for r in results]),
-        "policy": settings.policy,
+        "policy": policy,
         "segments": {
             key: sum(rep["segments"][key] for rep in reports) for key in ("listed", "present", "bytes")
         },
@@ -362,10 +400,11 @@ def recording_report(
         "findings": [user_finding(u, r) for u, r in zip(users, results, strict=True) if r.job.status != "ok"],
         "outputs": [o for rep in reports for o in rep["outputs"]],
         "users": [
-            {"uid": u.uid, "status": r.job.status, "report": r.report_key, "streams": sorted(u.streams)}
+            {"uid": u.uid, "status": r.job.status, "report": r.report_key, "streams": list(u.streams)}
             for u, r in zip(users, results, strict=True)
         ],
-        "inputs_digest": recording_digest(users, absent=settings.absent),
+        "not_processed": [n for rep in reports for n in rep.get("not_processed", [])],
+        "inputs_digest": digest,
         "error": None,
         "tool": dict(tool),
         "timings_s": timings,
@@ -373,7 +412,7 @@ def recording_report(
     }
 
 
-def user_finding(user: User, result: Result) -> dict[str, Any]:
+def user_finding(user: UserLine, result: Result) -> dict[str, Any]:
     """One line in the recording's report for a user who is not ok."""
     status = result.job.status
     errors = [f for f in result.job.findings if f.severity == "error"]
@@ -411,6 +450,18 @@ def process_individual(
     report = recording_report(users, results, settings=settings, tool=ctx.tool)
     first = users[0].first
     report["recorder_outputs"] = mixed_audio_of(first, storage=ctx.storage)
+    return publish_summary(first, report, results, settings=settings, ctx=ctx)
+
+
+def publish_summary(
+    first: Recording,
+    report: dict[str, Any],
+    results: Sequence[Result],
+    *,
+    settings: UserSettings,
+    ctx: StageContext,
+) -> Result:
+    """Write a recording's summary report (unless every user was already done and it says so)."""
     recording = Recording(
         sid=first.sid, cname=first.cname, mode="individual", directory=first.directory, playlist_key=None
     )

@@ -25,6 +25,9 @@ Severity = Literal["error", "warning", "info"]
 Policy = Literal["strict", "lenient"]
 Mode = Literal["composite", "individual", "web"]
 
+BACKUPED_NOW = -1.0
+"""A ``backuped_at`` that says "known to be backuped" without a time: the wait does not run out."""
+
 Absent = Literal["keep", "cut"]
 """Individual mode: what a user's MP4 does with the time they were away (``stages.align``)."""
 ABSENT_CHOICES: tuple[Absent, ...] = ("keep", "cut")
@@ -79,7 +82,13 @@ class Recording:
     playlist: ObjectInfo | None = None
     snapshots: tuple[ObjectInfo, ...] = ()
     """Snapshot playlists ``<sid>_<cname>_<tick>_<index>.m3u8`` beside it, written after a backup
-    upload (composite and web recordings), oldest first (by tick, then index)."""
+    upload (of any playlist kind), oldest first (by index, then tick)."""
+    failovers: tuple[Recording, ...] = ()
+    """The sets a resumed recorder wrote after a failover (``bak0_…``, ``bak1_…``), in order: each with
+    its own playlist and snapshot playlists; their slices and MP4s are this recording's ``slices`` and
+    ``mp4s``."""
+    unprocessed: tuple[ObjectInfo, ...] = ()
+    """The user's files beside it that recpipe recognises but does not process (``not_processed``)."""
     mp4s: tuple[ObjectInfo, ...] = ()
     """Objects in ``directory`` carrying the names the recorder gives this recording's MP4s
     (``<sid>_<cname>_<index>.mp4`` and the like), in key order: the recorder's, or recpipe's own."""
@@ -97,9 +106,22 @@ class Recording:
         return self.stem if self.backup is None else f"bak{self.backup}_{self.stem}"
 
     @property
+    def playlist_keys(self) -> tuple[str, ...]:
+        """The keys of every playlist of the recording: its own (uploaded yet or not), its snapshots,
+        and those of its failover sets."""
+        own = ((self.playlist_key,) if self.playlist_key else ()) + tuple(o.key for o in self.snapshots)
+        return own + tuple(k for part in self.failovers for k in part.playlist_keys)
+
+    @property
+    def playlist_objects(self) -> tuple[ObjectInfo, ...]:
+        """Every playlist of the recording: its own, its snapshots, and those of its failover sets."""
+        own = ((self.playlist,) if self.playlist else ()) + self.snapshots
+        return own + tuple(o for part in self.failovers for o in part.playlist_objects)
+
+    @property
     def inputs(self) -> tuple[ObjectInfo, ...]:
         """The objects whose (key, size, etag) define the recording's inputs."""
-        return ((self.playlist,) if self.playlist else ()) + self.snapshots + self.slices
+        return self.playlist_objects + self.slices
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -237,6 +259,11 @@ class Job:
     endlist: bool = False
     playlists: tuple[str, ...] | None = None
     """Keys of the playlists whose entries were processed (set by fetch; ``stages.snapshots``)."""
+    backup_wait: bool = False
+    """The recorder reported ``backuped`` and the wait has not run out: listed slices that are not
+    there yet are on their way (``BACKUP_PENDING``), not missing."""
+    failover_joins: tuple[int, ...] = ()
+    """Entries where a failover set's slices begin (set by fetch; ``stages.failover``)."""
     recorder_mp4s: tuple[RecorderMp4, ...] = ()
     """The recorder's own MP4s of this recording (``stages.recorder``)."""
     mp4_alongside: bool = False

@@ -59,6 +59,7 @@ class JobSpec:
             "--policy": self.options.policy,
             "--av-file-type": self.options.av_file_type,
             "--profile": str(profile) if profile else None,
+            "--backuped-at": None if self.options.backuped_at is None else repr(self.options.backuped_at),
         }
         for flag, value in pairs.items():
             if value is not None:

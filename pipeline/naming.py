@@ -445,47 +445,47 @@ def is_snapshot_playlist(name: str, *, sid: str, cname: str) -> bool:
     return match is not None and name[: match.start()] == f"{sid}_{cname}"
 
 
-MIN_TICK_DIGITS = 10
-"""A snapshot's tick is a Unix time (10 digits in seconds, 13 in ms). Only for a snapshot whose
-recording has neither playlist nor slices in its directory does the name alone decide, and then a
-shorter run of digits is taken as part of the channel name."""
 MAX_TICK_DIGITS = 20
+"""A snapshot's tick counts "ticks since the system started" (11 digits in Agora's one example): any
+run of digits up to this long is one."""
 MAX_INDEX_DIGITS = 9
 _SNAPSHOT_RE = re.compile(rf"_([0-9]{{1,{MAX_TICK_DIGITS}}})_([0-9]{{1,{MAX_INDEX_DIGITS}}})\.m3u8\Z")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SnapshotName:
-    """The parts of a snapshot playlist's name ``<sid>_<cname>_<tick>_<index>.m3u8``."""
+    """The parts of a snapshot playlist's name ``<playlist name without .m3u8>_<tick>_<index>.m3u8``:
+    the playlist it is a version of, and its place (``index`` orders the versions, higher is newer)."""
 
-    sid: str
-    cname: str
+    parent: AgoraName
     tick: int
     index: int
 
+    @property
+    def sid(self) -> str:
+        """The recording's sid."""
+        return self.parent.sid
+
+    @property
+    def cname(self) -> str:
+        """The recording's cname."""
+        return self.parent.cname
+
 
 def split_snapshot_name(name: str) -> SnapshotName | None:
-    """The parts of ``name`` if it has a snapshot playlist's shape (valid sid and cname), else None.
+    """The parts of ``name`` if it has a snapshot playlist's shape — a valid playlist name of any kind
+    (composite, individual, v2, failover) followed by ``_<tick>_<index>`` — else None.
 
-    Alone, a name cannot say whether the digits belong to the channel name: ask with the cname known
-    (:func:`is_snapshot_playlist`), or use :func:`looks_like_snapshot`.
+    A composite name alone cannot say whether the digits belong to the channel name (``room_2024_1``):
+    ``stages.discover`` decides with the files beside it.
     """
     match = _SNAPSHOT_RE.search(name)
     if match is None:
         return None
-    sid, sep, cname = name[: match.start()].partition("_")
     try:
-        check_sid(sid)
-        check_cname(cname, max_bytes=NAME_CNAME_MAX_BYTES)
+        parent = parse_name(name[: match.start()] + ".m3u8")
     except NamingError:
         return None
-    if not sep:
+    if parent.kind != "playlist":
         return None
-    return SnapshotName(sid=sid, cname=cname, tick=int(match[1]), index=int(match[2]))
-
-
-def looks_like_snapshot(name: str) -> bool:
-    """Whether a playlist name, on its own, reads as a snapshot's: ``_<tick>_<index>.m3u8`` with a tick
-    of at least ``MIN_TICK_DIGITS`` digits (a Unix time)."""
-    match = _SNAPSHOT_RE.search(name)
-    return match is not None and len(match[1]) >= MIN_TICK_DIGITS and split_snapshot_name(name) is not None
+    return SnapshotName(parent=parent, tick=int(match[1]), index=int(match[2]))

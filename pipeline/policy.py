@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 REJECTING_CODES = frozenset({"PLAYLIST_INVALID", "UNSAFE_URI"})
 """Unsafe or unparseable input: nothing is fetched or published."""
 
-PENDING_CODES = frozenset({"NO_ENDLIST", "LEASE_HELD"})
-"""The recorder has not finished, or another recpipe is processing the recording: come back later."""
+PENDING_CODES = frozenset({"NO_ENDLIST", "LEASE_HELD", "BACKUP_PENDING"})
+"""The recorder has not finished, another recpipe is processing the recording, or listed slices are
+still on their way from Agora's backup cloud: come back later."""
 
 PUBLISHABLE: frozenset[Status] = frozenset({"ok", "degraded"})
 

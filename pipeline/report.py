@@ -23,13 +23,14 @@ def recording_json(rec: Recording, *, playlists: Sequence[str] | None = None) ->
         backup snapshot playlists.
     """
     if playlists is None:
-        playlists = [k for k in (rec.playlist_key, *(s.key for s in rec.snapshots)) if k is not None]
+        playlists = list(rec.playlist_keys)
     return {
         "sid": rec.sid,
         "cname": rec.cname,
         "mode": rec.mode,
         "uid": rec.uid,
         "media": rec.media,
+        "codec": rec.codec,
         "playlist": rec.playlist_key,
         "playlists": list(playlists),
     }
@@ -58,6 +59,7 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         "outputs": [o.to_json() for o in job.outputs],
         "mp4_source": job.mp4_source,
         "recorder_outputs": [m.to_json() for m in job.recorder_mp4s],
+        "not_processed": not_processed_json(rec),
         "inputs_digest": job.inputs_digest,
         "error": None
         if job.error is None
@@ -66,6 +68,20 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         "timings_s": {k: round(v, 3) for k, v in job.timings.items()},
         "retries": job.retries,
     }
+
+
+def not_processed_json(rec: Recording) -> list[dict[str, Any]]:
+    """The user's files recpipe recognised and left alone, each with why."""
+    return [{"key": o.key, "bytes": o.size, "why": not_processed_reason(o.key)} for o in rec.unprocessed]
+
+
+def not_processed_reason(key: str) -> str:
+    """Why recpipe leaves one of a user's files alone."""
+    if key.endswith(".mpd"):
+        return "a DASH manifest (VP8/VP9 with Opus): recpipe reads the HLS playlists"
+    if key.endswith(".webm"):
+        return "a WebM segment (VP8/VP9): recpipe remuxes MPEG-TS slices"
+    return "the standard-mode list of the user's audio and video playlists, not a media playlist"
 
 
 def media_seconds(job: Job) -> float:

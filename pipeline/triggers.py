@@ -29,8 +29,8 @@ from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from pipeline.exceptions import MessageError, NamingError
-from pipeline.job import POLICIES, Policy
-from pipeline.naming import parse_name
+from pipeline.job import BACKUPED_NOW, POLICIES, Policy
+from pipeline.naming import parse_name, split_snapshot_name
 
 JOB_SCHEMA = "recpipe.job/1"
 RECORDER_EVENTS = {31: "uploaded", 32: "backuped"}
@@ -54,6 +54,8 @@ class JobOptions:
     force: bool = False
     profile: Mapping[str, Any] | None = None
     """A start request (or its clientRequest), without storage credentials."""
+    backuped_at: float | None = None
+    """When the recorder reported ``backuped`` (Unix time): slices not there yet are still coming."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -66,6 +68,8 @@ class Trigger:
     sid: str | None = None
     etag: str | None = None
     """The playlist version an S3 event is about (a newer upload means a newer event will follow)."""
+    backuped_at: float | None = None
+    """A recorder ``backuped`` notification: when it was sent (Unix time)."""
     alternatives: tuple[str, ...] = ()
     """Other spellings of ``location`` to try if it holds no recording (EventBridge key encoding)."""
     options: JobOptions = field(default_factory=JobOptions)
@@ -190,6 +194,8 @@ def not_a_recording(key: str) -> str | None:
     name = key.rsplit("/", 1)[-1]
     if not name.endswith(".m3u8"):
         return "not a playlist"
+    if split_snapshot_name(name) is not None:
+        return None  # a backup snapshot of one of a recording's playlists (any kind)
     try:
         parsed = parse_name(name)
     except NamingError:
@@ -212,12 +218,16 @@ def _job(doc: Mapping[str, Any]) -> Trigger:
     text = {name: doc.get(name) for name in ("dest", "av_file_type", "sid")}
     if any(v is not None and not isinstance(v, str) for v in text.values()):
         raise MessageError("recpipe job with a non-text dest, av_file_type or sid")
+    backuped_at = doc.get("backuped_at")
+    if backuped_at is not None and not is_number(backuped_at):
+        raise MessageError("recpipe job whose backuped_at is not a Unix time")
     options = JobOptions(
         dest=text["dest"],
         policy=policy,
         av_file_type=text["av_file_type"],
         force=bool(doc.get("force", False)),
         profile=profile,
+        backuped_at=None if backuped_at is None else float(backuped_at),
     )
     return Trigger(origin="job", location=location, sid=text["sid"], options=options)
 
@@ -231,7 +241,19 @@ def _recorder(doc: Mapping[str, Any]) -> Parsed:
     payload = doc["payload"]
     if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str) or not payload["sid"]:
         raise MessageError(f"recorder {kind} notification without a sid")
-    return Parsed(triggers=(Trigger(origin="recorder", location=None, sid=payload["sid"]),))
+    backuped_at = None
+    if kind == "backuped":  # some files are still on their way from Agora's backup cloud
+        notified = doc.get("notifyMs")
+        backuped_at = BACKUPED_NOW
+        if isinstance(notified, int | float) and not isinstance(notified, bool) and notified > 0:
+            backuped_at = notified / 1000
+    trigger = Trigger(origin="recorder", location=None, sid=payload["sid"], backuped_at=backuped_at)
+    return Parsed(triggers=(trigger,))
+
+
+def is_number(value: object) -> bool:
+    """A JSON number (not a boolean)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def job_message(location: str, *, sid: str | None = None, options: JobOptions = JobOptions()) -> str:
@@ -244,6 +266,7 @@ def job_message(location: str, *, sid: str | None = None, options: JobOptions = 
         "av_file_type": options.av_file_type,
         "force": options.force or None,
         "profile": dict(options.profile) if options.profile is not None else None,
+        "backuped_at": options.backuped_at,
     }
     doc.update({k: v for k, v in extra.items() if v is not None})
     return json.dumps(doc, ensure_ascii=False, sort_keys=True)

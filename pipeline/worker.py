@@ -83,6 +83,8 @@ def spec_for(trigger: Trigger, *, settings: WorkerSettings) -> JobSpec | None:
     options = trigger.options if trigger.origin == "job" else settings.defaults
     if trigger.origin == "job" and options.profile is None and settings.defaults.profile is not None:
         options = replace(options, profile=settings.defaults.profile)
+    if trigger.backuped_at is not None:
+        options = replace(options, backuped_at=trigger.backuped_at)
     return JobSpec(location=location, sid=trigger.sid, endpoint_url=settings.endpoint_url, options=options)
 
 

@@ -15,14 +15,16 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
 from typing import NamedTuple
 
 from pipeline.exceptions import AmbiguousRecording, NamingError, RecordingNotFound
 from pipeline.job import Recording
 from pipeline.naming import (
+    UID_END,
+    UID_START,
     AgoraName,
     Media,
-    looks_like_snapshot,
     parse_name,
     playlist_name,
     split_snapshot_name,
@@ -58,25 +60,45 @@ def _parse(key: str) -> tuple[_Group, AgoraName] | None:
     return group, parsed
 
 
-def _snapshot_parent(
-    group: _Group, *, known: AbstractSet[_Group], has_slices: bool
-) -> tuple[_Group, tuple[int, int, str]] | None:
-    """The recording a composite playlist is a snapshot playlist of, and the snapshot's place (tick,
-    index) among that recording's snapshots; None when it is a recording's own playlist.
+Rank = tuple[int, int, str]
+"""A snapshot's place among its playlist's versions: (index, tick, name); the index orders them."""
 
-    The recording is known when its playlist or a slice is in the same directory. Otherwise the name
-    alone decides (``looks_like_snapshot``), and only for a playlist without slices of its own.
-    """
-    if group.uid is not None:
-        return None
-    name = f"{group.sid}_{group.cname}.m3u8"
+
+def _snapshot_of(key: str) -> tuple[_Group, Rank] | None:
+    """The playlist a snapshot playlist ``<playlist>_<tick>_<index>.m3u8`` is a version of, when its
+    name is no playlist's on its own (individual, v2 and failover playlists with the suffix)."""
+    directory, name = split_key(key)
     parts = split_snapshot_name(name)
     if parts is None:
         return None
-    parent = group._replace(sid=parts.sid, cname=parts.cname)
-    if parent not in known and (has_slices or not looks_like_snapshot(name)):
+    p = parts.parent
+    return _Group(directory, p.sid, p.cname, p.uid, p.media, p.codec, p.backup), (
+        parts.index,
+        parts.tick,
+        name,
+    )
+
+
+def _snapshot_parent(
+    group: _Group, *, known: AbstractSet[_Group], has_slices: bool
+) -> tuple[_Group, Rank] | None:
+    """The recording a composite playlist is a snapshot playlist of, and the snapshot's place among
+    that recording's snapshots; None when it is a recording's own playlist.
+
+    A composite name with the snapshot shape (``room_2024_1``) could be either. It is a snapshot when
+    its recording's playlist or a slice is in the same directory, or when it has no slices of its own;
+    a tick is any run of digits.
+    """
+    if group.uid is not None:
         return None
-    return parent, (parts.tick, parts.index, name)
+    prefix = "" if group.backup is None else f"bak{group.backup}_"
+    found = _snapshot_of(f"{group.directory}{prefix}{group.sid}_{group.cname}.m3u8")
+    if found is None:
+        return None
+    parent, rank = found
+    if parent not in known and has_slices:
+        return None
+    return parent, rank
 
 
 def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
@@ -87,9 +109,18 @@ def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
     playlists: dict[_Group, ObjectInfo] = {}
     slices: defaultdict[_Group, list[ObjectInfo]] = defaultdict(list)
     mp4s: defaultdict[_Group, list[ObjectInfo]] = defaultdict(list)
+    others: defaultdict[tuple[str, str, str, str], list[ObjectInfo]] = defaultdict(list)
+    snapshots: defaultdict[_Group, list[tuple[Rank, ObjectInfo]]] = defaultdict(list)
     for obj in objects:
         found = _parse(obj.key)
-        if found is None:
+        version = _snapshot_of(obj.key) if found is None and obj.key.endswith(".m3u8") else None
+        if version is not None:
+            snapshots[version[0]].append((version[1], obj))
+            continue
+        if found is None or found[1].media == "av":
+            user = user_file(obj.key)
+            if user is not None:
+                others[user].append(obj)
             continue
         group, parsed = found
         if parsed.kind == "playlist":
@@ -99,7 +130,6 @@ def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
         else:
             mp4s[group].append(obj)
     known = set(playlists) | set(slices)
-    snapshots: defaultdict[_Group, list[tuple[tuple[int, int, str], ObjectInfo]]] = defaultdict(list)
     for group in list(playlists):
         found_parent = _snapshot_parent(group, known=known, has_slices=group in slices)
         if found_parent is not None:
@@ -113,16 +143,50 @@ def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
             slices.get(g, []),
             [obj for _, obj in sorted(snapshots.get(g, []))],
             mp4s=mp4s.get(g, []),
+            unprocessed=others.get((g.directory, g.sid, g.cname, g.uid or ""), []),
         )
         for g in groups
     ]
-    return tuple(sorted(recordings, key=_order))
+    return tuple(sorted(join_failovers(recordings), key=_order))
+
+
+def join_failovers(recordings: Iterable[Recording]) -> list[Recording]:
+    """One recording per original and its failover sets (``bak<n>_…``): the original (or, when only
+    failover sets are there, a stand-in without files of its own) holding every part's slices and MP4s,
+    and the failover sets, in order, in ``failovers``."""
+    parts: defaultdict[tuple[object, ...], list[Recording]] = defaultdict(list)
+    for rec in recordings:
+        parts[(rec.directory, rec.sid, rec.cname, rec.uid, rec.media, rec.codec)].append(rec)
+    joined = []
+    for group in parts.values():
+        group.sort(key=lambda r: -1 if r.backup is None else r.backup)
+        if len(group) == 1 and group[0].backup is None:
+            joined.append(group[0])
+            continue
+        first = group[0]
+        main = (
+            first
+            if first.backup is None
+            else replace(
+                first, backup=None, playlist_key=None, playlist=None, snapshots=(), slices=(), mp4s=()
+            )
+        )
+        rest = group[1:] if first.backup is None else group
+        joined.append(
+            replace(
+                main,
+                slices=tuple(sorted((o for r in group for o in r.slices), key=lambda o: o.key)),
+                mp4s=tuple(sorted((o for r in group for o in r.mp4s), key=lambda o: o.key)),
+                failovers=tuple(replace(r, slices=(), mp4s=(), unprocessed=()) for r in rest),
+            )
+        )
+    return joined
 
 
 def _order(rec: Recording) -> str:
     """Sort key: the playlist's key, else the first slice's or snapshot's."""
-    first = rec.slices[:1] or rec.snapshots[:1]
-    return rec.playlist_key or (first[0].key if first else "")
+    first = [o.key for o in rec.slices[:1]] or list(rec.playlist_keys[:1])
+    return rec.playlist_key or (first[0] if first else "")
 
 
 def _recording(
@@ -132,6 +196,7 @@ def _recording(
     snapshots: Sequence[ObjectInfo],
     *,
     mp4s: Sequence[ObjectInfo],
+    unprocessed: Sequence[ObjectInfo],
 ) -> Recording:
     return Recording(
         sid=group.sid,
@@ -147,7 +212,26 @@ def _recording(
         slices=tuple(sorted(slices, key=lambda o: o.key)),
         snapshots=tuple(snapshots),
         mp4s=tuple(sorted(mp4s, key=lambda o: o.key)),
+        unprocessed=tuple(sorted(unprocessed, key=lambda o: o.key)),
     )
+
+
+UNPROCESSED_EXTENSIONS = ("mpd", "webm", "m3u8")
+"""Kinds of an individual-mode user's files that recpipe recognises without processing them."""
+
+
+def user_file(key: str) -> tuple[str, str, str, str] | None:
+    """``(directory, sid, cname, uid)`` of an individual-mode user's file recpipe does not process — a
+    DASH manifest (``.mpd``), a v2 WebM segment, the standard-mode ``__uid_e_av.m3u8`` list of the user's
+    playlists — else None."""
+    directory, name = split_key(key)
+    stem, _, ext = name.rpartition(".")
+    sid, _, rest = stem.partition("_")
+    cname, marker, source = rest.partition(UID_START)
+    uid, end, _ = source.rpartition(UID_END)
+    if ext not in UNPROCESSED_EXTENSIONS or not (marker and end and sid and cname and uid):
+        return None
+    return directory, sid, cname, uid
 
 
 def names_playlist(recording: Recording, key: str) -> bool:
@@ -163,7 +247,7 @@ def names_playlist(recording: Recording, key: str) -> bool:
         )
     except NamingError:
         own = None
-    return key in (recording.playlist_key, own) or any(s.key == key for s in recording.snapshots)
+    return key == own or key in recording.playlist_keys
 
 
 def select_recording(

@@ -25,6 +25,7 @@ from pipeline.job import Finding, Job, Recording, Segment
 from pipeline.naming import parse_name
 from pipeline.storage.base import ObjectInfo, Storage
 from stages.base import StageContext
+from stages.failover import failover_summary, join_parts
 from stages.media.ts import read_slice
 from stages.playlist import Playlist, decode_playlist, parse_playlist, unsafe_reason
 from stages.snapshots import (
@@ -205,12 +206,22 @@ def read_playlist(storage: Storage, key: str, *, max_bytes: int, max_entries: in
 
 
 def read_playlists(storage: Storage, recording: Recording, *, max_bytes: int, max_entries: int) -> Choice:
-    """Read the recording's playlist and snapshot playlists, and choose what to process
-    (``stages.snapshots``: the one complete playlist, or all of them merged).
+    """Read the recording's playlists — its own, its snapshot playlists, and its failover sets' — and
+    choose what to process: for each part the one complete playlist, or all of them merged
+    (``stages.snapshots``); the parts joined in order (``stages.failover``).
 
     Every playlist must be readable: one that is not makes the recording ``PLAYLIST_INVALID``
     (named in the message), since the slices only it lists would otherwise be left out unnoticed.
     """
+    parts = [p for p in (recording, *recording.failovers) if p.playlist_key is not None or p.snapshots]
+    if not recording.failovers or not parts:
+        return _read_part(storage, recording, max_bytes=max_bytes, max_entries=max_entries)
+    choices = [_read_part(storage, p, max_bytes=max_bytes, max_entries=max_entries) for p in parts]
+    return join_parts(choices, max_entries=max_entries)
+
+
+def _read_part(storage: Storage, recording: Recording, *, max_bytes: int, max_entries: int) -> Choice:
+    """The playlist to process of one recorder's set: its own, or its snapshot playlists'."""
     main_key = recording.playlist_key
     if main_key is None and not recording.snapshots:
         raise PlaylistError(f"no playlist has been uploaded yet for {recording.label}")
@@ -276,7 +287,9 @@ class FetchStage:
         choice = read_playlists(ctx.storage, recording, **limits)
         playlist = choice.playlist
         segments = build_segments(playlist, recording=recording)
-        findings = snapshot_findings(choice) + playlist_findings(playlist, segments)
+        findings = (
+            snapshot_findings(choice) + failover_summary(choice) + playlist_findings(playlist, segments)
+        )
         job = replace(
             job,
             segments=segments,
@@ -285,6 +298,7 @@ class FetchStage:
             target_duration=playlist.target_duration,
             endlist=playlist.endlist,
             playlists=choice.used,
+            failover_joins=choice.joins,
         )
         if findings and any(f.code in {"UNSAFE_URI", "NO_ENDLIST"} for f in findings):
             return job

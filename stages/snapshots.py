@@ -9,7 +9,7 @@ written, and the main playlist itself may lack entries (or ``#EXT-X-ENDLIST``) t
 1. A playlist is *complete* when it lists every slice that any of the recording's playlists lists,
    and has ``#EXT-X-ENDLIST`` if any of them has it.
 2. The first complete playlist is **picked** as it is, in this order of preference: the main
-   playlist, then the snapshots from the newest (highest tick, then index) to the oldest.
+   playlist, then the snapshots from the newest (highest index, then tick) to the oldest.
 3. Otherwise the playlists are **merged**: one entry per slice URI, with the EXTINF and discontinuity
    flag of the first playlist in the same order that lists it; entries ordered by the ``<utc>`` in
    their names (ties by name); ``#EXT-X-ENDLIST`` when any playlist has it; the largest target
@@ -99,16 +99,19 @@ class Choice:
     only_in_snapshots: int = 0
     """Entries of ``playlist`` whose slice the main playlist does not list (all of them without one)."""
     conflicts: tuple[Conflict, ...] = ()
+    joins: tuple[int, ...] = ()
+    """Entries where a failover set's slices begin (``stages.failover``)."""
 
 
 def snapshot_rank(key: str) -> tuple[int, int]:
-    """``(tick, index)`` from a snapshot playlist's name; (-1, -1) when the name does not say."""
+    """``(index, tick)`` from a snapshot playlist's name — Agora orders the versions by ``index``
+    (the tick counts from the system's start, so it orders nothing); (-1, -1) when the name does not say."""
     parts = split_snapshot_name(file_name(key))
-    return (-1, -1) if parts is None else (parts.tick, parts.index)
+    return (-1, -1) if parts is None else (parts.index, parts.tick)
 
 
 def by_preference(main: Candidate | None, snapshots: Iterable[Candidate]) -> tuple[Candidate, ...]:
-    """The main playlist first, then the snapshots from the newest to the oldest."""
+    """The main playlist first, then the snapshots from the newest (highest index) to the oldest."""
     newest = sorted(snapshots, key=lambda c: (snapshot_rank(c.key), c.key), reverse=True)
     return ((main,) if main is not None else ()) + tuple(newest)
 

@@ -21,6 +21,7 @@ from pipeline.job import Expectations, Finding, Job, Recording, Segment, Severit
 from pipeline.naming import parse_name
 from pipeline.report import media_seconds
 from stages.base import StageContext
+from stages.failover import failover_findings
 from stages.recorder import recorder_findings
 from stages.timeline import (
     Timeline,
@@ -64,6 +65,20 @@ def find_missing(segments: Sequence[Segment]) -> tuple[Finding, ...]:
         for seg in segments
         if seg.key is not None and not seg.present
     )
+
+
+def backup_pending(segments: Sequence[Segment]) -> tuple[Finding, ...]:
+    """``BACKUP_PENDING`` (the recording is pending) when listed slices are not in storage yet and the
+    recorder said some files are still coming from Agora's backup cloud."""
+    missing = [s.uri for s in segments if s.key is not None and not s.present]
+    if not missing:
+        return ()
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    detail = (
+        f"{len(missing)} listed slice(s) are not in storage yet and the recorder reported that files are "
+        f"still coming from Agora's backup cloud: {shown}; try again later"
+    )
+    return (Finding(code="BACKUP_PENDING", severity="info", detail=detail),)
 
 
 def find_empty(segments: Sequence[Segment]) -> tuple[Finding, ...]:
@@ -366,6 +381,9 @@ def check(segments: Sequence[Segment], *, job: Job) -> tuple[tuple[Segment, ...]
     )
     if job.recording.mode == "individual":
         findings = absences_of_user(findings, segs)
+    if job.backup_wait:
+        findings += backup_pending(segs)
+    findings = failover_findings(findings, joins=job.failover_joins)
     return tuple(segs), tuple(sorted(findings, key=position))
 
 

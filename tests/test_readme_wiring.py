@@ -50,9 +50,10 @@ def test_every_aws_call_is_allowed_by_the_readme_policy():
     assert not missing
 
 
-def test_deletes_are_allowed_on_leases_only():
+def test_deletes_are_allowed_on_leases_and_mp4s_only():
     [statement] = [s for s in TEMPLATE.split("- Effect:") if "s3:DeleteObject" in s]
-    assert "*.lease.json" in statement
+    resources = re.findall(r'Arn\}/([^"]+)"', statement)
+    assert resources == ["*.lease.json", "*.mp4"]
 
 
 def test_notifications_are_what_the_worker_is_built_for():

@@ -2,8 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.app import backup_wait
 from pipeline.config import PipelineConfig, check_template, load_config
 from pipeline.exceptions import ConfigError
+from pipeline.job import BACKUPED_NOW
 
 
 def test_defaults():
@@ -47,3 +49,16 @@ def test_bad_settings(environ, overrides, message):
 def test_bad_templates(template, message):
     with pytest.raises(ConfigError, match=message):
         check_template(template, name="mp4_template")
+
+
+@pytest.mark.parametrize(
+    ("backuped_at", "now", "waiting"),
+    [
+        pytest.param(None, 1000.0, False, id="not-backuped"),
+        pytest.param(BACKUPED_NOW, 1e12, True, id="backuped-with-no-time"),
+        pytest.param(1000.0, 1000.0 + 3599, True, id="within-the-wait"),
+        pytest.param(1000.0, 1000.0 + 3600, False, id="wait-ran-out"),
+    ],
+)
+def test_backup_wait(backuped_at, now, waiting):
+    assert backup_wait(backuped_at, now=now, wait_s=3600.0) is waiting

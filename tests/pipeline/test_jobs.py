@@ -163,3 +163,16 @@ def test_events_for_buckets_the_worker_does_not_serve_are_refused_unrun():
     assert "'theirs'" in refused.reason
     assert dispatcher.action_for(message("ours"), cancel=threading.Event()).verdict == "delete"
     assert [s.location for s in ran] == ["s3://ours/r/s_c.m3u8"]
+
+
+def test_a_backuped_recordings_job_waits_for_its_files():
+    settings = WorkerSettings(recordings="s3://rec/", defaults=JobOptions(av_file_type="hls,mp4"))
+    trigger = Trigger(origin="recorder", location=None, sid="s", backuped_at=1767225600.5)
+    spec = spec_for(trigger, settings=settings)
+    assert spec is not None
+    assert spec.options.backuped_at == 1767225600.5
+    argv = spec.argv(profile=None)
+    assert argv[argv.index("--backuped-at") + 1] == "1767225600.5"
+    plain = spec_for(Trigger(origin="recorder", location=None, sid="s"), settings=settings)
+    assert plain is not None
+    assert "--backuped-at" not in plain.argv(profile=None)

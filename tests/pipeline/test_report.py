@@ -65,6 +65,7 @@ def test_report_follows_the_schema():
         "mode": "composite",
         "uid": None,
         "media": None,
+        "codec": None,
         "playlist": "sid1_room.m3u8",
         "playlists": ["sid1_room.m3u8"],
     }

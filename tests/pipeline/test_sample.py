@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from datetime import UTC, datetime, timedelta
@@ -331,3 +332,24 @@ def test_build_playlist(endlist, last):
 def test_build_playlist_with_the_comma_of_correct_extinf():
     text = build_playlist([HlsEntry("a.ts", "15.000000")], extinf_comma=True)
     assert "#EXTINF:15.000000,\na.ts\n" in text
+
+
+@pytest.mark.ffmpeg
+@pytest.mark.parametrize(
+    ("mode", "playlists"),
+    [pytest.param("raw", 2, id="raw"), pytest.param("failover", 2, id="failover"),
+     pytest.param("backuped", 2, id="backuped")],
+)  # fmt: skip
+def test_sample_modes_from_the_command_line(tmp_path, mode, playlists):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "s"), "--mode", mode], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "s" / "recordings").glob("*.m3u8"))) == playlists
+    listed = CliRunner().invoke(main, ["ls", str(tmp_path / "s"), "--json"], catch_exceptions=False)
+    assert listed.exit_code == 0
+    assert len(json.loads(listed.stdout)) == (2 if mode == "raw" else 1)
+    if mode == "backuped":
+        assert len(list((tmp_path / "s-late").glob("*.ts"))) == 1

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pipeline.exceptions import MessageError
+from pipeline.job import BACKUPED_NOW
 from pipeline.triggers import JobOptions, Trigger, job_message, parse_message
 
 SID = "665ba1974b715d7e0faf7b5a3c199acf"
@@ -116,8 +117,9 @@ def test_recorder_uploaded_and_backuped_notifications():
         doc = {"noticeId": "n1", "productId": 3, "eventType": event_type, "notifyMs": 1,
                "payload": {"cname": "room", "uid": "1", "sid": SID, "sequence": 0, "serviceType": 2,
                            "details": {"msgName": "uploaded", "status": 0}}}  # fmt: skip
+        backuped_at = 0.001 if event_type == 32 else None  # notifyMs: files are still coming
         assert parse_message(json.dumps(doc)).triggers == (
-            Trigger(origin="recorder", location=None, sid=SID),
+            Trigger(origin="recorder", location=None, sid=SID, backuped_at=backuped_at),
         )
     progress = {"eventType": 33, "payload": {"sid": SID}}
     assert parse_message(json.dumps(progress)).triggers == ()
@@ -159,3 +161,30 @@ def test_a_backup_snapshot_playlist_starts_work_on_its_recording():
         ),
     )
     assert parsed.ignored == ()
+
+
+def test_a_job_message_carries_the_backup_wait():
+    options = JobOptions(backuped_at=1767225600.0)
+    [trigger] = parse_message(job_message("s3://b/a/", sid=SID, options=options)).triggers
+    assert trigger.options.backuped_at == 1767225600.0
+    with pytest.raises(MessageError, match="backuped_at"):
+        parse_message(json.dumps({"schema": "recpipe.job/1", "location": "s3://b/", "backuped_at": "soon"}))
+
+
+def test_a_backuped_notification_without_a_time_waits_without_a_deadline():
+    doc = {"noticeId": "n1", "productId": 3, "eventType": 32, "payload": {"sid": SID}}
+    [trigger] = parse_message(json.dumps(doc)).triggers
+    assert trigger.backuped_at == BACKUPED_NOW
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(f"{SID}_room__uid_s_123__uid_e_video_22194679897_3.m3u8", id="individual-snapshot"),
+        pytest.param(f"{SID}_room__uid_s_123__uid_e_h264_5_0.m3u8", id="v2-snapshot"),
+        pytest.param(f"bak0_{SID}_room.m3u8", id="failover-playlist"),
+    ],
+)
+def test_every_kind_of_a_recordings_playlist_starts_work(name):
+    parsed = parse_message(json.dumps(s3_event(f"rec/{name}")))
+    assert [t.location for t in parsed.triggers] == [f"s3://rec-bucket/rec/{name}"]

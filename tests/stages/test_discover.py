@@ -96,11 +96,13 @@ def test_snapshots_alone_are_one_recording_when_their_names_say_so():
     assert (rec.cname, rec.playlist_key, len(rec.snapshots)) == ("room", None, 2)
 
 
-def test_a_channel_named_like_a_snapshot_is_its_own_recording():
-    """Without the recording it would belong to, a short digit run is part of the channel name, and a
-    playlist with its own slices is that channel's."""
+def test_a_channel_named_like_a_snapshot_is_its_own_recording_when_it_has_slices():
+    """A tick is any run of digits: alone, ``room_2024_1.m3u8`` is a snapshot of ``room``; a playlist
+    with slices of its own is that channel's."""
     short = group_recordings([obj("sid1_room_2024_1.m3u8")])
-    assert [(r.cname, r.snapshots) for r in short] == [("room_2024_1", ())]
+    assert [(r.cname, r.playlist_key, [s.key for s in r.snapshots]) for r in short] == [
+        ("room", None, ["sid1_room_2024_1.m3u8"])
+    ]
     own = group_recordings(
         [obj("sid1_room_1718000000000_0.m3u8"), obj("sid1_room_1718000000000_0_20190920125142485.ts")]
     )

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.exceptions import PlaylistError
 from pipeline.job import Recording
-from pipeline.naming import looks_like_snapshot, split_snapshot_name
+from pipeline.naming import split_snapshot_name
 from stages.fetch import build_segments, playlist_findings, slice_utc
 from stages.playlist import Playlist, parse_playlist
 from stages.snapshots import (
@@ -72,7 +72,7 @@ def test_newest_complete_snapshot_is_picked_when_the_main_playlist_lacks_slices(
     assert (choice.how, choice.used) == ("picked", (NEWER,))
     assert choice.playlist is newest
     assert choice.only_in_snapshots == 3
-    assert choice.snapshots == (OLD, NEW, NEWER)
+    assert choice.snapshots == (OLD, NEWER, NEW)  # oldest to newest: by index, then tick
 
 
 def test_snapshot_with_endlist_is_picked_over_a_main_playlist_still_without_one():
@@ -241,22 +241,51 @@ def test_the_info_finding_says_what_was_used(main, snapshots, words):
 
 
 @pytest.mark.parametrize(
-    ("name", "parts", "looks"),
+    ("name", "parts"),
     [
-        pytest.param(f"{SID}_room_1732500000123_0.m3u8", ("room", 1732500000123, 0), True, id="ms-tick"),
-        pytest.param(f"{SID}_my_room_1732500000_12.m3u8", ("my_room", 1732500000, 12), True, id="s-tick"),
-        pytest.param(f"{SID}_room_2024_1.m3u8", ("room", 2024, 1), False, id="short-digits"),
-        pytest.param(f"{SID}_room.m3u8", None, False, id="main"),
-        pytest.param(f"{SID}_room_1732500000123.m3u8", None, False, id="no-index"),
-        pytest.param(f"{SID}__1732500000123_0.m3u8", None, False, id="no-cname"),
-        pytest.param(f"{SID}_room_{'9' * 30}_0.m3u8", None, False, id="huge-tick"),
-        pytest.param(f"{SID}_room_1732500000123_0.ts", None, False, id="slice"),
-        pytest.param(f"{SID}_r/x_1732500000123_0.m3u8", None, False, id="separator"),
+        pytest.param(f"{SID}_room_1732500000123_0.m3u8", ("room", 1732500000123, 0), id="long-tick"),
+        pytest.param(
+            f"{SID}_my_room_1732500000_12.m3u8", ("my_room", 1732500000, 12), id="cname-with-underscore"
+        ),
+        pytest.param(f"{SID}_room_2024_1.m3u8", ("room", 2024, 1), id="short-tick"),
+        pytest.param(f"{SID}_room.m3u8", None, id="main"),
+        pytest.param(f"{SID}_room_1732500000123.m3u8", None, id="no-index"),
+        pytest.param(f"{SID}__1732500000123_0.m3u8", None, id="no-cname"),
+        pytest.param(f"{SID}_room_{'9' * 30}_0.m3u8", None, id="huge-tick"),
+        pytest.param(f"{SID}_room_1732500000123_0.ts", None, id="slice"),
+        pytest.param(f"{SID}_r/x_1732500000123_0.m3u8", None, id="separator"),
     ],
 )
-def test_snapshot_names(name, parts, looks):
+def test_snapshot_names(name, parts):
     found = split_snapshot_name(name)
     assert (None if found is None else (found.cname, found.tick, found.index)) == parts
     if found is not None:
         assert found.sid == SID
-    assert looks_like_snapshot(name) is looks
+
+
+@pytest.mark.parametrize(
+    ("name", "parent", "tick", "index"),
+    [
+        pytest.param(
+            "sid713476478245_cnameagora__uid_s_123__uid_e_video_22194679897_3.m3u8",
+            "sid713476478245_cnameagora__uid_s_123__uid_e_video.m3u8",
+            22194679897,
+            3,
+            id="agoras-individual-example",
+        ),
+        pytest.param(
+            f"{SID}_room__uid_s_7__uid_e_h264_5_0.m3u8",
+            f"{SID}_room__uid_s_7__uid_e_h264.m3u8",
+            5,
+            0,
+            id="v2",
+        ),
+        pytest.param(f"bak0_{SID}_room_77_2.m3u8", f"bak0_{SID}_room.m3u8", 77, 2, id="failover-set"),
+    ],
+)
+def test_snapshots_of_every_playlist_kind(name, parent, tick, index):
+    from pipeline.naming import format_name
+
+    found = split_snapshot_name(name)
+    assert found is not None
+    assert (format_name(found.parent), found.tick, found.index) == (parent, tick, index)
