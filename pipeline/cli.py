@@ -42,10 +42,10 @@ from pipeline.policy import STATUS_EXIT, exit_code_for
 from pipeline.progress import NullProgress, Progress, TerminalProgress
 from pipeline.report import summary_lines
 from pipeline.runner import Result
-from pipeline.sample import DEFECTS, write_sample
+from pipeline.sample import DEFECTS, SampleSet, write_sample
 from pipeline.sample_individual import write_individual_sample
-from pipeline.sample_raw import RawSample, write_raw_sample
-from pipeline.sample_recovery import RecoverySample, write_backuped_sample, write_failover_sample
+from pipeline.sample_raw import write_raw_sample
+from pipeline.sample_recovery import write_backuped_sample, write_failover_sample
 from pipeline.tools import find_ffmpeg
 from pipeline.triggers import JobOptions, Trigger, job_message
 
@@ -401,7 +401,7 @@ def _other_sample(
     if defect is not None:
         raise click.UsageError("--defect applies to composite samples only")
     where, ffmpeg = directory / prefix, find_ffmpeg(os.environ)
-    made: RawSample | RecoverySample
+    made: SampleSet
     try:
         if mode == "raw":
             made = write_raw_sample(where, ffmpeg=ffmpeg, cname=cname, force=force)

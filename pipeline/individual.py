@@ -49,6 +49,7 @@ from stages.discover import inputs_digest
 from stages.fetch import FetchStage
 from stages.merge import Spool, merge_user
 from stages.publish import PublishStage, read_existing_report
+from stages.recorder import label_for
 from stages.remux import check_space, mp4_file_name, space_needed
 from stages.verify import VerifyStage
 
@@ -319,7 +320,7 @@ def _process_user(
         key = ctx.destination.directory + report_name(
             job.recording.sid, job.recording.cname, uid=user.uid, media=job.recording.media
         )
-        ctx.destination.storage.put_bytes(dump_report(report), key)
+        ctx.destination.storage.put_bytes(dump_report(report), key, metadata=label_for(key))
     return Result(job=job, report=report, report_key=key)
 
 
@@ -473,5 +474,5 @@ def publish_summary(
         existing = read_existing_report(ctx.destination.storage, key)
         if skipped and existing is not None and existing.get("inputs_digest") == report["inputs_digest"]:
             return Result(job=job, report=existing, report_key=key)
-        ctx.destination.storage.put_bytes(dump_report(report), key)
+        ctx.destination.storage.put_bytes(dump_report(report), key, metadata=label_for(key))
     return Result(job=job, report=report, report_key=key)

@@ -76,6 +76,21 @@ STDERR_TAIL_LINES = 20
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SampleSet:
+    """What a sample of several playlists wrote (individual, v2, failover, backuped samples)."""
+
+    directory: Path
+    sid: str
+    cname: str
+    playlists: tuple[Path, ...]
+    """In the order they were written (per user: audio then video; the original, then its failover
+    set; the main playlist, then its snapshot)."""
+    slices: tuple[Path, ...]
+    """Every slice the playlists list (a backuped sample's held-back ones included)."""
+    profile: dict[str, object]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SampleRecording:
     """What ``write_sample`` wrote."""
 

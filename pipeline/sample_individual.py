@@ -25,6 +25,7 @@ from pipeline.sample import (
     SAMPLE_UID,
     Encoding,
     HlsEntry,
+    SampleSet,
     Slice,
     build_playlist,
     check_names,
@@ -59,19 +60,6 @@ class SampleUser:
     presences: tuple[Presence, ...]
     video_delay_ms: int = 0
     """The camera's slices start this much after the microphone's (and end as much later)."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class IndividualSample:
-    """What ``write_individual_sample`` wrote."""
-
-    directory: Path
-    sid: str
-    cname: str
-    playlists: tuple[Path, ...]
-    """Per user, the audio then the video playlist."""
-    slices: tuple[Path, ...]
-    profile: dict[str, object]
 
 
 DEFAULT_USERS = (
@@ -117,7 +105,7 @@ def write_individual_sample(
     height: int = 240,
     fps: int = 15,
     force: bool = False,
-) -> IndividualSample:
+) -> SampleSet:
     """Write an individual-mode recording of ``users`` into ``directory``."""
     check_users(users, slice_seconds=slice_seconds)
     last = max(p.start + p.seconds for u in users for p in u.presences)
@@ -155,7 +143,7 @@ def write_individual_sample(
                 playlists.append(playlist)
                 slices += paths
     log.info("wrote individual-mode sample %s_%s (%d users)", sid, cname, len(users))
-    return IndividualSample(
+    return SampleSet(
         directory=directory,
         sid=sid,
         cname=cname,

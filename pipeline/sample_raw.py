@@ -18,6 +18,7 @@ from pipeline.exceptions import ConfigError, NamingError
 from pipeline.naming import check_uid, parse_name, playlist_name, slice_name
 from pipeline.sample import (
     DEFAULT_START,
+    SampleSet,
     check_names,
     default_sid,
     prepare_directory,
@@ -41,18 +42,6 @@ class RawUser:
     seconds: int = 6
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RawSample:
-    """What ``write_raw_sample`` wrote."""
-
-    directory: Path
-    sid: str
-    cname: str
-    playlists: tuple[Path, ...]
-    slices: tuple[Path, ...]
-    profile: dict[str, object]
-
-
 DEFAULT_RAW_USERS = (RawUser(uid="1001", seconds=6), RawUser(uid="2002", start=2, seconds=4))
 
 
@@ -66,7 +55,7 @@ def write_raw_sample(
     codec: str = DEFAULT_CODEC,
     start: datetime = DEFAULT_START,
     force: bool = False,
-) -> RawSample:
+) -> SampleSet:
     """Write an individual v2 recording of ``users`` into ``directory``."""
     check_raw_users(users)
     sid = default_sid(f"{cname}/raw", start=start, seconds=max(u.start + u.seconds for u in users))
@@ -96,7 +85,7 @@ def write_raw_sample(
             write_atomic(playlist, text)
             playlists.append(playlist)
     log.info("wrote individual v2 sample %s_%s (%d users)", sid, cname, len(users))
-    return RawSample(
+    return SampleSet(
         directory=directory,
         sid=sid,
         cname=cname,

@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from pipeline.naming import parse_name, playlist_name, slice_name
 from pipeline.sample import (
     DEFAULT_START,
     HlsEntry,
+    SampleSet,
     build_playlist,
     build_profile,
+    parse_hls_entries,
     prepare_directory,
     write_atomic,
     write_sample,
@@ -35,32 +38,25 @@ SNAPSHOT_TICK = 22194679897
 """The tick of the samples' snapshot playlists: "ticks since the system started" (Agora's example)."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RecoverySample:
-    """What a recovery sample wrote."""
-
-    directory: Path
-    sid: str
-    cname: str
-    playlists: tuple[Path, ...]
-    slices: tuple[Path, ...]
-    """Every slice the playlists list, in order (for a backuped sample, also those not in storage)."""
-    profile: dict[str, object]
-
-
-def _encode(
-    *, ffmpeg: str, seconds: int, slice_seconds: int, cname: str, start: datetime, tmp: Path
-) -> tuple[str, list[Path], list[HlsEntry]]:
-    """A composite sample in ``tmp``: its sid, slices and playlist entries."""
-    made = write_sample(
-        tmp, ffmpeg=ffmpeg, seconds=seconds, slice_seconds=slice_seconds, cname=cname, start=start
-    )
-    entries = []
-    lines = made.playlist.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("#EXTINF:"):
-            entries.append(HlsEntry(uri=lines[i + 1], duration=line.removeprefix("#EXTINF:").rstrip(",")))
-    return made.sid, list(made.slices), entries
+@contextlib.contextmanager
+def _encoded(
+    directory: Path,
+    *,
+    ffmpeg: str,
+    seconds: int,
+    slice_seconds: int,
+    cname: str,
+    start: datetime,
+    force: bool,
+) -> Iterator[tuple[str, list[Path], list[HlsEntry]]]:
+    """A composite recording encoded in a temporary directory inside ``directory`` (prepared for the
+    sample): its sid, slices and playlist entries, to move into place before the block ends."""
+    prepare_directory(directory, cname=cname, force=force)
+    with tempfile.TemporaryDirectory(prefix=".recpipe-sample-", dir=directory) as tmp:
+        made = write_sample(
+            Path(tmp), ffmpeg=ffmpeg, seconds=seconds, slice_seconds=slice_seconds, cname=cname, start=start
+        )
+        yield made.sid, list(made.slices), list(parse_hls_entries(made.playlist.read_text(encoding="utf-8")))
 
 
 def write_failover_sample(
@@ -73,16 +69,20 @@ def write_failover_sample(
     cname: str = "demo-room",
     start: datetime = DEFAULT_START,
     force: bool = False,
-) -> RecoverySample:
+) -> SampleSet:
     """The first half of the slices from the original recorder, the rest from ``bak0`` ``gap_s`` later."""
     if seconds < 2 * slice_seconds or gap_s < 0:
         raise ConfigError("a failover sample needs two slices at least and a gap that is not negative")
-    prepare_directory(directory, cname=cname, force=force)
-    with tempfile.TemporaryDirectory(prefix=".recpipe-sample-", dir=directory) as tmp:
-        sid, paths, entries = _encode(
-            ffmpeg=ffmpeg, seconds=seconds, slice_seconds=slice_seconds, cname=cname, start=start,
-            tmp=Path(tmp) / "all",
-        )  # fmt: skip
+    encoded = _encoded(
+        directory,
+        ffmpeg=ffmpeg,
+        seconds=seconds,
+        slice_seconds=slice_seconds,
+        cname=cname,
+        start=start,
+        force=force,
+    )
+    with encoded as (sid, paths, entries):
         half = len(paths) // 2
         moved, renamed = [], []
         for i, (path, entry) in enumerate(zip(paths, entries, strict=True)):
@@ -99,7 +99,7 @@ def write_failover_sample(
     write_atomic(original, build_playlist(renamed[:half], endlist=False))
     write_atomic(resumed, build_playlist(renamed[half:]))
     log.info("wrote failover sample %s_%s (%d + %d slices)", sid, cname, half, len(moved) - half)
-    return RecoverySample(
+    return SampleSet(
         directory=directory,
         sid=sid,
         cname=cname,
@@ -121,7 +121,7 @@ def write_backuped_sample(
     start: datetime = DEFAULT_START,
     force: bool = False,
     held: Path | None = None,
-) -> RecoverySample:
+) -> SampleSet:
     """The main playlist without its last ``late`` slices or ``#EXT-X-ENDLIST``; a snapshot playlist
     listing them all; the last ``missing`` slices not in storage yet.
 
@@ -129,12 +129,16 @@ def write_backuped_sample(
     """
     if not 0 <= missing <= late or late < 1 or seconds < (late + 1) * slice_seconds:
         raise ConfigError("a backuped sample needs 0 <= missing <= late, and more slices than late ones")
-    prepare_directory(directory, cname=cname, force=force)
-    with tempfile.TemporaryDirectory(prefix=".recpipe-sample-", dir=directory) as tmp:
-        sid, paths, entries = _encode(
-            ffmpeg=ffmpeg, seconds=seconds, slice_seconds=slice_seconds, cname=cname, start=start,
-            tmp=Path(tmp) / "all",
-        )  # fmt: skip
+    encoded = _encoded(
+        directory,
+        ffmpeg=ffmpeg,
+        seconds=seconds,
+        slice_seconds=slice_seconds,
+        cname=cname,
+        start=start,
+        force=force,
+    )
+    with encoded as (sid, paths, entries):
         for path in paths[: len(paths) - missing]:
             path.replace(directory / path.name)
         if held is not None and missing:
@@ -146,7 +150,7 @@ def write_backuped_sample(
     write_atomic(main, build_playlist(entries[: len(entries) - late], endlist=False))
     write_atomic(snapshot, build_playlist(entries))
     log.info("wrote backuped sample %s_%s (%d slices, %d still missing)", sid, cname, len(paths), missing)
-    return RecoverySample(
+    return SampleSet(
         directory=directory,
         sid=sid,
         cname=cname,

@@ -117,6 +117,12 @@ def owner_label(job: Job) -> dict[str, str]:
     return {OWNER_LABEL: job.recording.stem}
 
 
+def label_for(key: str) -> dict[str, str]:
+    """The metadata recpipe writes with one of its own objects that is not a recording's output (a
+    report): the object's name without its extensions."""
+    return {OWNER_LABEL: key.rpartition("/")[2].partition(".")[0]}
+
+
 def name_taken(storage: Storage, key: str) -> bool:
     """Whether an object that is not recpipe's sits at ``key`` (so recpipe must not write there)."""
     return storage.exists(key) and not is_own(storage, key)

@@ -35,6 +35,11 @@ class S3Bucket:
     endpoint: str
     client: S3Client
 
+    def upload_directory(self, directory: Path, *, prefix: str) -> None:
+        """Upload every file of ``directory`` (not its subdirectories) under ``prefix``."""
+        for path in sorted(p for p in directory.iterdir() if p.is_file()):
+            self.client.upload_file(str(path), self.name, f"{prefix}{path.name}")
+
 
 @pytest.fixture(scope="session")
 def aws_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

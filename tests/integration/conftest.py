@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from pipeline.sample import DEFECTS, write_sample
+from pipeline.sample import DEFECTS, SampleSet, write_sample
 from pipeline.tools import find_ffmpeg
 
 
@@ -27,3 +28,18 @@ def samples(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[s
         (root / "start.json").write_text(json.dumps(rec.profile))
         made[defect] = root
     return made
+
+
+@pytest.fixture
+def root(made: tuple[Path, object], tmp_path: Path) -> Path:
+    """A private copy of the module's ``made`` recording (its root directory, holding ``recordings/``
+    and ``start.json``), to change freely."""
+    copy = tmp_path / "bucket"
+    shutil.copytree(made[0], copy)
+    return copy
+
+
+def with_profile(root: Path, sample: SampleSet) -> tuple[Path, SampleSet]:
+    """``(root, sample)`` once the sample's start request is written to ``root/start.json``."""
+    (root / "start.json").write_text(json.dumps(sample.profile))
+    return root, sample

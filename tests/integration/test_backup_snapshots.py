@@ -101,8 +101,7 @@ def test_local_recording_is_pending_without_its_snapshot_and_whole_with_it(backe
 
 def test_s3_recording_merged_and_found_through_its_snapshot_key(backed_up, s3_bucket, tmp_path):
     rec, full, snapshot = backed_up
-    for path in sorted(rec.directory.iterdir()):
-        s3_bucket.client.upload_file(str(path), s3_bucket.name, f"recordings/{path.name}")
+    s3_bucket.upload_directory(rec.directory, prefix="recordings/")
     endpoint = ("--endpoint-url", s3_bucket.endpoint)
     location = f"s3://{s3_bucket.name}/recordings/"
     result = invoke("process", location, "--av-file-type", "hls,mp4", "--json", *endpoint)

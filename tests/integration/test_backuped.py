@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +14,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.sample_individual import write_individual_sample
 from pipeline.sample_recovery import write_backuped_sample
+from tests.integration.conftest import with_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
 
@@ -31,15 +31,7 @@ def made(tmp_path_factory, ffmpeg_exe):
     sample = write_backuped_sample(
         root / "recordings", ffmpeg=ffmpeg_exe, late=2, missing=1, held=root.parent / f"{root.name}-late"
     )
-    (root / "start.json").write_text(json.dumps(sample.profile))
-    return root, sample
-
-
-@pytest.fixture
-def root(made, tmp_path) -> Path:
-    copy = tmp_path / "bucket"
-    shutil.copytree(made[0], copy)
-    return copy
+    return with_profile(root, sample)
 
 
 def test_a_backuped_recording_waits_for_its_slices_then_is_processed(root, made):
@@ -103,8 +95,7 @@ def test_snapshots_of_an_individual_stream_belong_to_it_and_are_ordered_by_index
 
 def test_on_s3_a_backuped_recording_waits_then_is_processed(made, s3_bucket):
     root, sample = made
-    for path in sorted((root / "recordings").iterdir()):
-        s3_bucket.client.upload_file(str(path), s3_bucket.name, f"rec/{path.name}")
+    s3_bucket.upload_directory((root / "recordings"), prefix="rec/")
     args = ("process", f"s3://{s3_bucket.name}/rec/", "--av-file-type", "hls,mp4",
             "--endpoint-url", s3_bucket.endpoint, "--backuped")  # fmt: skip
     code, report = run(*args)

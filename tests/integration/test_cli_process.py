@@ -107,8 +107,7 @@ def test_force_processes_again_with_identical_media(sample_copy):
 
 
 def test_process_s3(s3_bucket, tmp_path):
-    for path in sorted((SAMPLE / "recordings").iterdir()):
-        s3_bucket.client.upload_file(str(path), s3_bucket.name, f"recordings/{path.name}")
+    s3_bucket.upload_directory((SAMPLE / "recordings"), prefix="recordings/")
     before = {
         o["Key"]: o["ETag"] for o in s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name)["Contents"]
     }

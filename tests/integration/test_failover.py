@@ -4,8 +4,6 @@ recording — listed once, joined on the slice names' clock into one MP4, the lo
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +12,7 @@ from pipeline.cli import main
 from pipeline.sample_recovery import write_failover_sample
 from stages.media.mp4 import read_mp4
 from stages.media.ts import read_slice
+from tests.integration.conftest import with_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
 
@@ -30,15 +29,7 @@ def run(*args: str) -> tuple[int, dict | list]:
 def made(tmp_path_factory, ffmpeg_exe):
     root = tmp_path_factory.mktemp("failover")
     sample = write_failover_sample(root / "recordings", ffmpeg=ffmpeg_exe, gap_s=GAP_S)
-    (root / "start.json").write_text(json.dumps(sample.profile))
-    return root, sample
-
-
-@pytest.fixture
-def root(made, tmp_path) -> Path:
-    copy = tmp_path / "bucket"
-    shutil.copytree(made[0], copy)
-    return copy
+    return with_profile(root, sample)
 
 
 def media_s(paths) -> float:
@@ -85,8 +76,7 @@ def test_without_its_resumed_set_the_recording_is_still_recording(root, made):
 
 def test_on_s3_the_failover_recording_is_joined(made, s3_bucket):
     root, sample = made
-    for path in sorted((root / "recordings").iterdir()):
-        s3_bucket.client.upload_file(str(path), s3_bucket.name, f"rec/{path.name}")
+    s3_bucket.upload_directory((root / "recordings"), prefix="rec/")
     code, report = run(
         "process", f"s3://{s3_bucket.name}/rec/{sample.playlists[1].name}", "--av-file-type", "hls,mp4",
         "--endpoint-url", s3_bucket.endpoint,

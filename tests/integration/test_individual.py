@@ -183,8 +183,7 @@ def test_a_missing_slice_fails_only_its_user(copy):
 
 
 def test_s3(recording, s3_bucket, tmp_path):
-    for path in sorted(recording.iterdir()):
-        s3_bucket.client.upload_file(str(path), s3_bucket.name, f"calls/{path.name}")
+    s3_bucket.upload_directory(recording, prefix="calls/")
     location = f"s3://{s3_bucket.name}/calls/"
     args = ("process", location, "--av-file-type", "hls,mp4", "--endpoint-url", s3_bucket.endpoint, "--json")
     result = invoke(*args)

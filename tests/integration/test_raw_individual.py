@@ -4,8 +4,6 @@ a composite recording per user, with a summary report for the recording."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +11,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.sample_raw import write_raw_sample
 from stages.media.mp4 import read_mp4
+from tests.integration.conftest import with_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
 
@@ -27,15 +26,7 @@ def run(*args: str) -> tuple[int, dict]:
 def made(tmp_path_factory, ffmpeg_exe):
     root = tmp_path_factory.mktemp("raw")
     sample = write_raw_sample(root / "recordings", ffmpeg=ffmpeg_exe)
-    (root / "start.json").write_text(json.dumps(sample.profile))
-    return root, sample
-
-
-@pytest.fixture
-def root(made, tmp_path) -> Path:
-    copy = tmp_path / "bucket"
-    shutil.copytree(made[0], copy)
-    return copy
+    return with_profile(root, sample)
 
 
 def test_every_user_gets_an_mp4_named_as_agora_does(root, made):
@@ -85,8 +76,7 @@ def test_files_recpipe_does_not_process_are_listed_not_ignored(root, made):
 
 def test_on_s3(made, s3_bucket):
     root, sample = made
-    for path in sorted((root / "recordings").iterdir()):
-        s3_bucket.client.upload_file(str(path), s3_bucket.name, f"rec/{path.name}")
+    s3_bucket.upload_directory((root / "recordings"), prefix="rec/")
     code, report = run(
         "process", f"s3://{s3_bucket.name}/rec/", "--av-file-type", "hls,mp4",
         "--endpoint-url", s3_bucket.endpoint,

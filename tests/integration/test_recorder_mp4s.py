@@ -152,8 +152,7 @@ def test_a_recorder_mp4_is_never_removed_even_if_a_report_lists_it(root, recorde
 
 def test_on_s3_the_recorders_set_is_verified_and_left_alone(root, recorders_mp4, s3_bucket):
     key = f"recordings/{stem(root)}_0.mp4"
-    for path in sorted((root / "recordings").iterdir()):
-        s3_bucket.client.upload_file(str(path), s3_bucket.name, f"recordings/{path.name}")
+    s3_bucket.upload_directory((root / "recordings"), prefix="recordings/")
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key, Body=recorders_mp4)
     etag = s3_bucket.client.head_object(Bucket=s3_bucket.name, Key=key)["ETag"]
     location = f"s3://{s3_bucket.name}/recordings/"
