@@ -17,6 +17,9 @@ PENDING_CODES = frozenset({"NO_ENDLIST", "LEASE_HELD", "BACKUP_PENDING"})
 """The recorder has not finished, another recpipe is processing the recording, or listed slices are
 still on their way from Agora's backup cloud: come back later."""
 
+FAILING_CODES = frozenset({"NO_MEDIA"})
+"""Nothing usable at all: failed under any policy (there is no best effort to publish)."""
+
 PUBLISHABLE: frozenset[Status] = frozenset({"ok", "degraded"})
 
 
@@ -28,7 +31,7 @@ def decide_status(findings: Iterable[Finding], *, policy: Policy, error: StageEr
         return "rejected"
     if codes & PENDING_CODES:
         return "pending"
-    if error is not None:
+    if error is not None or codes & FAILING_CODES:
         return "failed"
     if any(f.severity == "error" for f in findings):
         return "degraded" if policy == "lenient" else "failed"

@@ -199,9 +199,10 @@ def leased(job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[
     if not options.publish:
         return work()
     if not options.force and (done := already_done(job, ctx=ctx)) is not None:
+        clear_leftovers(job.recording, ctx=ctx)
         return done
     rec = job.recording
-    key = ctx.destination.directory + rec.stem + ".lease.json"
+    key = lease_key(rec, ctx=ctx)
     lease = acquire(ctx.destination.storage, key, owner=new_owner(), seconds=ctx.config.lease_seconds)
     if isinstance(lease, Holder):
         return busy(job, lease, ctx=ctx)
@@ -213,6 +214,29 @@ def leased(job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[
         return work()
     finally:
         lease.release()
+
+
+def lease_key(recording: Recording, *, ctx: StageContext) -> str:
+    """Where the recording's lease is, beside its outputs."""
+    return ctx.destination.directory + recording.stem + ".lease.json"
+
+
+def clear_leftovers(recording: Recording, *, ctx: StageContext) -> None:
+    """For a recording whose work is done: clear what a run killed after committing its report left —
+    its lease and unfinished uploads, once that run is gone (a live holder's are left alone), and the
+    work directories of killed recpipes on this machine."""
+    remove_orphaned_workdirs(Path(ctx.config.workdir or tempfile.gettempdir()))
+    storage, key = ctx.destination.storage, lease_key(recording, ctx=ctx)
+    if not storage.exists(key):
+        return
+    lease = acquire(storage, key, owner=new_owner(), seconds=ctx.config.lease_seconds)
+    if isinstance(lease, Holder):
+        return
+    try:
+        storage.discard_incomplete(ctx.destination.directory + recording.stem)
+    finally:
+        lease.release()
+    ctx.logger.info("%s: cleared the lease and uploads a killed recpipe left behind", recording.label)
 
 
 def storage_retries(ctx: StageContext) -> int:

@@ -44,6 +44,12 @@ class _Group(NamedTuple):
     backup: int | None
 
 
+def is_hidden(key: str) -> bool:
+    """Whether the key's file name starts with ``.`` (dot files, macOS's ``._<name>`` AppleDouble
+    copies, temporary files): never a recording's file."""
+    return key.rpartition("/")[2].startswith(".")
+
+
 def split_key(key: str) -> tuple[str, str]:
     """``("a/b/", "name")`` for ``"a/b/name"``; the directory is "" at the root."""
     head, sep, name = key.rpartition("/")
@@ -112,6 +118,9 @@ def group_recordings(objects: Iterable[ObjectInfo]) -> tuple[Recording, ...]:
     others: defaultdict[tuple[str, str, str, str], list[ObjectInfo]] = defaultdict(list)
     snapshots: defaultdict[_Group, list[tuple[Rank, ObjectInfo]]] = defaultdict(list)
     for obj in objects:
+        if is_hidden(obj.key):
+            log.info("ignoring %s: a hidden name is never a recording's file", obj.key)
+            continue
         found = _parse(obj.key)
         version = _snapshot_of(obj.key) if found is None and obj.key.endswith(".m3u8") else None
         if version is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -112,6 +112,16 @@ def playlist_findings(playlist: Playlist, segments: Iterable[Segment]) -> tuple[
             )
         )
     return tuple(findings)
+
+
+def first_entries(segments: Sequence[Segment]) -> dict[str, int]:
+    """Each safe key's first entry: every object is read once, however often the playlist lists it
+    (so the bytes a playlist can make recpipe read are bounded by what is in storage)."""
+    first: dict[str, int] = {}
+    for seg in segments:
+        if seg.key is not None:
+            first.setdefault(seg.key, seg.index)
+    return first
 
 
 def map_in_order(
@@ -306,11 +316,12 @@ class FetchStage:
 
     def _stream(self, job: Job, *, ctx: StageContext) -> tuple[Segment, ...]:
         listed = {o.key: o for o in job.recording.slices}
-        total = sum(listed[s.key].size for s in job.segments if s.key in listed)
+        first = first_entries(job.segments)
+        total = sum(listed[key].size for key in first if key in listed)
         config = ctx.config
 
         def one(seg: Segment) -> Fetched:
-            if seg.key is None:
+            if seg.key is None or first[seg.key] != seg.index:  # unsafe, or a repeat: not read again
                 return Fetched(segment=seg, data=None)
             return fetch_segment(
                 seg,
@@ -322,9 +333,9 @@ class FetchStage:
 
         def weight(seg: Segment) -> int:
             info = listed.get(seg.key or "")
-            return info.size if info is not None else 0
+            return info.size if info is not None and first[info.key] == seg.index else 0
 
-        done = []
+        done: list[Segment] = []
         consumer = self._consumer
         ok = False
         ctx.progress.start("fetch" if consumer is None else "fetch+remux", total=total, unit="B")
@@ -341,6 +352,10 @@ class FetchStage:
                     budget=config.fetch_window_bytes,
                 ):
                     fetched = read_media(fetched)
+                    seg = fetched.segment
+                    if seg.key is not None and first[seg.key] != seg.index:  # what its first entry read
+                        read = done[first[seg.key]]
+                        fetched = Fetched(segment=replace(seg, size=read.size, media=read.media), data=None)
                     done.append(fetched.segment)
                     if consumer is not None:
                         consumer.add(fetched)

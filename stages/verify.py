@@ -67,6 +67,15 @@ def find_missing(segments: Sequence[Segment]) -> tuple[Finding, ...]:
     )
 
 
+def find_no_media(segments: Sequence[Segment]) -> tuple[Finding, ...]:
+    """``NO_MEDIA`` when not one slice of the recording can be used: nothing to verify or publish, under
+    any policy (a best-effort MP4 of nothing is no MP4)."""
+    if any(s.present and s.defect is None and (s.media is None or s.media.media_streams) for s in segments):
+        return ()
+    what = "the playlist lists no slice" if not segments else f"none of its {len(segments)} entries is usable"
+    return (Finding(code="NO_MEDIA", severity="error", detail=f"the recording has no media: {what}"),)
+
+
 def backup_pending(segments: Sequence[Segment]) -> tuple[Finding, ...]:
     """``BACKUP_PENDING`` (the recording is pending) when listed slices are not in storage yet and the
     recorder said some files are still coming from Agora's backup cloud."""
@@ -383,6 +392,7 @@ def check(segments: Sequence[Segment], *, job: Job) -> tuple[tuple[Segment, ...]
         findings = absences_of_user(findings, segs)
     if job.backup_wait:
         findings += backup_pending(segs)
+    findings += find_no_media(segs)
     findings = failover_findings(findings, joins=job.failover_joins)
     return tuple(segs), tuple(sorted(findings, key=position))
 

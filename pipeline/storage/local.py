@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import stat as stat_mode
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -352,23 +353,52 @@ class LocalStorage:
             raise StorageError(f"refusing a key that resolves outside {self.url}", key=key)
 
     def _walk(self, directory: Path, *, key_prefix: str, tail: str = "") -> Iterator[ObjectInfo]:
-        """Regular files under ``directory`` in key order; ``tail`` filters its direct entries."""
+        """Regular files under ``directory`` in key order; ``tail`` filters its direct entries.
+
+        Iterative (a stack of directories, not recursion), and bounded: directories deeper than
+        ``MAX_LIST_DEPTH`` below ``directory`` are skipped with a warning, and more than
+        ``MAX_LIST_ENTRIES`` entries or ``MAX_LIST_SECONDS`` of listing is a StorageError."""
+        deadline = time.monotonic() + MAX_LIST_SECONDS
+        seen = 0
+        stack: Stack = [iter(self._entries(directory, key_prefix=key_prefix, tail=tail))]
+        prefixes = [key_prefix]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                prefixes.pop()
+                continue
+            seen += 1
+            if seen > MAX_LIST_ENTRIES or time.monotonic() > deadline:
+                raise StorageError(
+                    f"listing {self.url}/{key_prefix} passed {MAX_LIST_ENTRIES:,} entries or "
+                    f"{MAX_LIST_SECONDS:.0f} s; give a location closer to the recordings",
+                    key=key_prefix,
+                )
+            sort_name, found = entry
+            key = prefixes[-1] + sort_name
+            if not sort_name.endswith("/"):
+                info = self._entry_info(found, key=key)
+                if info is not None:
+                    yield info
+            elif len(stack) > MAX_LIST_DEPTH:
+                log.warning("%s: not listing %s, over %d directories deep", self.url, key, MAX_LIST_DEPTH)
+            else:
+                stack.append(iter(self._entries(Path(found.path), key_prefix=key)))
+                prefixes.append(key)
+
+    def _entries(self, directory: Path, *, key_prefix: str, tail: str = "") -> Entries:
+        """A directory's entries in key order (directories named with a trailing ``/``), temporary
+        files and those not starting with ``tail`` left out."""
         try:
             with os.scandir(directory) as it:
                 entries = [(e.name + "/" if _is_real_dir(e) else e.name, e) for e in it]
         except (FileNotFoundError, NotADirectoryError):
-            return
+            return []
         except OSError as err:
             raise StorageError(f"cannot list {directory}: {err.strerror or err}", key=key_prefix) from err
-        for sort_name, entry in sorted(entries, key=lambda pair: pair[0]):
-            if not sort_name.startswith(tail) or is_temp_name(entry.name):
-                continue
-            if sort_name.endswith("/"):
-                yield from self._walk(Path(entry.path), key_prefix=key_prefix + sort_name)
-                continue
-            info = self._entry_info(entry, key=key_prefix + entry.name)
-            if info is not None:
-                yield info
+        kept = [pair for pair in entries if pair[0].startswith(tail) and not is_temp_name(pair[1].name)]
+        return sorted(kept, key=lambda pair: pair[0])
 
     def _entry_info(self, entry: os.DirEntry[str], *, key: str) -> ObjectInfo | None:
         """Info for a listed file; None for non-files, vanished files and symlinks leading outside."""
@@ -389,6 +419,16 @@ class LocalStorage:
         return StorageError(f"cannot {action}: {err.strerror or err}", key=key)
 
 
+Entries = list[tuple[str, os.DirEntry[str]]]
+"""A directory's entries by key name (directories end in ``/``)."""
+Stack = list[Iterator[tuple[str, os.DirEntry[str]]]]
+
+MAX_LIST_DEPTH = 64
+"""Directories below a listed prefix followed at most (``fileNamePrefix`` allows 64 levels)."""
+MAX_LIST_ENTRIES = 5_000_000
+"""Files and directories one listing visits at most."""
+MAX_LIST_SECONDS = 600.0
+"""How long one listing may take."""
 XATTR_PREFIX = "user."
 """Metadata is kept as extended attributes in the ``user`` namespace."""
 _NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA})

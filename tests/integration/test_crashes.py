@@ -122,3 +122,46 @@ def test_kill_9_at_random_points_then_rerun(s3_bucket, recording, tmp_path, ffmp
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
     time.sleep(0.5)  # an orphaned ffmpeg of the last killed run may still be closing its file
     assert [p.name for p in workdir.iterdir() if p.name.startswith("recpipe-")] == []
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_run_that_finds_the_work_done_clears_a_dead_runs_lease_and_uploads(where, s3_bucket, tmp_path):
+    """kill -9 between the report's commit and the lease's release leaves the lease (and possibly an
+    upload): the next run finds the report up to date and still clears what the dead run left."""
+    from pipeline.lease import lease_document
+    from pipeline.liveness import this_host
+    from pipeline.locations import open_location
+
+    sample = Path(__file__).resolve().parents[2] / "sample_data"
+    stem = "665ba1974b715d7e0faf7b5a3c199acf_demo-room"
+    if where == "local":
+        location = str(tmp_path / "bucket")
+        import shutil
+
+        shutil.copytree(sample, tmp_path / "bucket")
+        env = os.environ
+    else:
+        s3_bucket.upload_directory(sample / "recordings", prefix="recordings/")
+        location = f"s3://{s3_bucket.name}/"
+        env = {**os.environ, "AWS_ENDPOINT_URL": s3_bucket.endpoint}
+    argv = [sys.executable, "-m", "pipeline", "process", location, "--profile",
+            str(sample / "start_request.json"), "--quiet"]  # fmt: skip
+    assert subprocess.run(argv, env=env, check=False, timeout=120).returncode == 0
+
+    dead = subprocess.run(["true"], check=True)
+    del dead
+    gone_pid = max(os.getpid() + 50_000, 4_000_000)  # no such process
+    storage = open_location(location, environ=env).storage
+    key = f"recordings/{stem}.lease.json"
+    owner = f"{this_host()}:{gone_pid}:deadbeef"
+    storage.put_bytes(lease_document(owner=owner, expires=time.time() + 600), key)
+    upload = storage.begin_upload(f"recordings/{stem}_0.mp4")
+    if upload is not None:
+        upload.put_part(1, b"x" * 10)  # an upload the dead run never completed
+
+    result = subprocess.run(
+        [*argv[:-1], "--json"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert not storage.exists(key)
+    assert storage.discard_incomplete(f"recordings/{stem}") == 0  # nothing was left to abort

@@ -118,7 +118,22 @@ CASES: dict[str, tuple[str | bytes, dict[str, bytes], tuple[str, int], str]] = {
     "truncated slice": (playlist(*SLICES), {SLICES[0]: b"\x47" + bytes(100)}, FAILED, "CORRUPT_SEGMENT"),
     "unicode name": (with_first("ünïcødé-😀.ts"), {}, FAILED, "MISSING_SEGMENT"),
     "vendor tags everywhere": (playlist(*SLICES, extra="#EXT-X-AGORA-TRACK-EVENT:x=1\n" * 1000), {}, OK, ""),
+    "no entries at all": (HEAD + TAIL, {}, FAILED, "NO_MEDIA"),
+    "every slice corrupt": (
+        playlist(*SLICES),
+        {name: bytes(range(256)) * 4 for name in SLICES},
+        FAILED,
+        "NO_MEDIA",
+    ),
+    "one slice listed 5000 times": (
+        playlist(*(SLICES[0] for _ in range(5000)), *SLICES[1:], extinf="15.000000"),
+        {},
+        OK,
+        "DUPLICATE_SEGMENT",
+    ),
 }
+READ_ONCE = {"one slice listed 5000 times": SLICES[0]}
+"""Cases whose playlist repeats a slice: it is read from storage once, however often it is listed."""
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +173,11 @@ def test_hostile_input(case, s3_bucket, proxied, tmp_path):
     assert "Traceback" not in measured.stderr
     outside = [(m, p) for m, p in plan.requests if not inside(p, bucket)]
     assert outside == []
+    if case in READ_ONCE:
+        reads = [
+            p for m, p in plan.requests if m == "GET" and p.startswith(f"/{bucket}/rec/{READ_ONCE[case]}")
+        ]
+        assert len(reads) == 1
 
 
 def inside(path: str, bucket: str) -> bool:
@@ -198,3 +218,40 @@ def run_allowing_failure(argv: list[str], *, stdout: Path) -> Measured:
 
 def test_the_corpus_is_large_enough():
     assert len(CASES) >= 30
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """``recpipe`` in its own process (a traceback would show on its stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_hidden_files_beside_a_recording_are_ignored(tmp_path):
+    import shutil
+
+    root = tmp_path / "bucket"
+    shutil.copytree(SAMPLE, root)
+    recordings = root / "recordings"
+    (recordings / f".{SLICES[0]}").write_bytes((recordings / SLICES[0]).read_bytes())  # a stray dot file
+    (recordings / f"._{STEM}.m3u8").write_bytes(b"\x00\x05\x16\x07AppleDouble")  # what macOS copies leave
+    (recordings / f"._{SLICES[1]}").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    code, out, err = run_cli("-v", "verify", str(root), "--json")
+    assert code == 0, err
+    assert json.loads(out)["recording"]["sid"] == STEM.partition("_")[0]
+    assert "a hidden name is never a recording's file" in err
+
+
+def test_a_very_deep_directory_is_listed_without_a_traceback(tmp_path):
+    import shutil
+
+    from tests.pipeline.storage.test_local import deep_tree
+
+    root = tmp_path / "bucket"
+    shutil.copytree(SAMPLE, root)
+    with deep_tree(root / "recordings" / "z", 1100):
+        code, out, err = run_cli("ls", str(root), "--json")
+    assert "Traceback" not in err
+    assert code == 0, err
+    assert [r["cname"] for r in json.loads(out)] == ["demo-room"]

@@ -154,3 +154,19 @@ def test_inputs_digest_changes_with_any_input():
     changed = group_recordings([obj("s_room.m3u8"), obj("s_room_20260115093000000.ts", etag="f")])[0]
     assert inputs_digest(base) == inputs_digest(base)
     assert inputs_digest(base) != inputs_digest(changed)
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        pytest.param("rec/.sid1_room_20190920125142485.ts", id="dot-file"),
+        pytest.param("rec/._sid1_room.m3u8", id="apple-double"),
+        pytest.param("rec/._sid1_room_20190920125142485.ts", id="apple-double-slice"),
+        pytest.param("rec/.sid1_room.m3u8.0123456789ab.part", id="temporary"),
+    ],
+)
+def test_hidden_files_are_never_a_recordings(hidden):
+    found = group_recordings(
+        [obj("rec/sid1_room.m3u8"), obj("rec/sid1_room_20190920125142485.ts"), obj(hidden)]
+    )
+    assert [(r.sid, r.cname, len(r.slices)) for r in found] == [("sid1", "room", 1)]

@@ -218,3 +218,29 @@ def test_all_playlists_together_are_bounded(tmp_path):
     store, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": make_playlist(count=3), **snapshots})
     with pytest.raises(PlaylistError, match="over 12 entries together"):
         read_playlists(store, rec, max_bytes=10_000, max_entries=3)
+
+
+def test_a_slice_listed_many_times_is_read_once(tmp_path):
+    """Read amplification: however often the playlist lists an object, it is read once per run."""
+    reads: list[str] = []
+
+    class Counting(LocalStorage):
+        def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
+            reads.append(key)
+            return super().read_bytes(key, max_bytes=max_bytes)
+
+    uri = slice_uri(0)
+    text = make_playlist(count=2).replace(slice_uri(1), uri)
+    text = text.replace(
+        "#EXT-X-ENDLIST\n", "".join(f"#EXTINF:15.000000,\n{uri}\n" for _ in range(400)) + "#EXT-X-ENDLIST\n"
+    )
+    _, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": text}, slices=[0])
+    store = Counting(tmp_path)
+    ctx = StageContext(
+        storage=store, destination=Destination(storage=store, directory="rec/"), workdir=tmp_path,
+        config=PipelineConfig(),
+    )  # fmt: skip
+    job = FetchStage(executor_factory=lambda n: InlineExecutor()).run(Job(recording=rec), ctx)
+    assert len(job.segments) == 402
+    assert reads.count(f"rec/{uri}") == 1
+    assert all(s.present and s.size == 188 for s in job.segments)

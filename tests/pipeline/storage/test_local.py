@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,56 @@ def test_list_of_a_missing_root_is_empty(tmp_path: Path) -> None:
 
 def test_url_is_the_resolved_root(root: Path) -> None:
     assert LocalStorage(root).url == str(root.resolve())
+
+
+def make_deep(top: Path, depth: int) -> None:
+    """``top/a/a/.../a/b.ts``, ``depth`` directories deep (made relative to each parent: the whole
+    path is longer than the system allows one path to be)."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("a", dir_fd=fd)
+            inner = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("b.ts", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def remove_deep(top: Path) -> None:
+    """Remove what ``make_deep`` made, without recursion (``shutil.rmtree`` recurses, and fails on it)."""
+    fds = [os.open(top, os.O_RDONLY)]
+    try:
+        while "a" in os.listdir(fds[-1]):
+            fds.append(os.open("a", os.O_RDONLY, dir_fd=fds[-1]))
+        for name in os.listdir(fds[-1]):
+            os.unlink(name, dir_fd=fds[-1])
+        while len(fds) > 1:
+            os.close(fds.pop())
+            os.rmdir("a", dir_fd=fds[-1])
+    finally:
+        for fd in fds:
+            os.close(fd)
+    top.rmdir()
+
+
+@contextlib.contextmanager
+def deep_tree(top: Path, depth: int) -> Iterator[None]:
+    """``make_deep`` for the block, removed afterwards."""
+    make_deep(top, depth)
+    try:
+        yield
+    finally:
+        remove_deep(top)
+
+
+def test_a_very_deep_tree_is_listed_without_recursion(store: LocalStorage, root: Path) -> None:
+    """1,100 nested directories: listing is iterative, skips what is deeper than it follows, and
+    still finds the files nearer the top."""
+    (root / "recordings").mkdir()
+    (root / "recordings" / "a.ts").write_bytes(b"x")
+    with deep_tree(root / "recordings" / "z", 1100):
+        assert [o.key for o in store.list("")] == ["recordings/a.ts"]
+    assert not (root / "recordings" / "z").exists()
