@@ -71,3 +71,36 @@ def test_a_recording_of_corrupt_slices_only_fails_under_either_policy(samples, t
     for policy in ("strict", "lenient"):
         assert verdict("verify", root, "--policy", policy) == (1, "failed")
         assert verdict("process", root, "--policy", policy, "--dest", str(tmp_path / policy)) == (1, "failed")
+
+
+@pytest.fixture(scope="module")
+def other_kinds(tmp_path_factory, ffmpeg_exe) -> dict[str, Path]:
+    """One recording of each other kind recpipe sample makes, with its profile."""
+    from pipeline.sample_individual import write_individual_sample
+    from pipeline.sample_raw import write_raw_sample
+    from pipeline.sample_recovery import write_backuped_sample, write_failover_sample
+
+    made = {}
+    for kind, write in (
+        ("individual", lambda d: write_individual_sample(d, ffmpeg=ffmpeg_exe, slice_seconds=5)),
+        ("raw", lambda d: write_raw_sample(d, ffmpeg=ffmpeg_exe)),
+        ("failover", lambda d: write_failover_sample(d, ffmpeg=ffmpeg_exe)),
+        ("backuped", lambda d: write_backuped_sample(d, ffmpeg=ffmpeg_exe)),
+    ):
+        root = tmp_path_factory.mktemp(kind)
+        sample = write(root / "recordings")
+        (root / "start.json").write_text(json.dumps(sample.profile))
+        made[kind] = root
+    return made
+
+
+@pytest.mark.parametrize(
+    "extra", [(), ("--backuped",), ("--policy", "lenient")], ids=["plain", "backuped", "lenient"]
+)
+@pytest.mark.parametrize("kind", ["individual", "raw", "failover", "backuped"])
+def test_verify_and_process_agree_on_every_kind_of_recording(other_kinds, tmp_path, kind, extra):
+    root = tmp_path / "rec"
+    shutil.copytree(other_kinds[kind], root)
+    verified = verdict("verify", root, *extra)
+    processed = verdict("process", root, *extra, "--dest", str(tmp_path / "out"))
+    assert processed == verified
