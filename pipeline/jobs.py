@@ -235,14 +235,19 @@ def decide(
     if status == "pending":
         if "LEASE_HELD" in outcome.codes:
             return Action(verdict="later", seconds=pending_delay_s, reason="another recpipe is processing it")
-        if superseded:
+        backup = "BACKUP_PENDING" in outcome.codes
+        if superseded and not backup:
             return Action(verdict="delete", reason="the playlist changed since: a newer event follows")
+        waiting_for = "slices from Agora's backup" if backup else "#EXT-X-ENDLIST"
         if age_s > max_pending_age_s:
             return Action(
                 verdict="dead-letter",
-                reason=f"still no #EXT-X-ENDLIST {age_s:.0f} s after the event; recpipe stopped waiting",
+                reason=f"still no {waiting_for} {age_s:.0f} s after the event; recpipe stopped waiting",
             )
-        return Action(verdict="later", seconds=pending_delay_s, reason="still recording (no #EXT-X-ENDLIST)")
+        reason = (
+            "slices still coming from Agora's backup" if backup else "still recording (no #EXT-X-ENDLIST)"
+        )
+        return Action(verdict="later", seconds=pending_delay_s, reason=reason)
     if outcome.error_type == "RecordingNotFound":
         return Action(verdict="delete", reason=f"no recording there ({outcome.error})")
     if outcome.error_type in FOREVER_ERRORS:

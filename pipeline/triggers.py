@@ -30,7 +30,7 @@ from urllib.parse import unquote_plus
 
 from pipeline.exceptions import MessageError, NamingError
 from pipeline.job import BACKUPED_NOW, POLICIES, Policy
-from pipeline.naming import parse_name, split_snapshot_name
+from pipeline.naming import parse_name, playlist_name, split_snapshot_name
 
 JOB_SCHEMA = "recpipe.job/1"
 RECORDER_EVENTS = {31: "uploaded", 32: "backuped"}
@@ -70,6 +70,9 @@ class Trigger:
     """The playlist version an S3 event is about (a newer upload means a newer event will follow)."""
     backuped_at: float | None = None
     """A recorder ``backuped`` notification: when it was sent (Unix time)."""
+    from_slice: bool = False
+    """A slice's event, naming its recording's playlist: a late slice of a finished recording (from
+    Agora's backup) starts its job again; while the recording goes on, the playlist's events do."""
     alternatives: tuple[str, ...] = ()
     """Other spellings of ``location`` to try if it holds no recording (EventBridge key encoding)."""
     options: JobOptions = field(default_factory=JobOptions)
@@ -146,6 +149,10 @@ def _s3_records(records: Any) -> Parsed:
             ignored.append(f"{name or 'an event'} for s3://{bucket}/{key}: only new objects start work")
             continue
         reason = not_a_recording(key)
+        playlist = slice_playlist(key) if reason else None
+        if playlist is not None:
+            triggers.append(Trigger(origin="s3", location=f"s3://{bucket}/{playlist}", from_slice=True))
+            continue
         if reason:
             ignored.append(f"s3://{bucket}/{key}: {reason}")
             continue
@@ -183,6 +190,21 @@ def _s3_object(s3: Any, *, key_field: str, etag_field: str) -> tuple[str, str, s
     if not isinstance(name, str) or not name or not isinstance(key, str) or not key:
         raise MessageError("S3 event without a bucket name or object key")
     return name, key, etag.strip('"') if isinstance(etag, str) and etag else None
+
+
+def slice_playlist(key: str) -> str | None:
+    """The key of the playlist of the recording a slice belongs to, or None for anything else."""
+    directory, _, name = key.rpartition("/")
+    try:
+        parsed = parse_name(name)
+    except NamingError:
+        return None
+    if parsed.kind != "slice" or name.startswith("."):
+        return None
+    playlist = playlist_name(
+        parsed.sid, parsed.cname, uid=parsed.uid, media=parsed.media, codec=parsed.codec, backup=parsed.backup
+    )
+    return f"{directory}/{playlist}" if directory else playlist
 
 
 def not_a_recording(key: str) -> str | None:

@@ -157,7 +157,9 @@ class Dispatcher:
                 break
             outcome = self._run(replace(spec, location=other), cancel)
         superseded = False
-        if outcome.status == "pending" and trigger.etag is not None:
+        if outcome.status == "pending" and trigger.from_slice:
+            superseded = "NO_ENDLIST" in outcome.codes  # still recording: the playlist's events follow
+        elif outcome.status == "pending" and trigger.etag is not None:
             current = self._probe(spec.location)
             superseded = current is not None and current != trigger.etag
         action = decide(

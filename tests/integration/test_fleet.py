@@ -218,3 +218,52 @@ def test_sigterm_returns_the_running_jobs_message_and_leaves_nothing_behind(
     got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)  # back at once
     bodies = [m["Body"] for m in got.get("Messages", []) if "long.m3u8" in m["Body"]]
     assert len(bodies) == 1
+
+
+def test_a_backuped_recording_waits_on_the_queue_until_its_late_slice_arrives(
+    s3_bucket, fleet, ffmpeg_exe, tmp_path
+):
+    """The recorder's ``backuped`` notification becomes a job that waits (pending, message returned)
+    while a listed slice is still on its way; the slice's arrival (its storage event) and the returning
+    message both lead to the one report, and nothing reaches the dead-letter queue."""
+    from pipeline.sample_recovery import write_backuped_sample
+
+    sqs, queue, dlq = fleet
+    client, bucket = s3_bucket.client, s3_bucket.name
+    held = tmp_path / "late"
+    sample = write_backuped_sample(tmp_path / "rec", ffmpeg=ffmpeg_exe, held=held)
+    s3_bucket.upload_directory(tmp_path / "rec", prefix=PREFIX)
+    notice = {"noticeId": "n-32", "productId": 3, "eventType": 32, "notifyMs": int(time.time() * 1000),
+              "payload": {"cname": sample.cname, "uid": "1", "sid": sample.sid, "sequence": 0,
+                          "serviceType": 0, "details": {"msgName": "uploaded", "status": 0}}}  # fmt: skip
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(notice))
+    log = tmp_path / "worker.log"
+    argv = [sys.executable, "-m", "pipeline", "-v", "worker", "--queue", queue, "--endpoint-url",
+            s3_bucket.endpoint, "--recordings", f"s3://{bucket}/{PREFIX}", "--av-file-type", "hls,mp4",
+            "--wait", "1", "--pending-delay", "1", "--visibility", "30", "--idle-exit", "8"]  # fmt: skip
+    worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=dict(os.environ))
+    report_key = f"{PREFIX}{sample.sid}_{sample.cname}.report.json"
+    try:
+        wait_until(lambda: "slices still coming" in log.read_text(), seconds=60, what="the wait", logs=[log])
+        # (the playlists' own storage events, which know nothing of the backup, may have failed it meanwhile)
+        [late] = sorted(held.iterdir())
+        client.put_object(Bucket=bucket, Key=PREFIX + late.name, Body=late.read_bytes())
+        sqs.send_message(QueueUrl=queue, MessageBody=s3_event(bucket, PREFIX + late.name))
+
+        def done() -> bool:
+            if report_key not in objects(s3_bucket):
+                return False
+            return (
+                json.loads(client.get_object(Bucket=bucket, Key=report_key)["Body"].read())["status"] == "ok"
+            )
+
+        wait_until(done, seconds=90, what="the report", logs=[log])
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    report = json.loads(client.get_object(Bucket=bucket, Key=report_key)["Body"].read())
+    assert report["status"] == "ok"
+    assert [o["key"] for o in report["outputs"]] == [f"{PREFIX}{sample.sid}_{sample.cname}_0.mp4"]
+    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert not dead.get("Messages"), log.read_text()[-3000:]

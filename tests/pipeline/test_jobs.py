@@ -176,3 +176,14 @@ def test_a_backuped_recordings_job_waits_for_its_files():
     plain = spec_for(Trigger(origin="recorder", location=None, sid="s"), settings=settings)
     assert plain is not None
     assert "--backuped-at" not in plain.argv(profile=None)
+
+
+def test_waiting_for_backup_and_for_a_slices_recording():
+    waiting = Outcome(exit_code=75, report={"status": "pending", "findings": [{"code": "BACKUP_PENDING"}]})
+    live = Outcome(exit_code=75, report={"status": "pending", "findings": [{"code": "NO_ENDLIST"}]})
+    common = {"receive_count": 1, "pending_delay_s": 60.0, "max_pending_age_s": 3600.0}
+    action = decide(waiting, age_s=10.0, superseded=True, **common)
+    assert (action.verdict, action.seconds) == ("later", 60.0)  # a late slice does not end the wait
+    assert "backup" in action.reason
+    assert decide(waiting, age_s=7200.0, superseded=False, **common).verdict == "dead-letter"
+    assert decide(live, age_s=10.0, superseded=True, **common).verdict == "delete"

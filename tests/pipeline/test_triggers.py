@@ -36,12 +36,14 @@ def test_s3_keys_are_url_decoded_plus_is_space_and_percent_2b_is_plus():
 
 def test_several_records_in_one_message_and_non_playlists_ignored():
     body = s3_event(
-        f"a/{SID}_r1.m3u8", f"a/{SID}_r1_20260101000000000.ts", f"b/{SID}_r2.m3u8", "a/x.report.json"
-    )
+        f"a/{SID}_r1.m3u8", f"a/{SID}_r1_20260101000000000.ts", f"b/{SID}_r2.m3u8", "a/x.report.json",
+        "a/notes.txt",
+    )  # fmt: skip
     parsed = parse_message(json.dumps(body))
-    assert [t.location for t in parsed.triggers] == [
-        f"s3://rec-bucket/a/{SID}_r1.m3u8",
-        f"s3://rec-bucket/b/{SID}_r2.m3u8",
+    assert [(t.location, t.from_slice) for t in parsed.triggers] == [
+        (f"s3://rec-bucket/a/{SID}_r1.m3u8", False),
+        (f"s3://rec-bucket/a/{SID}_r1.m3u8", True),  # a slice: its recording, if it is otherwise done
+        (f"s3://rec-bucket/b/{SID}_r2.m3u8", False),
     ]
     assert len(parsed.ignored) == 2
     assert all("not a playlist" in reason for reason in parsed.ignored)
