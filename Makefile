@@ -9,7 +9,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 help:
 	@echo "make demo         create .venv, install recpipe, process sample_data/ into ./out/"
 	@echo "make test         install test dependencies and run the whole suite"
-	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make lint         ruff check, ruff format --check, mypy, the import-layer contracts"
 	@echo "make bench        performance against aws-cli+ffmpeg, yt-dlp, bare ffmpeg; memory (see SPEC)"
 	@echo "make sample-data  regenerate sample_data/ with ffmpeg"
 
@@ -41,6 +41,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check pipeline stages tests
 	$(BIN)/ruff format --check pipeline stages tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The tools recpipe is compared with, in their own virtualenv (awscli pins its own botocore).
 BENCH_TOOLS := .bench/tools

@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from pipeline import interrupts
-from pipeline.app import (
+from pipeline.fleet.triggers import JobOptions, Trigger, job_message
+from pipeline.model.config import PipelineConfig, load_config
+from pipeline.model.exceptions import ConfigError, PipelineError
+from pipeline.model.job import ABSENT_CHOICES, BACKUPED_NOW, POLICIES
+from pipeline.model.policy import STATUS_EXIT, exit_code_for
+from pipeline.model.progress import NullProgress, Progress, TerminalProgress
+from pipeline.model.report import summary_lines
+from pipeline.run import interrupts
+from pipeline.run.app import (
     Request,
     batch_exit_code,
     list_recordings,
@@ -34,23 +41,16 @@ from pipeline.app import (
     run,
     without_secrets,
 )
-from pipeline.config import PipelineConfig, load_config
-from pipeline.exceptions import ConfigError, PipelineError
-from pipeline.job import ABSENT_CHOICES, BACKUPED_NOW, POLICIES
-from pipeline.lease import release_all
-from pipeline.policy import STATUS_EXIT, exit_code_for
-from pipeline.progress import NullProgress, Progress, TerminalProgress
-from pipeline.report import summary_lines
-from pipeline.runner import Result
-from pipeline.sample import DEFECTS, SampleSet, write_sample
-from pipeline.sample_individual import write_individual_sample
-from pipeline.sample_raw import write_raw_sample
-from pipeline.sample_recovery import write_backuped_sample, write_failover_sample
-from pipeline.tools import find_ffmpeg
-from pipeline.triggers import JobOptions, Trigger, job_message
+from pipeline.run.lease import release_all
+from pipeline.run.runner import Result
+from pipeline.run.tools import find_ffmpeg
+from pipeline.samples.composite import DEFECTS, SampleSet, write_sample
+from pipeline.samples.individual import write_individual_sample
+from pipeline.samples.raw import write_raw_sample
+from pipeline.samples.recovery import write_backuped_sample, write_failover_sample
 
 if TYPE_CHECKING:
-    from pipeline.sqs import SqsQueue
+    from pipeline.fleet.sqs import SqsQueue
 
 log = logging.getLogger(__name__)
 
@@ -461,7 +461,7 @@ def job_options(fn: F) -> F:
 
 
 def _queue(url: str, *, endpoint_url: str | None) -> SqsQueue:
-    from pipeline.sqs import SqsQueue, make_sqs_client  # boto3 only when a queue is used
+    from pipeline.fleet.sqs import SqsQueue, make_sqs_client  # boto3 only when a queue is used
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return SqsQueue(make_sqs_client(queue_url=url, endpoint_url=endpoint_url, region=region), url)
@@ -559,8 +559,8 @@ def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, 
     A message is deleted only once its outputs and report are committed; one recpipe
     cannot understand goes to the queue's dead-letter queue. Stop with SIGTERM or Ctrl-C.
     """
-    from pipeline.jobs import run_subprocess
-    from pipeline.worker import Dispatcher, Worker, WorkerSettings
+    from pipeline.fleet.jobs import run_subprocess
+    from pipeline.fleet.worker import Dispatcher, Worker, WorkerSettings
 
     defaults = _job_options(opts, embed_profile=False)
     names = (
@@ -678,7 +678,7 @@ def batch(obj: Mapping[str, Any], /, location: str, jobs: int, endpoint_url: str
     One line per recording as it finishes. Exit code: 1 if any failed, else 4 if any was
     rejected, 3 if any is degraded, 75 if any is still recording, else 0.
     """
-    from pipeline.jobs import JobSpec, run_subprocess
+    from pipeline.fleet.jobs import JobSpec, run_subprocess
 
     as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
     options = _job_options(opts, embed_profile=False)
@@ -762,8 +762,8 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
     run here; duplicates (same noticeId, or the same event for the same sid) are dropped.
     GET /healthz answers 200. Stop with SIGTERM or Ctrl-C.
     """
-    from pipeline.jobs import JobSpec, run_subprocess
-    from pipeline.serve import Notifications, make_server
+    from pipeline.fleet.jobs import JobSpec, run_subprocess
+    from pipeline.fleet.serve import Notifications, make_server
 
     secret = os.environ.get(secret_env, "")
     if not secret:

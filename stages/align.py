@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pipeline.exceptions import MediaError
-from pipeline.job import Absent, Segment
-from pipeline.media import TICKS_PER_S
+from pipeline.model.exceptions import MediaError
+from pipeline.model.job import Absent, Segment
+from pipeline.model.media import TICKS_PER_S
 from stages.splice import wrap_shift
 from stages.timeline import GAP_TOLERANCE_S, OVERLAP_TOLERANCE_S
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.config import PipelineConfig
-from pipeline.job import Job
-from pipeline.progress import NullProgress, Progress
+from pipeline.model.config import PipelineConfig
+from pipeline.model.job import Job
+from pipeline.model.progress import NullProgress, Progress
 from pipeline.storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import NamedTuple
 
-from pipeline.exceptions import AmbiguousRecording, NamingError, RecordingNotFound
-from pipeline.job import Recording
-from pipeline.naming import (
+from pipeline.model.exceptions import AmbiguousRecording, NamingError, RecordingNotFound
+from pipeline.model.job import Recording
+from pipeline.model.naming import (
     UID_END,
     UID_START,
     AgoraName,

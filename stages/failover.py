@@ -22,8 +22,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from pipeline.exceptions import PlaylistError
-from pipeline.job import Finding
+from pipeline.model.exceptions import PlaylistError
+from pipeline.model.job import Finding
 from stages.playlist import Entry, Playlist
 from stages.snapshots import Choice, file_name
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from pipeline.exceptions import NamingError, ObjectNotFound, ObjectTooLarge, PlaylistError, StorageError
-from pipeline.job import Finding, Job, Recording, Segment
-from pipeline.naming import parse_name
+from pipeline.model.exceptions import NamingError, ObjectNotFound, ObjectTooLarge, PlaylistError, StorageError
+from pipeline.model.job import Finding, Job, Recording, Segment
+from pipeline.model.naming import parse_name
 from pipeline.storage.base import ObjectInfo, Storage
 from stages.base import StageContext
 from stages.failover import failover_summary, join_parts

@@ -25,9 +25,9 @@ from typing import IO
 
 import ffmpeg
 
-from pipeline.exceptions import MediaError, RemuxError
-from pipeline.job import Finding, Job, Output, Segment
-from pipeline.media import TICKS_PER_S, StreamFacts
+from pipeline.model.exceptions import MediaError, RemuxError
+from pipeline.model.job import Finding, Job, Output, Segment
+from pipeline.model.media import TICKS_PER_S, StreamFacts
 from stages.align import BASE_TICKS, MergePlan, Span, StreamName
 from stages.base import StageContext
 from stages.fetch import Fetched

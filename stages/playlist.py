@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import m3u8
 
-from pipeline.exceptions import PlaylistError
+from pipeline.model.exceptions import PlaylistError
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.exceptions import MediaError, ObjectNotFound
-from pipeline.job import Job, Recording
-from pipeline.report import dump_report, load_report
+from pipeline.model.exceptions import MediaError, ObjectNotFound
+from pipeline.model.job import Job, Recording
+from pipeline.model.report import dump_report, load_report
 from pipeline.storage.base import Storage, Upload
 from stages.base import Destination, StageContext
 from stages.media.faststart import Layout, sha256_of

@@ -23,9 +23,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from pipeline.exceptions import MediaError, NamingError, ObjectNotFound
-from pipeline.job import Finding, Job, RecorderMp4, Segment
-from pipeline.naming import AgoraName, parse_name
+from pipeline.model.exceptions import MediaError, NamingError, ObjectNotFound
+from pipeline.model.job import Finding, Job, RecorderMp4, Segment
+from pipeline.model.naming import AgoraName, parse_name
 from pipeline.storage.base import ObjectInfo, Storage
 from stages.base import StageContext
 from stages.media.mp4 import parse_mp4

@@ -30,9 +30,9 @@ from typing import IO
 
 import ffmpeg
 
-from pipeline.exceptions import MediaError, NoSpace, PipelineError, RemuxError
-from pipeline.job import Finding, Job, Output, Recording, Segment
-from pipeline.naming import format_utc
+from pipeline.model.exceptions import MediaError, NoSpace, PipelineError, RemuxError
+from pipeline.model.job import Finding, Job, Output, Recording, Segment
+from pipeline.model.naming import format_utc
 from stages.base import StageContext
 from stages.fetch import Fetched
 from stages.media.faststart import Layout, moov_first, plan

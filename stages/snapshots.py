@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pipeline.exceptions import PlaylistError
-from pipeline.job import Finding
-from pipeline.naming import split_snapshot_name
+from pipeline.model.exceptions import PlaylistError
+from pipeline.model.job import Finding
+from pipeline.model.naming import split_snapshot_name
 from stages.playlist import DEFAULT_MAX_ENTRIES, Entry, Playlist, unsafe_reason
 
 log = logging.getLogger(__name__)

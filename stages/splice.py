@@ -25,8 +25,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from pipeline.job import Segment
-from pipeline.media import PTS_WRAP, TICKS_PER_S, SliceMedia, StreamFacts, unwrap
+from pipeline.model.job import Segment
+from pipeline.model.media import PTS_WRAP, TICKS_PER_S, SliceMedia, StreamFacts, unwrap
 from stages.timeline import GAP_TOLERANCE_S, OVERLAP_TOLERANCE_S
 
 log = logging.getLogger(__name__)

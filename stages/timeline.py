@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipeline.job import Finding, Segment, Severity
-from pipeline.media import TICKS_PER_S, SliceMedia, unwrap
+from pipeline.model.job import Finding, Segment, Severity
+from pipeline.model.media import TICKS_PER_S, SliceMedia, unwrap
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from pipeline.exceptions import NamingError
-from pipeline.job import Expectations, Finding, Job, Recording, Segment, Severity
-from pipeline.naming import parse_name
-from pipeline.report import media_seconds
+from pipeline.model.exceptions import NamingError
+from pipeline.model.job import Expectations, Finding, Job, Recording, Segment, Severity
+from pipeline.model.naming import parse_name
+from pipeline.model.report import media_seconds
 from stages.base import StageContext
 from stages.failover import failover_findings
 from stages.recorder import recorder_findings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
-from pipeline.media import TICKS_PER_S, SliceMedia, StreamFacts
+from pipeline.model.media import TICKS_PER_S, SliceMedia, StreamFacts
 
 SID = "sid713476478245"
 CNAME = "demo room"

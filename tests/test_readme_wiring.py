@@ -38,7 +38,7 @@ IAM_ACTION = {
 
 
 def aws_calls() -> set[str]:
-    source = "".join((ROOT / p).read_text() for p in ("pipeline/storage/s3.py", "pipeline/sqs.py"))
+    source = "".join((ROOT / p).read_text() for p in ("pipeline/storage/s3.py", "pipeline/fleet/sqs.py"))
     calls = set(re.findall(r"client\.([a-z_0-9]+)\(", source)) - {"get_paginator"}
     return calls | set(re.findall(r'get_paginator\("([a-z_0-9]+)"\)', source))
 
@@ -64,9 +64,9 @@ def test_notifications_are_what_the_worker_is_built_for():
 
 
 def test_the_lambda_handler_named_exists():
-    from pipeline import lambda_handler
+    from pipeline.fleet import lambda_handler
 
-    assert "pipeline.lambda_handler.handler" in SECTION
+    assert "pipeline.fleet.lambda_handler.handler" in SECTION
     assert callable(lambda_handler.handler)
 
 

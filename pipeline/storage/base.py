@@ -7,46 +7,11 @@ every other failure to ``StorageError``; nothing else escapes them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-Metadata = Mapping[str, str]
-"""Small ``name: value`` labels stored with an object (S3 user metadata, local extended attributes);
-names are lower-case ASCII. recpipe marks its outputs with them."""
-
-
-class ObjectInfo(NamedTuple):
-    """One stored object: its key, size in bytes and an opaque version tag (S3 ETag, local mtime)."""
-
-    key: str
-    size: int
-    etag: str
-
-
-class Upload(Protocol):
-    """An object being uploaded in numbered parts (any order); it appears only when completed."""
-
-    @property
-    def key(self) -> str:
-        """Where the object will appear."""
-        ...
-
-    def put_part(self, number: int, data: bytes) -> None:
-        """Send part ``number`` (1-based, in any order). Returns at once; errors show in ``complete``."""
-        ...
-
-    def in_flight(self) -> int:
-        """Parts handed over but not yet sent."""
-        ...
-
-    def complete(self) -> ObjectInfo:
-        """Wait for every part and make the object visible."""
-        ...
-
-    def abort(self) -> None:
-        """Throw the parts away (nothing appears); harmless after ``complete`` or a second time."""
-        ...
+from pipeline.model.objects import Metadata, ObjectInfo, Upload
 
 
 class Storage(Protocol):
@@ -120,3 +85,6 @@ class Storage(Protocol):
         """Start a part-by-part upload to ``key`` (carrying ``metadata``), or None when the store gains
         nothing from one (a local directory publishes a finished file faster by linking it)."""
         ...
+
+
+__all__ = ["Metadata", "ObjectInfo", "Storage", "Upload"]

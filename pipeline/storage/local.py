@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.exceptions import ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
+from pipeline.model.exceptions import ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
 from pipeline.storage.base import Metadata, ObjectInfo
 
 log = logging.getLogger(__name__)

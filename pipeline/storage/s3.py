@@ -33,10 +33,16 @@ from botocore.exceptions import (
 from s3transfer.manager import TransferConfig, TransferManager
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from pipeline.exceptions import ConfigError, ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
+from pipeline.agora.vendors import AddressingStyle
+from pipeline.model.exceptions import (
+    ConfigError,
+    ObjectNotFound,
+    ObjectTooLarge,
+    PreconditionFailed,
+    StorageError,
+)
 from pipeline.storage.base import Metadata, ObjectInfo
 from pipeline.storage.local import temp_name
-from pipeline.vendors import AddressingStyle
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

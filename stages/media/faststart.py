@@ -25,7 +25,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.exceptions import MediaError
+from pipeline.model.exceptions import MediaError
 from stages.media.fragments import Fragmented, read_fragmented
 from stages.media.moov import U32, brands, regular_moov
 from stages.media.mp4 import Mp4Info, parse_mp4

@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline.exceptions import MediaError
+from pipeline.model.exceptions import MediaError
 from stages.media.fragments import SampleTable
 from stages.media.mp4 import unpack
 

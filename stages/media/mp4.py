@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline.exceptions import MediaError
+from pipeline.model.exceptions import MediaError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 
-from pipeline.media import PTS_WRAP, unwrap
+from pipeline.model.media import PTS_WRAP, unwrap
 from stages.media.ts import NULL_PID, PACKET, SYNC, read_pts
 
 log = logging.getLogger(__name__)

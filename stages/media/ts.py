@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.media import TICKS_PER_S, SliceMedia, StreamFacts, StreamKind, unwrap
+from pipeline.model.media import TICKS_PER_S, SliceMedia, StreamFacts, StreamKind, unwrap
 from stages.media import h264
 
 log = logging.getLogger(__name__)

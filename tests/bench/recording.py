@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.naming import format_utc
-from pipeline.sample import HlsEntry, build_playlist, build_profile
+from pipeline.model.naming import format_utc
+from pipeline.samples.composite import HlsEntry, build_playlist, build_profile
 from stages.media.retime import retime
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sample import DEFECTS, SampleSet, write_sample
-from pipeline.tools import find_ffmpeg
+from pipeline.run.tools import find_ffmpeg
+from pipeline.samples.composite import DEFECTS, SampleSet, write_sample
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import main
-from pipeline.sample import SampleRecording, write_sample
+from pipeline.samples.composite import SampleRecording, write_sample
 from stages.media.mp4 import read_mp4
 from stages.playlist import Entry, Playlist, parse_playlist
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.sample_individual import write_individual_sample
-from pipeline.sample_recovery import write_backuped_sample
+from pipeline.samples.individual import write_individual_sample
+from pipeline.samples.recovery import write_backuped_sample
 from tests.integration.conftest import with_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]

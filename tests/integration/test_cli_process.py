@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.lease import Lease, acquire
-from pipeline.sample import write_sample
+from pipeline.run.lease import Lease, acquire
+from pipeline.samples.composite import write_sample
 from pipeline.storage import LocalStorage
 from stages.media.mp4 import read_mp4
 from stages.playlist import parse_playlist

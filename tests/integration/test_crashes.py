@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sample import write_sample
+from pipeline.samples.composite import write_sample
 from tests.bench.measure import children_of
 
 pytestmark = [
@@ -128,9 +128,9 @@ def test_kill_9_at_random_points_then_rerun(s3_bucket, recording, tmp_path, ffmp
 def test_a_run_that_finds_the_work_done_clears_a_dead_runs_lease_and_uploads(where, s3_bucket, tmp_path):
     """kill -9 between the report's commit and the lease's release leaves the lease (and possibly an
     upload): the next run finds the report up to date and still clears what the dead run left."""
-    from pipeline.lease import lease_document
-    from pipeline.liveness import this_host
-    from pipeline.locations import open_location
+    from pipeline.run.lease import lease_document
+    from pipeline.run.liveness import this_host
+    from pipeline.storage.locations import open_location
 
     sample = Path(__file__).resolve().parents[2] / "sample_data"
     stem = "665ba1974b715d7e0faf7b5a3c199acf_demo-room"

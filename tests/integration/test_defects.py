@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.sample import DEFECTS, write_sample
+from pipeline.samples.composite import DEFECTS, write_sample
 from stages.media.mp4 import read_mp4
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.exceptions import NoSpace
+from pipeline.model.exceptions import NoSpace
 from stages.remux import check_space, space_needed
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.sample_recovery import write_failover_sample
+from pipeline.samples.recovery import write_failover_sample
 from stages.media.mp4 import read_mp4
 from stages.media.ts import read_slice
 from tests.integration.conftest import with_profile

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sample import write_sample
+from pipeline.samples.composite import write_sample
 from tests.faults import FaultPlan, FaultProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg, pytest.mark.usefixtures("aws_environment")]

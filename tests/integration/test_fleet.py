@@ -20,7 +20,7 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
-from pipeline.sample import write_sample
+from pipeline.samples.composite import write_sample
 from tests.bench.measure import children_of
 
 pytestmark = [
@@ -226,7 +226,7 @@ def test_a_backuped_recording_waits_on_the_queue_until_its_late_slice_arrives(
     """The recorder's ``backuped`` notification becomes a job that waits (pending, message returned)
     while a listed slice is still on its way; the slice's arrival (its storage event) and the returning
     message both lead to the one report, and nothing reaches the dead-letter queue."""
-    from pipeline.sample_recovery import write_backuped_sample
+    from pipeline.samples.recovery import write_backuped_sample
 
     sqs, queue, dlq = fleet
     client, bucket = s3_bucket.client, s3_bucket.name

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.sample_individual import Presence, SampleUser, write_individual_sample
+from pipeline.samples.individual import Presence, SampleUser, write_individual_sample
 from stages.media.mp4 import read_mp4
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
@@ -213,8 +213,8 @@ def test_mixed_audio_of_postponed_mixing_is_listed_and_left_alone(copy):
 
 
 def test_web_page_recording_is_processed_like_a_composite_one(tmp_path, ffmpeg_exe):
-    from pipeline.sample import write_sample
-    from tests.pipeline.test_profile import WEB_PAGE
+    from pipeline.samples.composite import write_sample
+    from tests.pipeline.agora.test_profile import WEB_PAGE
 
     write_sample(tmp_path / "rec", ffmpeg=ffmpeg_exe, seconds=6, slice_seconds=2, cname="web-room")
     profile = json.loads(json.dumps(WEB_PAGE))
@@ -233,8 +233,8 @@ def test_web_page_recording_is_processed_like_a_composite_one(tmp_path, ffmpeg_e
 
 
 def test_web_page_recording_is_found_by_the_cname_its_files_carry(tmp_path, ffmpeg_exe):
-    from pipeline.sample import write_sample
-    from tests.pipeline.test_profile import WEB_PAGE
+    from pipeline.samples.composite import write_sample
+    from tests.pipeline.agora.test_profile import WEB_PAGE
 
     # The web page recorder writes "class_1.a+b" as "class-1-a-b" in its file names.
     write_sample(tmp_path / "rec", ffmpeg=ffmpeg_exe, seconds=4, slice_seconds=2, cname="class-1-a-b")

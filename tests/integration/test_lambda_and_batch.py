@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.lambda_handler import handler
-from pipeline.sample import write_sample
+from pipeline.fleet.lambda_handler import handler
+from pipeline.samples.composite import write_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg, pytest.mark.usefixtures("aws_environment")]
 

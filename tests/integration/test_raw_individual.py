@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.sample_raw import write_raw_sample
+from pipeline.samples.raw import write_raw_sample
 from stages.media.mp4 import read_mp4
 from tests.integration.conftest import with_profile
 

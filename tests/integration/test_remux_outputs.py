@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.naming import format_utc, parse_name
+from pipeline.model.naming import format_utc, parse_name
 from stages.media.mp4 import Mp4Info, read_mp4
 from stages.media.retime import retime
 from stages.media.ts import read_slice

@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pipeline.serve import signature_ok
+from pipeline.fleet.serve import signature_ok
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("aws_environment")]
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.sample import DEFECTS
+from pipeline.samples.composite import DEFECTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg, pytest.mark.slow]
 
@@ -76,9 +76,9 @@ def test_a_recording_of_corrupt_slices_only_fails_under_either_policy(samples, t
 @pytest.fixture(scope="module")
 def other_kinds(tmp_path_factory, ffmpeg_exe) -> dict[str, Path]:
     """One recording of each other kind recpipe sample makes, with its profile."""
-    from pipeline.sample_individual import write_individual_sample
-    from pipeline.sample_raw import write_raw_sample
-    from pipeline.sample_recovery import write_backuped_sample, write_failover_sample
+    from pipeline.samples.individual import write_individual_sample
+    from pipeline.samples.raw import write_raw_sample
+    from pipeline.samples.recovery import write_backuped_sample, write_failover_sample
 
     made = {}
     for kind, write in (

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import STATUS_EXIT, main
-from pipeline.sample import DEFECTS, write_sample
-from pipeline.tools import find_ffmpeg
+from pipeline.run.tools import find_ffmpeg
+from pipeline.samples.composite import DEFECTS, write_sample
 
 COMMANDS = ("process", "verify", "ls", "sample")
 

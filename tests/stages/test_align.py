@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.exceptions import MediaError
-from pipeline.job import Segment
-from pipeline.media import PTS_WRAP, TICKS_PER_S
+from pipeline.model.exceptions import MediaError
+from pipeline.model.job import Segment
+from pipeline.model.media import PTS_WRAP, TICKS_PER_S
 from stages.align import BASE_TICKS, Span, absences, clock_mapping, plan_merge
 from tests.builders import media
 

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.exceptions import AmbiguousRecording, RecordingNotFound
+from pipeline.model.exceptions import AmbiguousRecording, RecordingNotFound
 from pipeline.storage.base import ObjectInfo
 from stages.discover import find_recordings, group_recordings, inputs_digest, select_recording, split_key
 from tests.builders import SID, slice_uri

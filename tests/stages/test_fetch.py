@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.config import PipelineConfig
-from pipeline.exceptions import PlaylistError, StorageError
-from pipeline.job import Job, Recording
+from pipeline.model.config import PipelineConfig
+from pipeline.model.exceptions import PlaylistError, StorageError
+from pipeline.model.job import Job, Recording
 from pipeline.storage import LocalStorage
 from pipeline.storage.base import ObjectInfo
 from stages.base import Destination, StageContext

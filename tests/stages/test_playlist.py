@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.exceptions import PlaylistError
+from pipeline.model.exceptions import PlaylistError
 from stages.playlist import decode_playlist, parse_playlist, unsafe_reason
 from tests.builders import make_playlist, slice_uri
 

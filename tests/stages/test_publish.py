@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.exceptions import MediaError
+from pipeline.model.exceptions import MediaError
 from pipeline.storage import S3Storage
 from stages.media.faststart import Layout
 from stages.publish import GrowingUpload, media_pieces

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.job import Expectations, Job, RecorderMp4, Recording, Segment
+from pipeline.model.job import Expectations, Job, RecorderMp4, Recording, Segment
 from pipeline.storage import LocalStorage, ObjectInfo
 from stages.recorder import (
     BLOCK_BYTES,

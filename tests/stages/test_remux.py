@@ -4,10 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DEFAULT_INDIVIDUAL_MP4_TEMPLATE, DEFAULT_MP4_TEMPLATE, DEFAULT_RAW_MP4_TEMPLATE
-from pipeline.exceptions import MediaError, RemuxError
-from pipeline.job import Recording, Segment
-from pipeline.tools import find_ffmpeg
+from pipeline.model.config import (
+    DEFAULT_INDIVIDUAL_MP4_TEMPLATE,
+    DEFAULT_MP4_TEMPLATE,
+    DEFAULT_RAW_MP4_TEMPLATE,
+)
+from pipeline.model.exceptions import MediaError, RemuxError
+from pipeline.model.job import Recording, Segment
+from pipeline.run.tools import find_ffmpeg
 from stages.media.mp4 import Mp4Info, Mp4Track
 from stages.remux import (
     FfmpegProcess,

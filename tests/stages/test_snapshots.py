@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.exceptions import PlaylistError
-from pipeline.job import Recording
-from pipeline.naming import split_snapshot_name
+from pipeline.model.exceptions import PlaylistError
+from pipeline.model.job import Recording
+from pipeline.model.naming import split_snapshot_name
 from stages.fetch import build_segments, playlist_findings, slice_utc
 from stages.playlist import Playlist, parse_playlist
 from stages.snapshots import (
@@ -284,7 +284,7 @@ def test_snapshot_names(name, parts):
     ],
 )
 def test_snapshots_of_every_playlist_kind(name, parent, tick, index):
-    from pipeline.naming import format_name
+    from pipeline.model.naming import format_name
 
     found = split_snapshot_name(name)
     assert found is not None

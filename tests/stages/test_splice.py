@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.job import Segment
-from pipeline.media import PTS_WRAP, TICKS_PER_S
+from pipeline.model.job import Segment
+from pipeline.model.media import PTS_WRAP, TICKS_PER_S
 from stages.splice import Splicer, wrap_shift
 from tests.builders import media
 

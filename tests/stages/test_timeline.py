@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.job import Segment
+from pipeline.model.job import Segment
 from stages.timeline import (
     CLOCK_AGREEMENT_S,
     GAP_TOLERANCE_S,

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.job import Expectations, Job, Recording, Segment
+from pipeline.model.job import Expectations, Job, Recording, Segment
 from pipeline.storage.base import ObjectInfo
 from stages.timeline import build_timeline
 from stages.verify import (

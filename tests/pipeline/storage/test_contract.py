@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.exceptions import ObjectNotFound, PreconditionFailed, StorageError
+from pipeline.model.exceptions import ObjectNotFound, PreconditionFailed, StorageError
 from pipeline.storage import LocalStorage, ObjectInfo, Storage
 
 ODD_KEYS = [

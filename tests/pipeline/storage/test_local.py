@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.exceptions import ObjectNotFound, StorageError
+from pipeline.model.exceptions import ObjectNotFound, StorageError
 from pipeline.storage import LocalStorage
 from pipeline.storage.local import is_temp_name, temp_name
 

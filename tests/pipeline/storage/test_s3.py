@@ -21,7 +21,7 @@ from botocore.stub import Stubber
 from s3transfer.manager import TransferConfig
 from urllib3.exceptions import ProtocolError
 
-from pipeline.exceptions import ConfigError, ObjectNotFound, StorageError
+from pipeline.model.exceptions import ConfigError, ObjectNotFound, StorageError
 from pipeline.storage import S3Storage
 from pipeline.storage.s3 import ShortReadError, make_s3_client, translate_error
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipeline.tools import find_ffmpeg
+from pipeline.run.tools import find_ffmpeg
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.exceptions import MediaError
+from pipeline.model.exceptions import MediaError
 from stages.media.faststart import Layout, layout_of, moov_first, plan, sha256_of
 from stages.media.fragments import read_fragmented
 from stages.media.mp4 import parse_boxes, read_mp4

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pipeline.exceptions import MediaError
+from pipeline.model.exceptions import MediaError
 from stages.media.fragments import SampleTable, parse_fragmented, runs_append
 from stages.media.moov import box, full
 

@@ -7,7 +7,7 @@ from array import array
 
 import pytest
 
-from pipeline.exceptions import MediaError
+from pipeline.model.exceptions import MediaError
 from stages.media.fragments import SampleTable
 from stages.media.moov import (
     Node,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.exceptions import MediaError
+from pipeline.model.exceptions import MediaError
 from stages.media.mp4 import Box, Mp4Info, parse_box_header, parse_boxes, parse_mp4_bytes, read_mp4
 from tests.media_builders import make_av_mp4
 

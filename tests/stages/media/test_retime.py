@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.media import PTS_WRAP, SliceMedia
+from pipeline.model.media import PTS_WRAP, SliceMedia
 from stages.media.retime import read_pcr_base, retime, sync_runs, write_pcr_base, write_pts
 from stages.media.ts import PACKET, read_pts, read_slice
 from tests.media_builders import packet_pid, starts_unit, ts_packets

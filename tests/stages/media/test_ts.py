@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.media import PTS_WRAP, SliceMedia, unwrap
+from pipeline.model.media import PTS_WRAP, SliceMedia, unwrap
 from stages.media.retime import retime
 from stages.media.ts import TsReader, adts_header, read_slice, read_slice_file
 from tests.media_builders import packet_pid, starts_unit, ts_packets

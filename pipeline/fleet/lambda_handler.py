@@ -1,0 +1,103 @@
+"""AWS Lambda entry point: ``pipeline.fleet.lambda_handler.handler``.
+
+Wire it as an SQS event source with ``ReportBatchItemFailures``: every record is one queue message
+(any shape ``pipeline.fleet.triggers`` accepts) and is processed in this process, one after another. A
+message that is done (or has nothing to do) succeeds; every other one is reported in
+``batchItemFailures`` and comes back after the queue's visibility timeout — a recording still
+recording, another recpipe holding it, an error worth retrying, and a message recpipe cannot
+understand, which the queue's redrive policy moves to the dead-letter queue after ``maxReceiveCount``.
+Give the function a timeout above the longest recording's processing time and the queue a
+visibility timeout above the function's timeout (AWS requires 6x the function timeout in practice).
+
+It also accepts an S3 notification or EventBridge event directly (Lambda as the bucket's or rule's
+target); then an error worth retrying raises, so Lambda's own retries apply.
+
+Settings come from the environment: ``RECPIPE_BUCKETS`` (comma-separated: serve only these),
+``RECPIPE_RECORDINGS`` (the recorder's storage, for its notifications), ``RECPIPE_DEST``,
+``RECPIPE_AV_FILE_TYPE``, ``RECPIPE_PROFILE`` (a start-request JSON file shipped with the function),
+``RECPIPE_POLICY`` and every other ``RECPIPE_*`` setting, and ``AWS_ENDPOINT_URL`` for an
+S3-compatible store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.fleet.jobs import run_in_process
+from pipeline.fleet.sqs import Message
+from pipeline.fleet.triggers import JobOptions
+from pipeline.fleet.worker import Dispatcher, WorkerSettings
+from pipeline.model.job import POLICIES
+from pipeline.run.app import playlist_etag, read_profile_document
+
+log = logging.getLogger("recpipe")
+
+
+def settings_from(environ: Mapping[str, str]) -> WorkerSettings:
+    """The dispatcher's settings from ``RECPIPE_*`` variables."""
+    profile = environ.get("RECPIPE_PROFILE")
+    policy = environ.get("RECPIPE_POLICY")
+    defaults = JobOptions(
+        dest=environ.get("RECPIPE_DEST") or None,
+        policy=policy if policy in POLICIES else None,
+        av_file_type=environ.get("RECPIPE_AV_FILE_TYPE") or None,
+        profile=read_profile_document(Path(profile)) if profile else None,
+    )
+    return WorkerSettings(
+        buckets=frozenset(b for b in environ.get("RECPIPE_BUCKETS", "").split(",") if b),
+        recordings=environ.get("RECPIPE_RECORDINGS") or None,
+        endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None,
+        defaults=defaults,
+    )
+
+
+def dispatcher_for(environ: Mapping[str, str]) -> Dispatcher:
+    """A dispatcher that runs jobs in this process."""
+    settings = settings_from(environ)
+    return Dispatcher(
+        settings=settings,
+        run=lambda spec, _cancel: run_in_process(spec, environ=environ),
+        probe=lambda location: playlist_etag(location, endpoint_url=settings.endpoint_url, environ=environ),
+    )
+
+
+def sqs_message(record: Mapping[str, Any]) -> Message:
+    """A queue message from one record of an SQS-triggered invocation."""
+    attributes = record.get("attributes") or {}
+    return Message(
+        id=str(record.get("messageId", "")),
+        receipt=str(record.get("receiptHandle", "")),
+        body=str(record.get("body", "")),
+        receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+        sent_at=int(attributes.get("SentTimestamp", time.time() * 1000)) / 1000,
+    )
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """Process an SQS batch (partial failures reported) or one direct S3/EventBridge event."""
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    logging.getLogger("recpipe").setLevel(logging.INFO)
+    dispatcher = dispatcher_for(os.environ)
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if isinstance(records, list) and records and all(r.get("eventSource") == "aws:sqs" for r in records):
+        failures = []
+        for record in records:
+            message = sqs_message(record)
+            action = dispatcher.action_for(message, cancel=threading.Event())
+            if action.verdict != "delete":
+                log.info("message %s: %s (%s); it comes back", message.id, action.verdict, action.reason)
+                failures.append({"itemIdentifier": message.id})
+        return {"batchItemFailures": failures}
+    request_id = str(getattr(context, "aws_request_id", "direct"))
+    message = Message(id=request_id, receipt="", body=json.dumps(event), receive_count=1, sent_at=time.time())
+    action = dispatcher.action_for(message, cancel=threading.Event())
+    if action.verdict == "retry":
+        raise RuntimeError(f"recpipe: {action.reason}")
+    return {"verdict": action.verdict, "reason": action.reason}

@@ -1,0 +1,53 @@
+"""Status from findings: the table in SPEC.md, as one pure function."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pipeline.model.exceptions import AmbiguousRecording, ConfigError, PipelineError
+from pipeline.model.job import Finding, Policy, StageError, Status
+
+log = logging.getLogger(__name__)
+
+REJECTING_CODES = frozenset({"PLAYLIST_INVALID", "UNSAFE_URI"})
+"""Unsafe or unparseable input: nothing is fetched or published."""
+
+PENDING_CODES = frozenset({"NO_ENDLIST", "LEASE_HELD", "BACKUP_PENDING"})
+"""The recorder has not finished, another recpipe is processing the recording, or listed slices are
+still on their way from Agora's backup cloud: come back later."""
+
+FAILING_CODES = frozenset({"NO_MEDIA"})
+"""Nothing usable at all: failed under any policy (there is no best effort to publish)."""
+
+PUBLISHABLE: frozenset[Status] = frozenset({"ok", "degraded"})
+
+
+def decide_status(findings: Iterable[Finding], *, policy: Policy, error: StageError | None = None) -> Status:
+    """The recording's status: rejected > pending > failed stage > error findings > ok."""
+    findings = tuple(findings)
+    codes = {f.code for f in findings}
+    if codes & REJECTING_CODES:
+        return "rejected"
+    if codes & PENDING_CODES:
+        return "pending"
+    if error is not None or codes & FAILING_CODES:
+        return "failed"
+    if any(f.severity == "error" for f in findings):
+        return "degraded" if policy == "lenient" else "failed"
+    return "ok"
+
+
+def is_terminal(status: Status) -> bool:
+    """Whether later stages must not run (nothing will be published)."""
+    return status not in PUBLISHABLE
+
+
+STATUS_EXIT: dict[Status, int] = {"ok": 0, "degraded": 3, "failed": 1, "pending": 75, "rejected": 4}
+"""The exit code of a finished run, by status (SPEC.md)."""
+USAGE_EXIT = 2
+
+
+def exit_code_for(err: PipelineError) -> int:
+    """Usage-like errors (bad config, ambiguous choice) exit 2; every other failure exits 1."""
+    return USAGE_EXIT if isinstance(err, ConfigError | AmbiguousRecording) else 1
