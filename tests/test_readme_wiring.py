@@ -34,6 +34,7 @@ IAM_ACTION = {
     "get_queue_url": "sqs:GetQueueUrl",
     "receive_message": "sqs:ReceiveMessage",
     "send_message_batch": "sqs:SendMessage",
+    "send_message": "sqs:SendMessage",
 }
 
 

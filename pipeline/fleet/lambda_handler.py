@@ -2,10 +2,12 @@
 
 Wire it as an SQS event source with ``ReportBatchItemFailures``: every record is one queue message
 (any shape ``pipeline.fleet.triggers`` accepts) and is processed in this process, one after another. A
-message that is done (or has nothing to do) succeeds; every other one is reported in
-``batchItemFailures`` and comes back after the queue's visibility timeout — a recording still
-recording, another recpipe holding it, an error worth retrying, and a message recpipe cannot
-understand, which the queue's redrive policy moves to the dead-letter queue after ``maxReceiveCount``.
+message that is done (or has nothing to do) succeeds; a message that must wait (a recording still
+recording, another recpipe holding it, slices still coming from backup) is sent again to its queue
+with a delay and succeeds, so waiting never uses up ``maxReceiveCount``; every other one is reported
+in ``batchItemFailures`` and comes back after the queue's visibility timeout — an error worth
+retrying, and a message recpipe cannot understand, which the queue's redrive policy moves to the
+dead-letter queue after ``maxReceiveCount``.
 Give the function a timeout above the longest recording's processing time and the queue a
 visibility timeout above the function's timeout (AWS requires 6x the function timeout in practice).
 
@@ -31,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.fleet.jobs import run_in_process
-from pipeline.fleet.sqs import Message
+from pipeline.fleet.sqs import Message, SqsQueue, first_seen_of, make_sqs_client
 from pipeline.fleet.triggers import JobOptions
 from pipeline.fleet.worker import Dispatcher, WorkerSettings
+from pipeline.model.exceptions import PipelineError
 from pipeline.model.job import POLICIES
 from pipeline.run.app import playlist_etag, read_profile_document
 
@@ -77,7 +80,34 @@ def sqs_message(record: Mapping[str, Any]) -> Message:
         body=str(record.get("body", "")),
         receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
         sent_at=int(attributes.get("SentTimestamp", time.time() * 1000)) / 1000,
+        first_seen=first_seen_of(record.get("messageAttributes") or {}),
     )
+
+
+def source_queue(arn: str, *, environ: Mapping[str, str]) -> SqsQueue | None:
+    """The queue an SQS record came from (``arn:aws:sqs:<region>:<account>:<name>``), or None."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[2] != "sqs":
+        return None
+    region, account, name = parts[3], parts[4], parts[5]
+    endpoint = environ.get("AWS_ENDPOINT_URL_SQS") or environ.get("AWS_ENDPOINT_URL") or None
+    url = f"https://sqs.{region}.amazonaws.com/{account}/{name}"
+    client = make_sqs_client(queue_url=url, endpoint_url=endpoint, region=region)
+    queue = SqsQueue(client, url)
+    return SqsQueue(client, queue.url_of(name, account=account))
+
+
+def wait_in_queue(record: Mapping[str, Any], message: Message, *, seconds: float) -> bool:
+    """Send the message again to wait ``seconds`` in its queue; False when that cannot be done."""
+    try:
+        queue = source_queue(str(record.get("eventSourceARN", "")), environ=os.environ)
+        if queue is None:
+            return False
+        queue.send_later(message, seconds=seconds)
+    except PipelineError as err:
+        log.warning("message %s cannot wait in its queue (%s); it comes back instead", message.id, err)
+        return False
+    return True
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -91,6 +121,15 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         for record in records:
             message = sqs_message(record)
             action = dispatcher.action_for(message, cancel=threading.Event())
+            if (
+                action.verdict == "later"
+                and action.seconds > 0
+                and wait_in_queue(record, message, seconds=action.seconds)
+            ):
+                log.info(
+                    "message %s waits %.0f s in its queue (%s)", message.id, action.seconds, action.reason
+                )
+                continue
             if action.verdict != "delete":
                 log.info("message %s: %s (%s); it comes back", message.id, action.verdict, action.reason)
                 failures.append({"itemIdentifier": message.id})

@@ -9,9 +9,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3.session
@@ -29,6 +29,20 @@ BATCH = 10
 """SQS's largest batch for receive, send and delete."""
 MAX_VISIBILITY_S = 12 * 3600
 """SQS's longest visibility timeout."""
+MAX_DELAY_S = 900
+"""SQS's longest message delay."""
+FIRST_SEEN = "recpipe-first-seen"
+"""The message attribute that carries when a waiting job first arrived (Unix time)."""
+
+
+def first_seen_of(attributes: Mapping[str, Any]) -> float | None:
+    """The ``FIRST_SEEN`` attribute of a received message (as boto3 or a Lambda event gives them)."""
+    value = attributes.get(FIRST_SEEN) if isinstance(attributes, Mapping) else None
+    text = value.get("StringValue", value.get("stringValue")) if isinstance(value, Mapping) else None
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,7 +55,14 @@ class Message:
     receive_count: int
     """How many times it has been received, this time included."""
     sent_at: float
-    """When it was first sent (Unix time)."""
+    """When it was sent (Unix time)."""
+    first_seen: float | None = None
+    """When the job it carries was first received, if it was sent again to wait (``send_later``)."""
+
+    @property
+    def since(self) -> float:
+        """When the job it carries first arrived: what a wait is measured from."""
+        return self.sent_at if self.first_seen is None else self.first_seen
 
 
 def region_of(url: str, default: str) -> str:
@@ -99,6 +120,7 @@ class SqsQueue:
                 WaitTimeSeconds=wait_s,
                 VisibilityTimeout=visibility_s,
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                MessageAttributeNames=[FIRST_SEEN],
             )
         out = []
         for m in response.get("Messages", []):
@@ -110,6 +132,7 @@ class SqsQueue:
                     body=m.get("Body", ""),
                     receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
                     sent_at=int(attributes.get("SentTimestamp", str(int(time.time() * 1000)))) / 1000,
+                    first_seen=first_seen_of(m.get("MessageAttributes", {})),
                 )
             )
         return out
@@ -126,6 +149,24 @@ class SqsQueue:
                 QueueUrl=self.url,
                 ReceiptHandle=message.receipt,
                 VisibilityTimeout=int(min(max(seconds, 0), MAX_VISIBILITY_S)),
+            )
+
+    def url_of(self, name: str, *, account: str) -> str:
+        """The URL of queue ``name`` of ``account``, as the service gives it."""
+        with self.translated("get queue url"):
+            return self._client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+    def send_later(self, message: Message, *, seconds: float) -> None:
+        """Send ``message``'s body again, to arrive after ``seconds`` (SQS allows up to 15 minutes), with
+        when its job first arrived: a job that waits is a new message each time, so waiting never uses
+        up the queue's ``maxReceiveCount`` (which is for failures)."""
+        attributes = {FIRST_SEEN: {"DataType": "Number", "StringValue": f"{message.since:.3f}"}}
+        with self.translated("send"):
+            self._client.send_message(
+                QueueUrl=self.url,
+                MessageBody=message.body,
+                DelaySeconds=int(min(max(seconds, 0), MAX_DELAY_S)),
+                MessageAttributes=attributes,  # type: ignore[arg-type]
             )
 
     def send(self, bodies: Sequence[str]) -> int:

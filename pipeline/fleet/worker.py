@@ -165,7 +165,7 @@ class Dispatcher:
         action = decide(
             outcome,
             receive_count=message.receive_count,
-            age_s=self._clock() - message.sent_at,
+            age_s=self._clock() - message.since,
             pending_delay_s=self.settings.pending_delay_s,
             max_pending_age_s=self.settings.max_pending_age_s,
             superseded=superseded,
@@ -298,6 +298,10 @@ class Worker:
         if action.verdict == "delete":
             self.queue.delete(message)
             self.stats.deleted += 1
+        elif action.verdict == "later" and action.seconds > 0:  # waiting: a new message, not a retry
+            self.queue.send_later(message, seconds=action.seconds)
+            self.queue.delete(message)
+            self.stats.returned += 1
         elif action.verdict in ("later", "retry"):
             self.queue.hide(message, action.seconds)
             self.stats.returned += 1

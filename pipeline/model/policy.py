@@ -38,6 +38,18 @@ def decide_status(findings: Iterable[Finding], *, policy: Policy, error: StageEr
     return "ok"
 
 
+STATUS_ORDER: tuple[Status, ...] = ("rejected", "failed", "pending", "degraded", "ok")
+"""Which status wins when several are summed up (a recording's users, a batch's recordings): unsafe
+input, then failure, then what is not finished yet, then problems published around, then ok."""
+
+
+def worst_status(statuses: Iterable[Status | None]) -> Status:
+    """The one status that stands for several (``STATUS_ORDER``); a missing one (a job that produced no
+    report) counts as failed, and none at all is ok."""
+    present = {"failed" if s is None else s for s in statuses}
+    return next((s for s in STATUS_ORDER if s in present), "ok")
+
+
 def is_terminal(status: Status) -> bool:
     """Whether later stages must not run (nothing will be published)."""
     return status not in PUBLISHABLE

@@ -18,7 +18,8 @@ from typing import Any
 from pipeline.agora.profile import Profile, load_profile, parse_av_file_types
 from pipeline.model.config import PipelineConfig
 from pipeline.model.exceptions import ConfigError, PipelineError, PlaylistError
-from pipeline.model.job import BACKUPED_NOW, Absent, Expectations, Policy, Recording
+from pipeline.model.job import BACKUPED_NOW, Absent, Expectations, Policy, Recording, Status
+from pipeline.model.policy import STATUS_EXIT, worst_status
 from pipeline.model.progress import NullProgress, Progress
 from pipeline.model.report import recording_json
 from pipeline.run.individual import (
@@ -379,9 +380,6 @@ def playlist_etag(location: str, *, endpoint_url: str | None, environ: Mapping[s
         return None
 
 
-def batch_exit_code(statuses: list[str | None]) -> int:
-    """``recpipe batch``'s exit code: the most serious outcome wins (failed, rejected, degraded, pending)."""
-    for status, code in (("failed", 1), (None, 1), ("rejected", 4), ("degraded", 3), ("pending", 75)):
-        if status in statuses:
-            return code
-    return 0
+def batch_exit_code(statuses: list[Status | None]) -> int:
+    """``recpipe batch``'s exit code: its worst recording's status (``worst_status``)'s exit code."""
+    return STATUS_EXIT[worst_status(statuses)]

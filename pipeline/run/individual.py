@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.model.exceptions import PipelineError, RecordingNotFound
-from pipeline.model.job import Absent, Expectations, Finding, Job, Policy, Recording, StageError, Status
+from pipeline.model.job import Absent, Expectations, Finding, Job, Policy, Recording, StageError
 from pipeline.model.naming import Media, parse_mixed_audio, report_name
-from pipeline.model.policy import decide_status, is_terminal
+from pipeline.model.policy import decide_status, is_terminal, worst_status
 from pipeline.model.report import (
     SCHEMA,
     build_report,
@@ -54,9 +54,6 @@ from stages.remux import check_space, mp4_file_name, space_needed
 from stages.verify import VerifyStage
 
 log = logging.getLogger(__name__)
-
-STATUS_ORDER: tuple[Status, ...] = ("rejected", "failed", "pending", "degraded", "ok")
-"""The recording's status is its most serious user's."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -324,12 +321,6 @@ def _process_user(
     return Result(job=job, report=report, report_key=key)
 
 
-def worst(statuses: Sequence[Status | None]) -> Status:
-    """The most serious of the users' statuses (a user without one counts as failed)."""
-    present = ["failed" if s is None else s for s in statuses]
-    return next((s for s in STATUS_ORDER if s in present), "ok")
-
-
 def recording_digest(users: Sequence[User], *, absent: Absent) -> str:
     """Changes when any user's inputs (or the choice for absent time) change."""
     return hashlib.sha256("\n".join(user_digest(u, absent=absent) for u in users).encode()).hexdigest()
@@ -389,7 +380,7 @@ def summary_report(
     return {
         "schema": SCHEMA,
         "recording": {**recording_json(recording), "playlists": [p for u in users for p in u.playlists]},
-        "status": worst([r.job.status for r in results]),
+        "status": worst_status(r.job.status for r in results),
         "policy": policy,
         "segments": {
             key: sum(rep["segments"][key] for rep in reports) for key in ("listed", "present", "bytes")

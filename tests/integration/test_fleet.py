@@ -267,3 +267,40 @@ def test_a_backuped_recording_waits_on_the_queue_until_its_late_slice_arrives(
     assert [o["key"] for o in report["outputs"]] == [f"{PREFIX}{sample.sid}_{sample.cname}_0.mp4"]
     dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     assert not dead.get("Messages"), log.read_text()[-3000:]
+
+
+def test_waiting_does_not_use_up_the_queues_receive_count(s3_bucket, ffmpeg_exe, tmp_path):
+    """An unfinished recording, ``maxReceiveCount`` 3, ``--pending-delay 1``: the job waits many more
+    times than three without reaching the dead-letter queue; ``--max-pending-age`` is what ends it."""
+    sqs = boto3.client("sqs", endpoint_url=s3_bucket.endpoint, region_name="us-east-1")
+    name = s3_bucket.name[-20:]
+    dlq = sqs.create_queue(QueueName=f"dlq-wait-{name}")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+    queue = sqs.create_queue(QueueName=f"jobs-wait-{name}", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    root = tmp_path / "live"
+    write_sample(root, ffmpeg=ffmpeg_exe, seconds=4, slice_seconds=2, cname="live", defect="no-endlist")
+    s3_bucket.upload_directory(root, prefix=PREFIX)
+    [playlist] = root.glob("*.m3u8")
+    sqs.send_message(QueueUrl=queue, MessageBody=s3_event(s3_bucket.name, PREFIX + playlist.name))
+    log = tmp_path / "worker.log"
+    argv = [sys.executable, "-m", "pipeline", "-v", "worker", "--queue", queue, "--endpoint-url",
+            s3_bucket.endpoint, "--wait", "1", "--pending-delay", "1", "--visibility", "30",
+            "--max-pending-age", "25", "--idle-exit", "4"]  # fmt: skip
+    worker = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=dict(os.environ))
+    try:
+        wait_until(
+            lambda: log.read_text().count("still recording") >= 5, seconds=60, what="waits", logs=[log]
+        )
+        dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        assert not dead.get("Messages"), "waiting used up the receive count"
+        worker.wait(timeout=60)  # the wait ends at --max-pending-age, then the worker goes idle and exits
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    text = log.read_text()
+    assert "recpipe stopped waiting" in text
+    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert len(dead.get("Messages", [])) == 1
+    for url in (queue, dlq):
+        sqs.delete_queue(QueueUrl=url)

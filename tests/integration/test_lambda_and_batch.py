@@ -146,3 +146,30 @@ def test_sigterm_stops_a_job_cleanly(s3_bucket, tmp_path, ffmpeg_exe):
     after = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     assert after == before
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_lambda_lets_a_waiting_message_wait_in_its_queue(s3_bucket, monkeypatch, tmp_path, ffmpeg_exe):
+    """A recording still recording: the message is sent again with a delay and the time the job first
+    arrived, and succeeds — waiting never uses up the queue's maxReceiveCount."""
+    client, bucket = s3_bucket.client, s3_bucket.name
+    sqs = boto3.client("sqs", endpoint_url=s3_bucket.endpoint, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName=f"lambda-wait-{bucket[-12:]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    live = write_sample(tmp_path / "live", ffmpeg=ffmpeg_exe, seconds=4, slice_seconds=2, cname="live")
+    live.playlist.write_text(live.playlist.read_text().replace("#EXT-X-ENDLIST\n", ""))
+    upload_dir(client, bucket, tmp_path / "live", "live/")
+    key = f"live/{live.playlist.name}"
+    s3_record = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                 "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}  # fmt: skip
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": [s3_record]}))
+    [record] = sqs_records(sqs, queue)
+    record["eventSourceARN"] = arn
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_bucket.endpoint)
+
+    result = handler({"Records": [record]}, SimpleNamespace(aws_request_id="r2"))
+
+    assert result == {"batchItemFailures": []}
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # sent again, --pending-delay 60 s
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+    sqs.delete_queue(QueueUrl=queue)

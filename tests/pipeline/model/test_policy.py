@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.model.job import Finding, StageError
-from pipeline.model.policy import decide_status, is_terminal
+from pipeline.model.policy import decide_status, is_terminal, worst_status
 
 
 def f(code, severity="error"):
@@ -37,3 +37,18 @@ def test_decide_status(findings, policy, error, status):
 )
 def test_is_terminal(status, terminal):
     assert is_terminal(status) is terminal
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        pytest.param([], "ok", id="none"),
+        pytest.param(["ok", "degraded"], "degraded", id="degraded"),
+        pytest.param(["degraded", "pending"], "pending", id="pending-over-degraded"),
+        pytest.param(["pending", "failed"], "failed", id="failed-over-pending"),
+        pytest.param(["failed", "rejected"], "rejected", id="rejected-over-failed"),
+        pytest.param(["ok", None], "failed", id="missing-is-failed"),
+    ],
+)
+def test_one_status_order_for_every_summary(statuses, expected):
+    assert worst_status(statuses) == expected
