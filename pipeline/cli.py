@@ -62,7 +62,12 @@ def fail(err: PipelineError, *, as_json: bool) -> NoReturn:
     code = exit_code_for(err)
     if as_json:
         click.echo(
-            json.dumps({"error": {"type": type(err).__name__, "message": str(err)}, "exit_code": code})
+            json.dumps(
+                {
+                    "error": {"type": type(err).__name__, "message": str(err), "retryable": err.retryable},
+                    "exit_code": code,
+                }
+            )
         )
     else:
         click.echo(f"Error: {err}", err=True)

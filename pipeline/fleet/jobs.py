@@ -25,14 +25,10 @@ from typing import Any, Literal
 from pipeline.fleet.triggers import JobOptions
 from pipeline.model.exceptions import PipelineError
 from pipeline.model.job import Status
-from pipeline.model.policy import STATUS_EXIT, exit_code_for
+from pipeline.model.policy import STATUS_EXIT, USAGE_EXIT, exit_code_for
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_ERRORS = frozenset({"StorageError", "PublishError", "RemuxError", "ToolError", "QueueError"})
-"""Stage errors worth another try later (the store, ffmpeg or the machine had a bad moment)."""
-FOREVER_ERRORS = frozenset({"ConfigError", "AmbiguousRecording"})
-"""Errors another try cannot fix: the message itself is wrong (dead-letter at once)."""
 RETRY_BASE_S = 15.0
 RETRY_MAX_S = 900.0
 STOP_WAIT_S = 10.0
@@ -75,6 +71,18 @@ class Outcome:
     report: Mapping[str, Any] | None = None
     error_type: str | None = None
     error: str = ""
+    retryable: bool | None = None
+    """Whether the error (reported, or printed without a report) is worth another try; None when the
+    job printed nothing recpipe could read (it crashed)."""
+
+    @property
+    def worth_retrying(self) -> bool:
+        """What the error's class said (a report without an error: nothing to retry); a job that
+        crashed without a word is tried again."""
+        if self.report is not None:
+            error = self.report.get("error")
+            return isinstance(error, dict) and bool(error.get("retryable", False))
+        return self.retryable is not False
 
     @property
     def status(self) -> Status | None:
@@ -107,6 +115,7 @@ def outcome_from_output(exit_code: int, stdout: str, stderr: str = "") -> Outcom
             exit_code=exit_code,
             error_type=str(doc["error"].get("type")),
             error=str(doc["error"].get("message")),
+            retryable=bool(doc["error"].get("retryable", False)),
         )
     return Outcome(exit_code=exit_code, error=stderr[-STDERR_TAIL:].strip())
 
@@ -178,11 +187,17 @@ def run_in_process(spec: JobSpec, *, environ: Mapping[str, str]) -> Outcome:
             av_file_type=spec.options.av_file_type,
             force=spec.options.force,
             profile=profile,
+            backuped_at=spec.options.backuped_at,
         )
         try:
             result = run(request, config=load_config(environ=environ), environ=environ)
         except PipelineError as err:
-            return Outcome(exit_code=exit_code_for(err), error_type=type(err).__name__, error=str(err))
+            return Outcome(
+                exit_code=exit_code_for(err),
+                error_type=type(err).__name__,
+                error=str(err),
+                retryable=err.retryable,
+            )
     status = result.job.status or "failed"
     return Outcome(exit_code=STATUS_EXIT[status], report=result.report)
 
@@ -223,15 +238,11 @@ def decide(
         return Action(verdict="delete", reason=f"done ({status})")
     if status == "rejected":
         return Action(verdict="delete", reason="rejected: unsafe or unreadable input (see the report)")
-    if status == "failed":
-        error = (outcome.report or {}).get("error") or {}
-        if error.get("type") in TRANSIENT_ERRORS:
-            return Action(
-                verdict="retry",
-                seconds=retry_delay(receive_count, base_s=retry_base_s),
-                reason=outcome.describe(),
-            )
-        return Action(verdict="delete", reason="failed (see the report)")
+    retry = Action(
+        verdict="retry", seconds=retry_delay(receive_count, base_s=retry_base_s), reason=outcome.describe()
+    )
+    if status == "failed":  # the same decision as for the same error without a report, below
+        return retry if outcome.worth_retrying else Action(verdict="delete", reason="failed (see the report)")
     if status == "pending":
         if "LEASE_HELD" in outcome.codes:
             return Action(verdict="later", seconds=pending_delay_s, reason="another recpipe is processing it")
@@ -248,10 +259,8 @@ def decide(
             "slices still coming from Agora's backup" if backup else "still recording (no #EXT-X-ENDLIST)"
         )
         return Action(verdict="later", seconds=pending_delay_s, reason=reason)
-    if outcome.error_type == "RecordingNotFound":
-        return Action(verdict="delete", reason=f"no recording there ({outcome.error})")
-    if outcome.error_type in FOREVER_ERRORS:
+    if outcome.worth_retrying:
+        return retry
+    if outcome.exit_code == USAGE_EXIT:  # the message asks for something that cannot be done as sent
         return Action(verdict="dead-letter", reason=f"cannot be processed as sent: {outcome.error}")
-    return Action(
-        verdict="retry", seconds=retry_delay(receive_count, base_s=retry_base_s), reason=outcome.describe()
-    )
+    return Action(verdict="delete", reason=f"nothing to do again ({outcome.error_type}: {outcome.error})")

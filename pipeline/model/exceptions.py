@@ -8,7 +8,8 @@
     ├── StorageError            the store failed after retries                  (exit 1)
     │   ├── ObjectNotFound      the key (or bucket) does not exist
     │   ├── ObjectTooLarge      the object is over the size recpipe reads
-    │   └── PreconditionFailed  a conditional write or delete lost (the object changed)
+    │   ├── PreconditionFailed  a conditional write or delete lost (the object changed)
+    │   └── BrokenConnection    the connection dropped outside botocore's own retries
     ├── QueueError              the message queue failed after retries          (exit 1)
     ├── MessageError            a queue message or event cannot be understood   (dead-letter)
     ├── NamingError             a file name does not follow Agora's convention
@@ -20,6 +21,11 @@
     ├── NoSpace                 the work directory lacks the room to write the MP4  (status failed)
     └── PublishError            an output could not be committed                (status failed)
 
+Each class says what it means as class attributes, which every caller reads (nothing compares class
+names): ``exit_code`` (the CLI's), ``retryable`` (whether another try later may succeed: the worker
+returns the message, else it is done with it) and ``finding`` (the finding code it becomes in a
+report, where it has one).
+
 Third-party errors are translated in exactly one place each: botocore in
 ``pipeline/storage/s3.py`` (S3) and ``pipeline/sqs.py`` (SQS), ffmpeg in ``stages/remux.py``.
 """
@@ -27,14 +33,25 @@ Third-party errors are translated in exactly one place each: botocore in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 
 class PipelineError(Exception):
     """Root of every error recpipe raises on purpose."""
 
+    exit_code: ClassVar[int] = 1
+    """The CLI's exit code when this error ends a command."""
+    retryable: ClassVar[bool] = False
+    """Whether another try later may succeed (the store, the queue, ffmpeg or the machine had a bad
+    moment): a worker returns the message; otherwise it is done with it."""
+    finding: ClassVar[str | None] = None
+    """The finding code this error becomes in a report, when it has one."""
+
 
 class ConfigError(PipelineError):
     """Bad command-line flags, profile, location or settings."""
+
+    exit_code = 2
 
 
 class DiscoveryError(PipelineError):
@@ -47,6 +64,8 @@ class RecordingNotFound(DiscoveryError):
 
 class AmbiguousRecording(DiscoveryError):
     """Several recordings match; the caller must choose one."""
+
+    exit_code = 2
 
     def __init__(self, message: str, *, candidates: Sequence[str]) -> None:
         super().__init__(message)
@@ -64,6 +83,8 @@ class AmbiguousRecording(DiscoveryError):
 class StorageError(PipelineError):
     """The object store failed, after any retries."""
 
+    retryable = True
+
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
@@ -79,13 +100,22 @@ class ObjectNotFound(StorageError):
 class ObjectTooLarge(StorageError):
     """The object is larger than the limit recpipe reads it up to (nothing of it was kept)."""
 
+    retryable = False
+
 
 class PreconditionFailed(StorageError):
     """A conditional write or delete found the object not as expected (it exists, or it changed)."""
 
 
+class BrokenConnection(StorageError):
+    """The connection dropped while botocore read a response outside its own retries (an error
+    response's body): a ``StorageError`` for callers, worth another try for reads."""
+
+
 class QueueError(PipelineError):
     """The message queue failed, after any retries."""
+
+    retryable = True
 
 
 class MessageError(PipelineError):
@@ -98,6 +128,8 @@ class NamingError(PipelineError):
 
 class PlaylistError(PipelineError):
     """The playlist cannot be read as an HLS media playlist."""
+
+    finding = "PLAYLIST_INVALID"
 
 
 class MediaError(PipelineError):
@@ -118,6 +150,8 @@ class ContinuityError(PipelineError):
 class RemuxError(PipelineError):
     """ffmpeg exited with an unexpected code."""
 
+    retryable = True
+
     def __init__(
         self, message: str, *, argv: Sequence[str], returncode: int | None, stderr_tail: str
     ) -> None:
@@ -134,10 +168,16 @@ class RemuxError(PipelineError):
 class ToolError(PipelineError):
     """An external tool recpipe needs (ffmpeg) is missing or unusable."""
 
+    retryable = True
+
 
 class NoSpace(PipelineError):
     """The work directory does not have the free space the MP4 needs."""
 
+    retryable = True
+
 
 class PublishError(PipelineError):
     """An output could not be committed to the destination."""
+
+    retryable = True

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from pipeline.model.exceptions import PipelineError
 from pipeline.model.media import SliceMedia
 from pipeline.model.naming import Media, playlist_name
 from pipeline.model.objects import ObjectInfo, Upload
@@ -243,6 +244,13 @@ class StageError:
     stage: str
     type: str
     message: str
+    retryable: bool = False
+    """Whether another try later may succeed (the error class's ``retryable``)."""
+
+    @classmethod
+    def of(cls, err: PipelineError, *, stage: str) -> StageError:
+        """The record of ``err`` (its class says whether it is worth retrying)."""
+        return cls(stage=stage, type=type(err).__name__, message=str(err), retryable=err.retryable)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

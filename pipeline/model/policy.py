@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from pipeline.model.exceptions import AmbiguousRecording, ConfigError, PipelineError
+from pipeline.model.exceptions import PipelineError
 from pipeline.model.job import Finding, Policy, StageError, Status
 
 log = logging.getLogger(__name__)
@@ -61,5 +61,5 @@ USAGE_EXIT = 2
 
 
 def exit_code_for(err: PipelineError) -> int:
-    """Usage-like errors (bad config, ambiguous choice) exit 2; every other failure exits 1."""
-    return USAGE_EXIT if isinstance(err, ConfigError | AmbiguousRecording) else 1
+    """The exit code the error's class states (2 for usage-like errors, else 1)."""
+    return err.exit_code

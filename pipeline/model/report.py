@@ -63,7 +63,12 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         "inputs_digest": job.inputs_digest,
         "error": None
         if job.error is None
-        else {"stage": job.error.stage, "type": job.error.type, "message": job.error.message},
+        else {
+            "stage": job.error.stage,
+            "type": job.error.type,
+            "message": job.error.message,
+            "retryable": job.error.retryable,
+        },
         "tool": dict(tool),
         "timings_s": {k: round(v, 3) for k, v in job.timings.items()},
         "retries": job.retries,

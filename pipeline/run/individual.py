@@ -238,7 +238,7 @@ def add_time(job: Job, stage: str, *, since: float) -> Job:
 
 def failed(job: Job, err: PipelineError) -> Job:
     """``job`` stopped by ``err`` in the merge step."""
-    error = StageError(stage="merge", type=type(err).__name__, message=str(err))
+    error = StageError.of(err, stage="merge")
     return replace(job, error=error, status=decide_status(job.findings, policy=job.policy, error=error))
 
 

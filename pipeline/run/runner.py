@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.model.config import PipelineConfig
-from pipeline.model.exceptions import ObjectNotFound, PipelineError, PlaylistError, PreconditionFailed
+from pipeline.model.exceptions import ObjectNotFound, PipelineError, PreconditionFailed
 from pipeline.model.job import Expectations, Finding, Job, Policy, Recording, StageError
 from pipeline.model.policy import decide_status, is_terminal
 from pipeline.model.report import build_report
@@ -105,10 +105,11 @@ def stages_for(options: RunOptions, *, want_mp4: bool) -> tuple[Stage, ...]:
 
 
 def _stage_error(stage: Stage, err: PipelineError) -> tuple[StageError, tuple[Finding, ...]]:
+    """The stage's error for the report, and the finding it becomes (the error class says which)."""
     findings: tuple[Finding, ...] = ()
-    if isinstance(err, PlaylistError):
-        findings = (Finding(code="PLAYLIST_INVALID", severity="error", detail=str(err)),)
-    return StageError(stage=stage.name, type=type(err).__name__, message=str(err)), findings
+    if err.finding is not None:
+        findings = (Finding(code=err.finding, severity="error", detail=str(err)),)
+    return StageError.of(err, stage=stage.name), findings
 
 
 def run_job(job: Job, stages: Sequence[Stage], *, ctx: StageContext) -> Job:

@@ -35,6 +35,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from pipeline.agora.vendors import AddressingStyle
 from pipeline.model.exceptions import (
+    BrokenConnection,
     ConfigError,
     ObjectNotFound,
     ObjectTooLarge,
@@ -74,11 +75,6 @@ class ShortReadError(Exception):
 
     def __init__(self, *, received: int, expected: int) -> None:
         super().__init__(f"received {received} of {expected} bytes")
-
-
-class BrokenConnection(StorageError):
-    """The connection dropped while botocore read a response outside its own retries (an error
-    response's body): a ``StorageError`` for callers, worth another try for reads."""
 
 
 STREAM_ERRORS: tuple[type[Exception], ...] = (

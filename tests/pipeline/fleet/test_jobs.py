@@ -9,15 +9,31 @@ import pytest
 from pipeline.fleet.jobs import Action, JobSpec, Outcome, decide, outcome_from_output, retry_delay
 from pipeline.fleet.triggers import JobOptions, Trigger
 from pipeline.fleet.worker import WorkerSettings, spec_for, worst
+from pipeline.model import exceptions
 from pipeline.run.app import batch_exit_code, without_secrets
+from tests.pipeline.model.test_exceptions import all_error_classes
+
+
+def error_class(name: str) -> type[exceptions.PipelineError]:
+    cls = getattr(exceptions, name)
+    assert issubclass(cls, exceptions.PipelineError)
+    return cls
 
 
 def report(status: str, *codes: str, error: str | None = None) -> dict:
+    retryable = error_class(error).retryable if error else False
     return {
         "status": status,
         "findings": [{"code": c} for c in codes],
-        "error": {"stage": "fetch", "type": error, "message": "boom"} if error else None,
+        "error": {"stage": "fetch", "type": error, "message": "boom", "retryable": retryable}
+        if error
+        else None,
     }
+
+
+def printed(code: int, error: str, message: str) -> Outcome:
+    """What ``recpipe process --json`` prints for an error that stops it before any report."""
+    return Outcome(exit_code=code, error_type=error, error=message, retryable=error_class(error).retryable)
 
 
 def act(outcome: Outcome, *, superseded: bool = False, age_s: float = 5, receive_count: int = 1) -> Action:
@@ -49,9 +65,9 @@ def act(outcome: Outcome, *, superseded: bool = False, age_s: float = 5, receive
         (Outcome(exit_code=75, report=report("pending", "NO_ENDLIST")), {"superseded": True}, "delete", 0),
         (Outcome(exit_code=75, report=report("pending", "NO_ENDLIST")), {"age_s": 4000}, "dead-letter", 0),
         (Outcome(exit_code=75, report=report("pending", "LEASE_HELD")), {"age_s": 4000}, "later", 60),
-        (Outcome(exit_code=1, error_type="RecordingNotFound", error="none"), {}, "delete", 0),
-        (Outcome(exit_code=2, error_type="ConfigError", error="bad profile"), {}, "dead-letter", 0),
-        (Outcome(exit_code=1, error_type="ObjectNotFound", error="no bucket"), {}, "retry", 15),
+        (printed(1, "RecordingNotFound", "none"), {}, "delete", 0),
+        (printed(2, "ConfigError", "bad profile"), {}, "dead-letter", 0),
+        (printed(1, "ObjectNotFound", "no bucket"), {}, "retry", 15),
         (Outcome(exit_code=-9), {}, "retry", 15),
     ],
 )
@@ -188,3 +204,14 @@ def test_waiting_for_backup_and_for_a_slices_recording():
     assert "backup" in action.reason
     assert decide(waiting, age_s=7200.0, superseded=False, **common).verdict == "dead-letter"
     assert decide(live, age_s=10.0, superseded=True, **common).verdict == "delete"
+
+
+@pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)
+def test_the_decision_is_the_same_with_a_report_or_without(cls):
+    """The same error decides the same, whether it was recorded in a report (a stage failed) or
+    stopped the job before one existed (retry, or not: read from the error's class either way)."""
+    error = {"stage": "fetch", "type": cls.__name__, "message": "x", "retryable": cls.retryable}
+    with_report = Outcome(exit_code=1, report={"status": "failed", "findings": [], "error": error})
+    without = Outcome(exit_code=cls.exit_code, error_type=cls.__name__, error="x", retryable=cls.retryable)
+    assert (act(with_report).verdict == "retry") is cls.retryable
+    assert (act(without).verdict == "retry") is cls.retryable

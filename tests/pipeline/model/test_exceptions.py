@@ -24,3 +24,23 @@ def test_ambiguous_caps_a_long_list(count):
     assert len(lines) == 1 + AmbiguousRecording.SHOWN + 1
     assert lines[-1].strip().startswith(f"... and {count - AmbiguousRecording.SHOWN} more")
     assert err.candidates[-1] == f"r{count - 1}.m3u8"
+
+
+def all_error_classes() -> list[type[exceptions.PipelineError]]:
+    found, todo = [], [exceptions.PipelineError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)
+def test_every_error_is_in_the_tree_and_says_what_it_means(cls):
+    """Each class is drawn in the module's tree and answers the three questions callers ask."""
+    assert f"── {cls.__name__} " in exceptions.__doc__ or cls is exceptions.PipelineError
+    assert cls.__module__ == exceptions.__name__
+    assert isinstance(cls.exit_code, int)
+    assert cls.exit_code in (1, 2)
+    assert isinstance(cls.retryable, bool)
+    assert cls.finding is None or cls.finding.isupper()
