@@ -9,20 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import signal
 import sys
-import threading
-from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from pipeline.fleet.triggers import JobOptions, Trigger, job_message
+from pipeline.fleet.batch import BatchLine, batch_exit_code, batch_summary, enqueue_recordings, run_batch
+from pipeline.fleet.settings import job_defaults, worker_settings
+from pipeline.fleet.triggers import JobOptions
 from pipeline.model.config import PipelineConfig, load_config
 from pipeline.model.exceptions import ConfigError, PipelineError
 from pipeline.model.job import ABSENT_CHOICES, BACKUPED_NOW, POLICIES
@@ -32,25 +28,18 @@ from pipeline.model.report import summary_lines
 from pipeline.run import interrupts
 from pipeline.run.app import (
     Request,
-    batch_exit_code,
     list_recordings,
-    playlist_etag,
-    read_profile_document,
-    recordings_at,
     recpipe_version,
     run,
-    without_secrets,
 )
 from pipeline.run.lease import release_all
 from pipeline.run.runner import Result
-from pipeline.run.tools import find_ffmpeg
-from pipeline.samples.composite import DEFECTS, SampleSet, write_sample
-from pipeline.samples.individual import write_individual_sample
-from pipeline.samples.raw import write_raw_sample
-from pipeline.samples.recovery import write_backuped_sample, write_failover_sample
+from pipeline.samples.composite import DEFECTS
+from pipeline.samples.make import SAMPLE_MODES, describe, make_sample
+from stages.ffmpeg import find_ffmpeg
 
 if TYPE_CHECKING:
-    from pipeline.fleet.sqs import SqsQueue
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +305,7 @@ def _defect_help() -> str:
 @click.option("--defect", type=click.Choice(sorted(DEFECTS)), help=f"Inject one defect. {_defect_help()}")
 @click.option(
     "--mode",
-    type=click.Choice(("composite", "individual", "raw", "failover", "backuped")),
+    type=click.Choice(SAMPLE_MODES),
     default="composite",
     show_default=True,
     help="individual: two users' audio and video playlists (user 1001 stays 30 s; user 2002 leaves "
@@ -350,98 +339,42 @@ def sample(
     The slices and playlist go to DIRECTORY/PREFIX/ and the matching start-request profile to
     DIRECTORY/start_request.json, ready for: recpipe process DIRECTORY --profile DIRECTORY/start_request.json
     """
-    if mode == "individual":
-        _individual_sample(directory, prefix=prefix, cname=cname, defect=defect, force=force)
-        return
-    if mode in ("raw", "failover", "backuped"):
-        _other_sample(mode, directory, prefix=prefix, cname=cname, defect=defect, force=force)
-        return
+    if defect is not None and mode != "composite":
+        raise click.UsageError("--defect applies to composite samples only")
     try:
-        made = write_sample(
-            directory / prefix,
+        made = make_sample(
+            mode,  # type: ignore[arg-type]  # click.Choice(SAMPLE_MODES)
+            directory,
             ffmpeg=find_ffmpeg(os.environ),
+            prefix=prefix,
+            cname=cname,
             seconds=seconds,
             slice_seconds=slice_seconds,
-            cname=cname,
             defect=defect,
-            force=force,
             extinf_comma=extinf_comma,
+            force=force,
         )
     except PipelineError as err:
         fail(err, as_json=False)
-    profile_path = _write_sample_profile(made.profile, directory=directory, prefix=prefix)
-    size = sum(p.stat().st_size for p in made.slices if p.exists())
-    click.echo(f"wrote {len(made.slices)} slices ({size:,} bytes, {made.seconds:.1f} s) and {made.playlist}")
-    click.echo(f"profile: {profile_path}")
+    for line in describe(made):
+        click.echo(line)
     if defect:
         click.echo(f"defect:  {defect} — {DEFECTS[defect]}")
-
-
-def _write_sample_profile(made: Mapping[str, Any], *, directory: Path, prefix: str) -> Path:
-    """Write the sample's start request to DIRECTORY/start_request.json, its fileNamePrefix set to PREFIX."""
-    profile = json.loads(json.dumps(made))
-    profile["clientRequest"]["storageConfig"]["fileNamePrefix"] = [p for p in prefix.split("/") if p]
-    path = directory / "start_request.json"
-    path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def _individual_sample(directory: Path, *, prefix: str, cname: str, defect: str | None, force: bool) -> None:
-    if defect is not None:
-        raise click.UsageError("--defect applies to composite samples only")
-    try:
-        made = write_individual_sample(
-            directory / prefix, ffmpeg=find_ffmpeg(os.environ), cname=cname, force=force
-        )
-    except PipelineError as err:
-        fail(err, as_json=False)
-    profile_path = _write_sample_profile(made.profile, directory=directory, prefix=prefix)
-    click.echo(f"wrote {len(made.playlists)} playlists and {len(made.slices)} slices in {made.directory}")
-    click.echo(f"profile: {profile_path}")
-
-
-def _other_sample(
-    mode: str, directory: Path, *, prefix: str, cname: str, defect: str | None, force: bool
-) -> None:
-    if defect is not None:
-        raise click.UsageError("--defect applies to composite samples only")
-    where, ffmpeg = directory / prefix, find_ffmpeg(os.environ)
-    made: SampleSet
-    try:
-        if mode == "raw":
-            made = write_raw_sample(where, ffmpeg=ffmpeg, cname=cname, force=force)
-        elif mode == "failover":
-            made = write_failover_sample(where, ffmpeg=ffmpeg, cname=cname, force=force)
-        else:
-            late = directory.parent / f"{directory.name}-late"
-            if late.exists() and force:
-                shutil.rmtree(late)
-            made = write_backuped_sample(where, ffmpeg=ffmpeg, cname=cname, force=force, held=late)
-    except PipelineError as err:
-        fail(err, as_json=False)
-    profile_path = _write_sample_profile(made.profile, directory=directory, prefix=prefix)
-    click.echo(f"wrote {len(made.playlists)} playlists and {len(made.slices)} slices in {made.directory}")
-    click.echo(f"profile: {profile_path}")
-
-
-def with_backup(options: JobOptions, trigger: Trigger) -> JobOptions:
-    """The job's options, waiting for backup uploads when the notification said ``backuped``."""
-    return options if trigger.backuped_at is None else replace(options, backuped_at=trigger.backuped_at)
 
 
 def _job_options(opts: Mapping[str, Any], *, embed_profile: bool) -> JobOptions:
     """dest/policy/avFileType/force/profile from flags, as jobs take them."""
     try:
-        profile = read_profile_document(opts.get("profile"))
+        return job_defaults(
+            profile=opts.get("profile"),
+            dest=opts.get("dest"),
+            policy=opts.get("policy"),
+            av_file_type=opts.get("av_file_type"),
+            force=bool(opts.get("force")),
+            embed_profile=embed_profile,
+        )
     except PipelineError as err:
         fail(err, as_json=bool(opts.get("as_json")))
-    return JobOptions(
-        dest=opts.get("dest"),
-        policy=opts.get("policy"),
-        av_file_type=opts.get("av_file_type"),
-        force=bool(opts.get("force")),
-        profile=without_secrets(profile) if embed_profile and profile else profile,
-    )
 
 
 def job_options(fn: F) -> F:
@@ -463,13 +396,6 @@ def job_options(fn: F) -> F:
     for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
-
-
-def _queue(url: str, *, endpoint_url: str | None) -> SqsQueue:
-    from pipeline.fleet.sqs import SqsQueue, make_sqs_client  # boto3 only when a queue is used
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return SqsQueue(make_sqs_client(queue_url=url, endpoint_url=endpoint_url, region=region), url)
 
 
 @main.command()
@@ -564,64 +490,21 @@ def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, 
     A message is deleted only once its outputs and report are committed; one recpipe
     cannot understand goes to the queue's dead-letter queue. Stop with SIGTERM or Ctrl-C.
     """
-    from pipeline.fleet.jobs import run_subprocess
-    from pipeline.fleet.worker import Dispatcher, Worker, WorkerSettings
+    from pipeline.fleet.worker import run_worker
 
-    defaults = _job_options(opts, embed_profile=False)
-    names = (
-        "concurrency",
-        "wait_s",
-        "visibility_s",
-        "pending_delay_s",
-        "retry_delay_s",
-        "max_pending_age_s",
-        "idle_exit_s",
-        "grace_s",
-        "recordings",
-    )
-    settings = WorkerSettings(
+    names = ("concurrency", "wait_s", "visibility_s", "pending_delay_s", "retry_delay_s", "max_pending_age_s",
+             "idle_exit_s", "grace_s")  # fmt: skip
+    settings = worker_settings(
+        defaults=_job_options(opts, embed_profile=False),
         endpoint_url=endpoint_url,
-        defaults=defaults,
-        buckets=frozenset(opts["buckets"]),
+        buckets=opts["buckets"],
+        recordings=opts["recordings"],
         **{n: opts[n] for n in names},
     )
     try:
-        queue = _queue(queue_url, endpoint_url=endpoint_url)
-        dead = queue.dead_letter_queue()
+        run_worker(queue_url, settings=settings, environ=os.environ)
     except PipelineError as err:
         fail(err, as_json=False)
-    dispatcher = Dispatcher(
-        settings=settings,
-        run=lambda spec, cancel: run_subprocess(spec, cancel=cancel),
-        probe=lambda location: playlist_etag(location, endpoint_url=endpoint_url, environ=os.environ),
-    )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.warning(
-            "%s: finishing running jobs (up to %.0f s), taking no new messages",
-            signal.Signals(signum).name,
-            settings.grace_s,
-        )
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    log.info(
-        "worker on %s: %d job(s) at once; dead-letter queue: %s",
-        queue.name,
-        settings.concurrency,
-        dead.name if dead else "none",
-    )
-    stats = Worker(queue, dispatcher=dispatcher, dead_letters=dead).serve(stop)
-    log.info(
-        "worker done: %d message(s), %d job(s), %d deleted, %d returned, %d dead-lettered",
-        stats.messages,
-        dispatcher.jobs,
-        stats.deleted,
-        stats.returned,
-        stats.dead_lettered,
-    )
 
 
 @main.command()
@@ -645,9 +528,9 @@ def enqueue(
     as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
     options = _job_options(opts, embed_profile=True)
     try:
-        found = recordings_at(location, endpoint_url=endpoint_url, environ=os.environ)
-        bodies = [job_message(where, sid=rec.sid, options=options) for where, rec in found]
-        sent = _queue(queue_url, endpoint_url=endpoint_url).send(bodies) if bodies else 0
+        sent, found = enqueue_recordings(
+            location, queue_url=queue_url, options=options, endpoint_url=endpoint_url, environ=os.environ
+        )
     except PipelineError as err:
         fail(err, as_json=as_json)
     if as_json:
@@ -683,47 +566,29 @@ def batch(obj: Mapping[str, Any], /, location: str, jobs: int, endpoint_url: str
     One line per recording as it finishes. Exit code: 1 if any failed, else 4 if any was
     rejected, 3 if any is degraded, 75 if any is still recording, else 0.
     """
-    from pipeline.fleet.jobs import JobSpec, run_subprocess
-
     as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
-    options = _job_options(opts, embed_profile=False)
+
+    def show(done: int, total: int, line: BatchLine) -> None:  # one line per finished recording
+        if not (quiet or as_json):
+            note = "" if line.status else f"  {line.detail}"
+            click.echo(f"[{done}/{total}] {line.status or 'error':<9} {line.label}{note}")
+
     try:
-        found = recordings_at(location, endpoint_url=endpoint_url, environ=os.environ)
+        lines = run_batch(
+            location,
+            jobs=jobs,
+            options=_job_options(opts, embed_profile=False),
+            endpoint_url=endpoint_url,
+            environ=os.environ,
+            on_done=show,
+        )
     except PipelineError as err:
         fail(err, as_json=as_json)
-    results: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(jobs, thread_name_prefix="recpipe-batch") as pool:
-        specs = {
-            pool.submit(
-                run_subprocess,
-                JobSpec(location=where, sid=rec.sid, endpoint_url=endpoint_url, options=options),
-            ): (where, rec)
-            for where, rec in found
-        }
-        for done, future in enumerate(as_completed(specs), start=1):
-            where, rec = specs[future]
-            outcome = future.result()
-            results.append(
-                {
-                    "recording": where,
-                    "status": outcome.status,
-                    "exit_code": outcome.exit_code,
-                    "detail": outcome.describe(),
-                    "report": outcome.report,
-                }
-            )
-            if not (quiet or as_json):  # one line per finished recording is the progress
-                note = "" if outcome.status else f"  {outcome.describe()}"
-                click.echo(f"[{done}/{len(found)}] {outcome.status or 'error':<9} {rec.label}{note}")
     if as_json:
-        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+        click.echo(json.dumps([line.to_json() for line in lines], indent=2, ensure_ascii=False))
     elif not quiet:
-        counts = Counter(r["status"] or "error" for r in results)
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        click.echo(
-            f"{len(results)} recording(s): {summary}" if results else f"no recordings under {location}"
-        )
-    sys.exit(batch_exit_code([r["status"] for r in results]))
+        click.echo(batch_summary(lines) if lines else f"no recordings under {location}")
+    sys.exit(batch_exit_code([line.status for line in lines]))
 
 
 @main.command()
@@ -767,46 +632,25 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
     run here; duplicates (same noticeId, or the same event for the same sid) are dropped.
     GET /healthz answers 200. Stop with SIGTERM or Ctrl-C.
     """
-    from pipeline.fleet.jobs import JobSpec, run_subprocess
-    from pipeline.fleet.serve import Notifications, make_server
+    from pipeline.fleet.serve import parse_listen, serve_notifications
 
     secret = os.environ.get(secret_env, "")
-    if not secret:
-        fail(ConfigError(f"set the notification secret in ${secret_env} (Agora issues it)"), as_json=False)
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        fail(ConfigError(f"--listen {listen!r}: give HOST:PORT"), as_json=False)
-    options = _job_options(opts, embed_profile=queue_url is not None)
-    if queue_url is not None:
-        queue = _queue(queue_url, endpoint_url=endpoint_url)
-
-        def submit(trigger: Trigger) -> None:
-            queue.send([job_message(recordings, sid=trigger.sid, options=with_backup(options, trigger))])
-            log.info("queued the recording %s to %s", trigger.sid, queue.name)
-
-    else:
-        pool = ThreadPoolExecutor(1, thread_name_prefix="recpipe-serve-job")
-
-        def submit(trigger: Trigger) -> None:
-            spec = JobSpec(
-                location=recordings,
-                sid=trigger.sid,
-                endpoint_url=endpoint_url,
-                options=with_backup(options, trigger),
-            )
-            future = pool.submit(run_subprocess, spec)
-            future.add_done_callback(
-                lambda f: log.info("recording %s: %s", trigger.sid, f.result().describe())
-            )
-
-    server = make_server(Notifications(secret=secret.encode(), submit=submit), host=host, port=int(port))
-    log.warning("listening on http://%s:%d/ for the recorder's notifications", host, server.server_address[1])
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        log.warning("stopping")
-    finally:
-        server.server_close()
+        if not secret:
+            raise ConfigError(f"set the notification secret in ${secret_env} (Agora issues it)")
+        host, port = parse_listen(listen)
+        defaults = _job_options(opts, embed_profile=queue_url is not None)
+        settings = worker_settings(defaults=defaults, endpoint_url=endpoint_url, recordings=recordings)
+        serve_notifications(
+            secret=secret.encode(),
+            host=host,
+            port=port,
+            settings=settings,
+            queue_url=queue_url,
+            environ=os.environ,
+        )
+    except PipelineError as err:
+        fail(err, as_json=False)
 
 
 def run_main() -> None:

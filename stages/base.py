@@ -1,15 +1,19 @@
-"""The one interface every stage implements, and what the runner hands it."""
+"""The one interface every stage implements, what the runner hands it, and what stages pass on to one
+another: the fetched slice (``Fetched``) and the consumer that takes slices while they stream
+(``SliceConsumer``: the remux feeder, the merge spool), and the work directory's room (``check_space``)."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from pipeline.model.config import PipelineConfig
-from pipeline.model.job import Job
+from pipeline.model.exceptions import NoSpace
+from pipeline.model.job import Job, Segment
 from pipeline.model.progress import NullProgress, Progress
 from pipeline.storage.base import Storage
 
@@ -49,4 +53,51 @@ class Stage(Protocol):
 
     def run(self, job: Job, ctx: StageContext) -> Job:
         """Do the stage's work and return the updated job (never mutate ``job``)."""
+        ...
+
+
+SPACE_MARGIN = 64 * 1024 * 1024
+"""Room for ffmpeg's fragment indexes and the file system's own needs."""
+
+
+def space_needed(slice_bytes: int) -> int:
+    """Work-directory bytes the MP4s need: ffmpeg's file plus the moov-first copy (about twice the
+    slices, which an MP4 never exceeds); parts are finished one after another, so at most all of it."""
+    return 2 * slice_bytes + SPACE_MARGIN if slice_bytes else SPACE_MARGIN
+
+
+def check_space(directory: Path, *, need: int, reserve: int) -> None:
+    """``NoSpace`` unless ``directory`` has ``need`` bytes free beyond ``reserve``."""
+    free = shutil.disk_usage(directory).free
+    if free - reserve < need:
+        mb = 1024 * 1024
+        raise NoSpace(
+            f"the work directory {directory.parent} has {free // mb} MiB free"
+            + (f" ({reserve // mb} MiB reserved)" if reserve else "")
+            + f"; the MP4 needs about {need // mb} MiB (set RECPIPE_WORKDIR to a larger disk)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One playlist entry after fetching: the segment (``size`` and ``media`` set when it was there)
+    and its bytes (None when it is missing or was never fetched)."""
+
+    segment: Segment
+    data: bytes | None
+
+
+class SliceConsumer(Protocol):
+    """Takes the fetched slices in playlist order while they stream (the remux feeder)."""
+
+    def start(self, job: Job, ctx: StageContext) -> None:
+        """Called once the playlist is read, before the first slice."""
+        ...
+
+    def add(self, fetched: Fetched) -> None:
+        """The next playlist entry, fetched or not."""
+        ...
+
+    def finish(self, *, ok: bool) -> None:
+        """No more slices; ``ok`` is False when fetching failed (throw away what was started)."""
         ...

@@ -16,15 +16,15 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from pipeline.model.exceptions import NamingError, ObjectNotFound, ObjectTooLarge, PlaylistError, StorageError
 from pipeline.model.job import Finding, Job, Recording, Segment
 from pipeline.model.naming import parse_name
 from pipeline.storage.base import ObjectInfo, Storage
-from stages.base import StageContext
+from stages.base import Fetched, SliceConsumer, StageContext
 from stages.failover import failover_summary, join_parts
 from stages.media.ts import read_slice
 from stages.playlist import Playlist, decode_playlist, parse_playlist, unsafe_reason
@@ -42,15 +42,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 ExecutorFactory = Callable[[int], Executor]
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """One playlist entry after fetching: the segment (``size`` and ``media`` set when it was there)
-    and its bytes (None when it is missing or was never fetched)."""
-
-    segment: Segment
-    data: bytes | None
 
 
 def build_segments(playlist: Playlist, *, recording: Recording) -> tuple[Segment, ...]:
@@ -261,22 +252,6 @@ def _read_named(storage: Storage, key: str, *, max_bytes: int, max_entries: int)
         return read_playlist(storage, key, max_bytes=max_bytes, max_entries=max_entries)
     except PlaylistError as err:
         raise PlaylistError(f"{key.rpartition('/')[2]}: {err}") from err
-
-
-class SliceConsumer(Protocol):
-    """Takes the fetched slices in playlist order while they stream (the remux feeder)."""
-
-    def start(self, job: Job, ctx: StageContext) -> None:
-        """Called once the playlist is read, before the first slice."""
-        ...
-
-    def add(self, fetched: Fetched) -> None:
-        """The next playlist entry, fetched or not."""
-        ...
-
-    def finish(self, *, ok: bool) -> None:
-        """No more slices; ``ok`` is False when fetching failed (throw away what was started)."""
-        ...
 
 
 class FetchStage:

@@ -1,47 +1,40 @@
 """Individual mode: one user's audio and video streams into one MP4, in sync (``stages.align`` plans it).
 
-While a stream is fetched, ``Spool`` keeps its slices in one work file (the streams are verified
-one after the other, and a user's MP4 needs both). ``merge_user`` then writes each stream's placed
-slices, retimed onto the user's clock (``stages.media.retime``), into one MPEG-TS file per stream —
-holes in the sound filled with silence encoded by ffmpeg (AAC, same rate, channels and PID as the
-user's audio; the only thing recpipe encodes) — and stream-copies both into one MP4 with
-``-copyts``, so the timestamps it planned are the ones the MP4 gets. Like the composite MP4s, it is
-written fragmented and published with ``moov`` first (``stages.media.faststart``). ffmpeg reads
-only those two files (``-protocol_whitelist file,pipe``). The MP4 is checked: tracks, duration,
-and where each track starts against the plan (within one frame).
+Two stages of a user's run: ``AlignStage`` lays the verified streams on the user's clock (for the
+report, also when no MP4 is written), ``MergeStage`` writes the MP4. While a stream is fetched,
+``Spool`` keeps its slices in one work file (the streams are fetched one after the other, and a
+user's MP4 needs both). ``merge_user`` then writes each stream's placed slices, retimed onto the
+user's clock (``stages.media.retime``), into one MPEG-TS file per stream — holes in the sound filled
+with silence encoded by ffmpeg (AAC, same rate, channels and PID as the user's audio; the only thing
+recpipe encodes) — and stream-copies both into one MP4 with ``-copyts``, so the timestamps it planned
+are the ones the MP4 gets. Like the composite MP4s, it is written fragmented and published with
+``moov`` first (``stages.media.faststart``). ffmpeg reads only those two files (``-protocol_whitelist
+file,pipe``). The MP4 is checked: tracks, duration, and where each track starts against the plan
+(within one frame).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import shlex
-import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-import ffmpeg
-
-from pipeline.model.exceptions import MediaError, RemuxError
-from pipeline.model.job import Finding, Job, Output, Segment
+from pipeline.model.exceptions import MediaError
+from pipeline.model.job import Alignment, Finding, Job, Output, Segment
 from pipeline.model.media import TICKS_PER_S, StreamFacts
-from stages.align import BASE_TICKS, MergePlan, Span, StreamName
-from stages.base import StageContext
-from stages.fetch import Fetched
+from pipeline.model.report import covered
+from stages import ffmpeg
+from stages.align import BASE_TICKS, MergePlan, Span, StreamName, plan_merge
+from stages.base import Fetched, StageContext
 from stages.media.faststart import moov_first, plan
 from stages.media.mp4 import Mp4Info, Mp4Track
 from stages.media.retime import retime
 from stages.media.ts import read_slice
-from stages.remux import (
-    DURATION_TOLERANCE_S,
-    FRAGMENT_MICROSECONDS,
-    FRAGMENTED_MOVFLAGS,
-    GLOBAL_OPTIONS,
-    STDERR_TAIL_LINES,
-)
+from stages.outputs import DURATION_TOLERANCE_S, mp4_file_name
 from stages.splice import wrap_shift
 
 log = logging.getLogger(__name__)
@@ -55,13 +48,16 @@ SYNC_FRAMES = 1.0
 class Spool:
     """The fetch stage's consumer for one stream: every fetched slice appended to one work file."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, name: str) -> None:
+        self.name = name
+        """The work file's name (in the job's work directory)."""
+        self.path: Path | None = None
         self._where: dict[int, tuple[int, int]] = {}
         self._file: IO[bytes] | None = None
 
     def start(self, job: Job, ctx: StageContext) -> None:
         """Open the work file."""
+        self.path = ctx.workdir / self.name
         self._file = self.path.open("wb")
 
     def add(self, fetched: Fetched) -> None:
@@ -80,6 +76,8 @@ class Spool:
     @contextmanager
     def reading(self) -> Iterator[Callable[[int], bytes]]:
         """A reader of the spool: playlist entry index → its bytes (one open file for all of them)."""
+        if self.path is None:
+            raise MediaError(f"the {self.name} spool was never filled")
         with self.path.open("rb") as f:
 
             def read(index: int) -> bytes:
@@ -99,58 +97,6 @@ def audio_facts(segments: Sequence[Segment]) -> StreamFacts | None:
     return None
 
 
-def silence_argv(ffmpeg_exe: str, *, facts: StreamFacts, frames: int, output: Path) -> list[str]:
-    """ffmpeg argv: ``frames`` AAC frames of silence as MPEG-TS, with the audio's rate, channels and PID."""
-    layout = "mono" if (facts.channels or 1) == 1 else "stereo"
-    source = ffmpeg.input(f"anullsrc=r={facts.sample_rate}:cl={layout}", f="lavfi")
-    stream = ffmpeg.output(
-        source,
-        str(output),
-        **{"frames:a": frames, "c:a": "aac", "b:a": f"{SILENCE_KBPS}k", "flags:a": "+bitexact"},
-        streamid=f"0:{facts.pid}",
-        fflags="+bitexact",
-        format="mpegts",
-    )
-    return [ffmpeg_exe, *GLOBAL_OPTIONS, *(str(a) for a in stream.get_args())]
-
-
-def merge_argv(ffmpeg_exe: str, *, inputs: Mapping[StreamName, Path], output: Path) -> list[str]:
-    """ffmpeg argv: each stream's retimed MPEG-TS → one MP4, stream copy, timestamps kept as planned."""
-    sources = {
-        name: ffmpeg.input(str(path), f="mpegts", protocol_whitelist="file,pipe")
-        for name, path in inputs.items()
-    }
-    picked = [sources[name]["v:0" if name == "video" else "a:0"] for name in sources]
-    stream = ffmpeg.output(
-        *picked,
-        str(output),
-        c="copy",
-        output_ts_offset=f"-{BASE_TICKS / TICKS_PER_S:g}",
-        fflags="+bitexact",
-        format="mp4",
-        movflags=FRAGMENTED_MOVFLAGS,
-        frag_duration=FRAGMENT_MICROSECONDS,
-        **{"bsf:a": "aac_adtstoasc"},
-    )
-    return [ffmpeg_exe, *GLOBAL_OPTIONS, "-copyts", *(str(a) for a in stream.get_args())]
-
-
-def run_ffmpeg(argv: Sequence[str], *, what: str) -> None:
-    """Run ffmpeg to completion; RemuxError with the tail of its stderr if it fails."""
-    log.debug("running %s", shlex.join(argv))
-    try:
-        done = subprocess.run(list(argv), capture_output=True, check=False, stdin=subprocess.DEVNULL)
-    except OSError as err:
-        raise RemuxError(
-            f"cannot start ffmpeg: {err}", argv=list(argv), returncode=None, stderr_tail=""
-        ) from err
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:])
-        raise RemuxError(
-            f"ffmpeg could not {what}", argv=list(argv), returncode=done.returncode, stderr_tail=tail
-        )
-
-
 def make_silence(ffmpeg_exe: str, hole: Span, *, facts: StreamFacts, workdir: Path) -> bytes | None:
     """Silence filling ``hole`` (whole AAC frames, never past its end), timed to start where it starts."""
     assert facts.sample_rate
@@ -158,7 +104,16 @@ def make_silence(ffmpeg_exe: str, hole: Span, *, facts: StreamFacts, workdir: Pa
     if frames < 1:
         return None
     path = workdir / "silence.ts"
-    run_ffmpeg(silence_argv(ffmpeg_exe, facts=facts, frames=frames, output=path), what="encode silence")
+    argv = ffmpeg.silence_argv(
+        ffmpeg_exe,
+        sample_rate=facts.sample_rate,
+        channels=facts.channels or 1,
+        pid=facts.pid,
+        frames=frames,
+        kbps=SILENCE_KBPS,
+        output=path,
+    )
+    ffmpeg.run(argv, what="encode silence")
     data = path.read_bytes()
     path.unlink()
     start = read_slice([data]).start_ticks
@@ -217,7 +172,8 @@ def merge_user(
             stream, plan_, spool=spools[stream], fills=fills if stream == "audio" else (), path=inputs[stream]
         )
     raw = workdir / f"{name}.ffmpeg"
-    run_ffmpeg(merge_argv(ctx.ffmpeg, inputs=inputs, output=raw), what="merge the user's streams")
+    argv = ffmpeg.merge_argv(ctx.ffmpeg, inputs=inputs, offset_s=BASE_TICKS / TICKS_PER_S, output=raw)
+    ffmpeg.run(argv, what="merge the user's streams")
     for path in inputs.values():
         path.unlink()
     layout = plan(raw)
@@ -268,3 +224,53 @@ def check_merged(info: Mp4Info, *, plan_: MergePlan) -> tuple[Finding, ...]:
             f"{plan_.duration_s:.3f} s",
         ),
     )
+
+
+def streams_of(job: Job) -> dict[StreamName, Sequence[Segment]]:
+    """The verified segments of each of the user's streams."""
+    return {"audio" if s.recording.media == "audio" else "video": s.segments for s in job.streams}
+
+
+def alignment(plan_: MergePlan) -> Alignment:
+    """What the report keeps of the plan."""
+    spans = [(p.start_s, p.end_s) for ps in plan_.pieces.values() for p in ps]
+    return Alignment(
+        starts={str(k): v for k, v in plan_.starts.items()},
+        absences=tuple((a.start_s, a.seconds) for a in plan_.absences),
+        media_s=covered(spans) if spans else None,
+    )
+
+
+class AlignStage:
+    """Individual mode: lay the user's verified streams on one clock (``stages.align``)."""
+
+    name = "align"
+
+    def run(self, job: Job, ctx: StageContext) -> Job:
+        """Set ``alignment``; MediaError when the streams cannot be placed."""
+        if not job.streams:
+            return job
+        plan_ = plan_merge(streams_of(job), absent=job.absent or "keep")
+        return replace(job, alignment=alignment(plan_))
+
+
+class MergeStage:
+    """Individual mode: write the user's MP4 from the spooled slices of their streams, in sync.
+
+    Named ``remux`` in the report's timings and errors: it is the recording's remux step (stream copy),
+    for a user's two streams at once."""
+
+    name = "remux"
+
+    def __init__(self, spools: Mapping[StreamName, Spool]) -> None:
+        self._spools = spools
+
+    def run(self, job: Job, ctx: StageContext) -> Job:
+        """Add the user's MP4 as an unpublished output, and what checking it found."""
+        if not job.want_mp4 or not job.streams:
+            return job
+        plan_ = plan_merge(streams_of(job), absent=job.absent or "keep")
+        template = ctx.config.individual_mp4_template
+        name = mp4_file_name(job.recording, template=template, index=0, utc=plan_.origin)
+        merged = merge_user(plan_, spools=self._spools, segments=streams_of(job), name=name, ctx=ctx)
+        return replace(job, outputs=(merged.output,), findings=job.findings + merged.findings)

@@ -10,33 +10,24 @@ last, and the multipart upload is completed here — after verification — or a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
-import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.model.exceptions import MediaError, ObjectNotFound
+from pipeline.model.exceptions import ObjectNotFound
 from pipeline.model.job import Job, Recording
 from pipeline.model.report import dump_report, load_report
-from pipeline.storage.base import Storage, Upload
+from pipeline.storage.base import Storage
 from stages.base import Destination, StageContext
-from stages.media.faststart import Layout, sha256_of
-from stages.media.mp4 import parse_box_header
-from stages.recorder import OWNER_LABEL, owner_label
+from stages.outputs import OWNER_LABEL, owner_label
 
 log = logging.getLogger(__name__)
 
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 HASH_CHUNK = 1024 * 1024
-MAX_PARTS_IN_FLIGHT = 3
-POLL_S = 0.05
 
 
 def report_key(recording: Recording, *, directory: str) -> str:
@@ -100,131 +91,6 @@ def write_report(report: Mapping[str, Any], *, recording: Recording, destination
     key = report_key(recording, directory=destination.directory)
     destination.storage.put_bytes(dump_report(report), key, metadata={OWNER_LABEL: recording.stem})
     return key
-
-
-class GrowingUpload:
-    """Uploads an MP4 while ffmpeg writes it, in the order the published file will have (moov first).
-
-    ffmpeg writes its fragmented MP4 front to back and never goes back: ``moof`` and ``mdat`` pairs.
-    The published file is a head (``ftyp``, the regular ``moov``, one ``mdat`` header) followed by the
-    payloads of those ``mdat`` boxes back to back (``stages.media.faststart``). A thread follows the
-    file: once an ``mdat`` is complete its payload is final, and every ``part_bytes`` stretch of the
-    media is sent as soon as it is complete. Part 1 (the head plus the first stretch) waits for
-    ``finish``, which sends the rest and part 1 last. Nothing is visible until ``Upload.complete``.
-    """
-
-    def __init__(self, upload: Upload, path: Path, *, part_bytes: int) -> None:
-        self.upload = upload
-        self._path = path
-        self._part = part_bytes
-        self._media: list[tuple[int, int]] = []
-        """``[start, end)`` of each complete ``mdat`` payload found so far."""
-        self._scanned = 0
-        self._sent: dict[int, tuple[int, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="recpipe-follow", daemon=True)
-        self._error: BaseException | None = None
-
-    def start(self) -> None:
-        """Begin following the file."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """ffmpeg has exited: stop following (what was sent stays sent)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _follow(self) -> None:
-        number, start = 2, self._part
-        try:
-            with contextlib.ExitStack() as stack:
-                fd = None
-                while not self._stop.wait(POLL_S):
-                    if fd is None:
-                        try:
-                            fd = stack.enter_context(self._path.open("rb")).fileno()
-                        except FileNotFoundError:
-                            continue  # ffmpeg has not created it yet
-                    self._scan(fd)
-                    known = sum(end - begin for begin, end in self._media)
-                    while start + self._part <= known and self.upload.in_flight() < MAX_PARTS_IN_FLIGHT:
-                        self._send(number, start, start + self._part, media=self._media)
-                        number, start = number + 1, start + self._part
-        except BaseException as err:  # reported by finish()
-            self._error = err
-
-    def _scan(self, fd: int) -> None:
-        """Find the top-level boxes ffmpeg has finished writing since the last look."""
-        size = os.fstat(fd).st_size
-        while self._scanned + 8 <= size:
-            header = os.pread(fd, 16, self._scanned)
-            box = parse_box_header(header, offset=self._scanned, limit=1 << 62)
-            if box.size == 0 or box.end > size:  # still being written
-                return
-            if box.type == "mdat" and box.end > box.body:
-                self._media.append((box.body, box.end))
-            self._scanned = box.end
-
-    def _send(
-        self,
-        number: int,
-        start: int,
-        end: int,
-        *,
-        media: Sequence[tuple[int, int]],
-        head: bytes | bytearray = b"",
-    ) -> None:
-        """Hand part ``number`` (``head`` + bytes ``[start, end)`` of the media) to the upload, once
-        there is room: at most ``MAX_PARTS_IN_FLIGHT`` parts are held in memory."""
-        while self.upload.in_flight() >= MAX_PARTS_IN_FLIGHT:
-            time.sleep(POLL_S / 5)
-        pieces = [head] if head else []
-        with self._path.open("rb") as f:
-            for offset, count in media_pieces(media, start, end):
-                pieces.append(os.pread(f.fileno(), count, offset))
-        data = b"".join(pieces)
-        if len(data) != len(head) + end - start:
-            raise MediaError(f"{self._path.name} is shorter than expected while uploading it")
-        self.upload.put_part(number, data)
-        self._sent[number] = (start, end)
-
-    def finish(self, layout: Layout) -> str:
-        """Send every part not sent yet, following ``layout``; returns the published file's sha256."""
-        self.stop()
-        if self._error is not None:
-            raise self._error
-        if tuple(self._media) != layout.ranges[: len(self._media)]:
-            raise MediaError("the MP4 changed after parts of it were uploaded")
-        streamed = len(self._sent)
-        body = sum(end - start for start, end in layout.ranges)
-        with ThreadPoolExecutor(1, "recpipe-hash") as pool:
-            digest = pool.submit(sha256_of, layout, self._path)
-            start = max((end for _, end in self._sent.values()), default=self._part)
-            number = max(self._sent, default=1) + 1
-            while start < body:
-                end = min(start + self._part, body)
-                self._send(number, start, end, media=layout.ranges)
-                number, start = number + 1, end
-            self._send(1, 0, min(self._part, body), media=layout.ranges, head=layout.head)
-            log.debug(
-                "%s: %d of %d parts were sent while ffmpeg wrote", self.upload.key, streamed, len(self._sent)
-            )
-            return digest.result()
-
-
-def media_pieces(ranges: Sequence[tuple[int, int]], start: int, end: int) -> Iterator[tuple[int, int]]:
-    """``(file offset, bytes)`` pieces holding bytes ``[start, end)`` of the ranges laid end to end."""
-    skipped = 0
-    for begin, stop in ranges:
-        length = stop - begin
-        if skipped + length > start and skipped < end and start < end:
-            first = max(start - skipped, 0)
-            last = min(end - skipped, length)
-            yield begin + first, last - first
-        skipped += length
-        if skipped >= end:
-            return
 
 
 class PublishStage:

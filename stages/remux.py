@@ -1,7 +1,7 @@
 """Remux: stream-copy the usable slices into MP4s while they are fetched, then check each MP4.
 
 ``Feeder`` is the fetch stage's consumer. As each slice arrives (in playlist order) it is placed on
-the timeline and judged (``stages.verify.Screen``), given its shift, cuts and MP4 part
+the timeline and judged (``stages.screen.Screen``), given its shift, cuts and MP4 part
 (``stages.splice``), rewritten where the clock needs it (``stages.media.retime``) and written to the
 stdin of the part's ffmpeg (``-f mpegts -i pipe:0``, ``-protocol_whitelist file,pipe``): concatenated
 MPEG-TS slices are one transport stream, which is how HLS defines them. ffmpeg never sees the vendor
@@ -9,152 +9,35 @@ playlist or a URL, and no copy of the slices is written to disk. Each slice is h
 next one arrives, because an overlap is resolved by cutting the earlier slice's tail.
 
 ``RemuxStage`` runs after verification: it checks each finished MP4 with recpipe's MP4 reader and
-names it. This is the only module that runs ffmpeg (``FfmpegProcess``).
+names it. ffmpeg is started, fed and checked through ``stages.ffmpeg``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import math
-import shlex
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
-from typing import IO
-
-import ffmpeg
 
 from pipeline.model.exceptions import MediaError, NoSpace, PipelineError, RemuxError
-from pipeline.model.job import Finding, Job, Output, Recording, Segment
-from pipeline.model.naming import format_utc
-from stages.base import StageContext
-from stages.fetch import Fetched
+from pipeline.model.job import Finding, Job, Output, Segment
+from stages.base import Fetched, StageContext, check_space, space_needed
+from stages.coverage import covers, expected_tracks
+from stages.ffmpeg import FfmpegProcess, remux_argv
 from stages.media.faststart import Layout, moov_first, plan
 from stages.media.mp4 import Mp4Info
 from stages.media.retime import retime
-from stages.publish import GrowingUpload
-from stages.recorder import alongside_name, covers, expected_tracks, name_taken, owner_label
+from stages.outputs import DURATION_TOLERANCE_S, alongside_name, mp4_file_name, name_taken, owner_label
+from stages.screen import Screen
 from stages.splice import Part, Splicer
-from stages.verify import Screen
+from stages.upload import GrowingUpload
 
 log = logging.getLogger(__name__)
 
-STDERR_TAIL_LINES = 15
-DURATION_TOLERANCE_S = 0.5
-"""Output vs. slice timeline: more than this is reported. A frame at 15 fps is 0.067 s and AAC
-frames are 0.021 s, so a faithful copy lands well inside; half a second means lost media."""
 
 FATAL_DEFECTS = frozenset({"MISSING_SEGMENT", "EMPTY_SEGMENT", "CORRUPT_SEGMENT"})
 """Defects whose findings are errors: under the strict policy the recording cannot be published."""
-
-GLOBAL_OPTIONS = ("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
-
-
-FRAGMENT_MICROSECONDS = 5_000_000
-"""ffmpeg cuts a fragment every 5 s of media: all it holds of the MP4's index (and media) at any
-time. Shorter makes more fragments for recpipe to read afterwards (0.1 s an hour at 5 s)."""
-
-
-FRAGMENTED_MOVFLAGS = "+empty_moov+delay_moov+default_base_moof"
-
-
-def build_remux_argv(*, ffmpeg_exe: str, output: Path) -> list[str]:
-    """ffmpeg argv: MPEG-TS on stdin → fragmented MP4 at ``output``, stream copy, AAC fixed for MP4.
-
-    Fragmented, because ffmpeg's regular MP4 muxer keeps every sample's index entry in memory until
-    the end (memory would grow with the recording); ``delay_moov`` writes the ``moov`` once the first
-    fragment is known, so its edit lists carry each track's start. recpipe publishes a regular MP4
-    with ``moov`` first, built from the fragments (``stages.media.faststart``); no ``+faststart``."""
-    source = ffmpeg.input("pipe:0", f="mpegts", protocol_whitelist="file,pipe")
-    stream = ffmpeg.output(
-        source["v?"],
-        source["a?"],
-        str(output),
-        c="copy",
-        fflags="+bitexact",
-        format="mp4",
-        movflags=FRAGMENTED_MOVFLAGS,
-        frag_duration=FRAGMENT_MICROSECONDS,
-        **{"bsf:a": "aac_adtstoasc"},
-    )
-    # Global options first, the output path last: the order people expect when reading a log line.
-    return [ffmpeg_exe, *GLOBAL_OPTIONS, *(str(a) for a in stream.get_args())]
-
-
-PIPE_BYTES = 1024 * 1024
-"""Pipe buffer to ffmpeg (Linux's default is 64 KiB): a slice can be handed over while ffmpeg is still
-busy, so reading the next slice and remuxing overlap instead of taking turns."""
-
-
-def widen_pipe(pipe: IO[bytes] | None) -> None:
-    """Ask for a ``PIPE_BYTES`` buffer where the platform allows it (a hint; failure changes nothing)."""
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if pipe is None or set_size is None:
-        return
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
-
-
-class FfmpegProcess:
-    """One ffmpeg remuxing MPEG-TS written to its stdin into one MP4 file."""
-
-    def __init__(self, argv: Sequence[str]) -> None:
-        self.argv = list(argv)
-        log.debug("running %s", shlex.join(self.argv))
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; closed in close/kill
-        try:
-            self._proc = subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
-            )
-        except OSError as err:
-            self._stderr.close()
-            raise RemuxError(
-                f"cannot start ffmpeg: {err}", argv=self.argv, returncode=None, stderr_tail=""
-            ) from err
-        self._broken = False
-        widen_pipe(self._proc.stdin)
-
-    def write(self, data: bytes) -> None:
-        """Pass ``data`` on; if ffmpeg has stopped reading, the error shows when it is closed."""
-        if self._broken or not data:
-            return
-        assert self._proc.stdin is not None
-        try:
-            self._proc.stdin.write(data)
-        except BrokenPipeError:
-            self._broken = True
-            log.debug("ffmpeg closed its input early")
-
-    def close(self) -> None:
-        """End the input and wait; ``RemuxError`` with the tail of stderr if ffmpeg failed."""
-        assert self._proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            self._proc.stdin.close()
-        returncode = self._proc.wait()
-        self._stderr.seek(0)
-        stderr = self._stderr.read().decode("utf-8", errors="replace")
-        self._stderr.close()
-        if returncode != 0:
-            tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
-            raise RemuxError(
-                "ffmpeg could not remux the slices", argv=self.argv, returncode=returncode, stderr_tail=tail
-            )
-
-    def kill(self) -> None:
-        """Stop ffmpeg at once (the output is thrown away)."""
-        with contextlib.suppress(OSError):
-            self._proc.kill()
-        with contextlib.suppress(OSError, BrokenPipeError):
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-        self._proc.wait()
-        self._stderr.close()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -309,7 +192,7 @@ class Feeder:
         ctx = self._ctx
         name = self._name(index, first=first)
         path = ctx.workdir / f"part-{index}.mp4.part"
-        self._proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=ctx.ffmpeg, output=path))
+        self._proc = FfmpegProcess(remux_argv(ctx.ffmpeg, output=path))
         upload = ctx.destination.storage.begin_upload(
             ctx.destination.directory + name, metadata=owner_label(self._job)
         )
@@ -345,42 +228,6 @@ class Feeder:
             growing = self._opened[-1][2]
             if growing is not None:
                 growing.stop()
-
-
-SPACE_MARGIN = 64 * 1024 * 1024
-"""Room for ffmpeg's fragment indexes and the file system's own needs."""
-
-
-def space_needed(slice_bytes: int) -> int:
-    """Work-directory bytes the MP4s need: ffmpeg's file plus the moov-first copy (about twice the
-    slices, which an MP4 never exceeds); parts are finished one after another, so at most all of it."""
-    return 2 * slice_bytes + SPACE_MARGIN if slice_bytes else SPACE_MARGIN
-
-
-def check_space(directory: Path, *, need: int, reserve: int) -> None:
-    """``NoSpace`` unless ``directory`` has ``need`` bytes free beyond ``reserve``."""
-    free = shutil.disk_usage(directory).free
-    if free - reserve < need:
-        mb = 1024 * 1024
-        raise NoSpace(
-            f"the work directory {directory.parent} has {free // mb} MiB free"
-            + (f" ({reserve // mb} MiB reserved)" if reserve else "")
-            + f"; the MP4 needs about {need // mb} MiB (set RECPIPE_WORKDIR to a larger disk)"
-        )
-
-
-def mp4_file_name(recording: Recording, *, template: str, index: int, utc: datetime | None) -> str:
-    """The MP4's file name from the configured template (fields: sid, cname, utc, index, uid, media,
-    codec); ``utc``, the MP4's first slice's time, is needed only by a template that uses it."""
-    return template.format(
-        sid=recording.sid,
-        cname=recording.cname,
-        utc=format_utc(utc) if utc is not None else "",
-        index=index,
-        uid=recording.uid or "",
-        media=recording.media or "",
-        codec=recording.codec or "",
-    )
 
 
 def check_output(info: Mp4Info, *, expected_tracks: Sequence[str], expected_s: float) -> tuple[Finding, ...]:

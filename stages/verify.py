@@ -4,7 +4,7 @@ The fetch stage has read every slice with recpipe's own MPEG-TS reader while it 
 reconciles the three clocks into one timeline (``stages.timeline``) and turns what it sees into
 findings. Each check is a pure function from segments to findings, so each is tested with a table.
 The stage marks unusable segments (``Segment.defect``) so remux leaves them out; it never fixes
-anything. ``Screen`` is the per-slice half of the same rules, for slices while they stream.
+anything. ``stages.screen`` applies the per-slice half of the same rules to slices while they stream.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import itertools
 import logging
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pipeline.model.exceptions import NamingError
@@ -21,11 +20,11 @@ from pipeline.model.job import Expectations, Finding, Job, Recording, Segment, S
 from pipeline.model.naming import parse_name
 from pipeline.model.report import media_seconds
 from stages.base import StageContext
+from stages.coverage import recorder_findings
 from stages.failover import failover_findings
-from stages.recorder import recorder_findings
+from stages.screen import unusable
 from stages.timeline import (
     Timeline,
-    TimelineBuilder,
     build_timeline,
     describe_kinds,
     entry_finding,
@@ -329,43 +328,6 @@ def find_resolution_mismatch(segments: Sequence[Segment], *, expect: Expectation
         )
         for size, segs in runs((seg, off(seg)) for seg in segments)
     )
-
-
-def unusable(seg: Segment, *, repeats: frozenset[int]) -> str | None:
-    """The finding code that keeps a slice out of the MP4, or None when it can be used."""
-    if seg.key is None or not seg.present:
-        return "MISSING_SEGMENT"
-    if seg.size == 0:
-        return "EMPTY_SEGMENT"
-    if seg.index in repeats:
-        return "DUPLICATE_SEGMENT"
-    if seg.media is not None and not seg.media.readable:
-        return "CORRUPT_SEGMENT"
-    return None
-
-
-class Screen:
-    """The per-slice half of verification, for slices as they stream in playlist order: where each
-    one sits on the timeline and whether the MP4 can use it. The same rules ``check`` applies to the
-    whole recording afterwards, so both always agree."""
-
-    def __init__(self, segments: Sequence[Segment]) -> None:
-        self._repeats = repeated_entries(segments)
-        self._timeline = TimelineBuilder(repeats=self._repeats)
-
-    def wall_clock(self, seg: Segment) -> datetime:
-        """When a placed slice starts on the recorder's clock: its name's time, else the timeline's."""
-        if seg.utc is not None:
-            return seg.utc
-        origin = self._timeline.origin
-        if origin is None or seg.at_s is None:
-            raise NamingError(f"cannot name the MP4 that starts with {seg.uri}: no slice name carries a time")
-        return origin + timedelta(seconds=seg.at_s)
-
-    def add(self, seg: Segment) -> Segment:
-        """The next entry (fetched and read, or not), placed and judged."""
-        at = self._timeline.add(seg)
-        return replace(seg, at_s=at, defect=unusable(seg, repeats=self._repeats))
 
 
 def check(segments: Sequence[Segment], *, job: Job) -> tuple[tuple[Segment, ...], tuple[Finding, ...]]:

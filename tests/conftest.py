@@ -1,7 +1,8 @@
-"""Shared fixtures: a real S3 server (moto) on loopback, a fresh bucket per test, and both storages."""
+"""Shared fixtures: ffmpeg, a real S3 server (moto) on loopback, a fresh bucket per test, both storages."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from pipeline.storage import LocalStorage, S3Storage, Storage
 from pipeline.storage.s3 import make_s3_client
+from stages.ffmpeg import find_ffmpeg
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -39,6 +41,12 @@ class S3Bucket:
         """Upload every file of ``directory`` (not its subdirectories) under ``prefix``."""
         for path in sorted(p for p in directory.iterdir() if p.is_file()):
             self.client.upload_file(str(path), self.name, f"{prefix}{path.name}")
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary recpipe would use (``$RECPIPE_FFMPEG``, PATH, else imageio-ffmpeg's)."""
+    return find_ffmpeg(os.environ)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The layers are a rule of the code: the import contracts in ``pyproject.toml`` hold, and a wrong
-import (a stage importing the CLI) breaks them."""
+import (a stage importing the CLI or another stage, ffmpeg run or described outside ``stages.ffmpeg``)
+breaks them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
@@ -28,14 +31,24 @@ def test_the_import_contracts_are_kept():
     assert "0 broken" in done.stdout
 
 
-def test_a_stage_importing_the_cli_breaks_them(tmp_path):
+@pytest.mark.parametrize(
+    ("module", "wrong", "reported"),
+    [
+        ("stages/fetch.py", "import pipeline.cli", "stages.fetch -> pipeline.cli"),
+        ("stages/remux.py", "import stages.fetch", "stages.remux -> stages.fetch"),
+        ("stages/merge.py", "import subprocess", "stages.merge -> subprocess"),
+        ("pipeline/samples/composite.py", "import ffmpeg", "pipeline.samples.composite -> ffmpeg"),
+    ],
+    ids=["stage-imports-cli", "stage-imports-stage", "ffmpeg-outside-its-module", "argv-outside-its-module"],
+)
+def test_a_wrong_import_breaks_them(tmp_path, module, wrong, reported):
     copy = tmp_path / "project"
     copy.mkdir()
     for name in ("pipeline", "stages"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
-    fetch = copy / "stages" / "fetch.py"
-    fetch.write_text(fetch.read_text() + "\nimport pipeline.cli  # a wrong import, on purpose\n")
+    path = copy / module
+    path.write_text(path.read_text() + f"\n{wrong}  # a wrong import, on purpose\n")
     done = lint_imports(copy)
     assert done.returncode != 0
-    assert "stages.fetch -> pipeline.cli" in done.stdout
+    assert reported in done.stdout

@@ -29,41 +29,21 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pipeline.fleet.jobs import run_in_process
+from pipeline.fleet.settings import settings_from_environ
 from pipeline.fleet.sqs import Message, SqsQueue, first_seen_of, make_sqs_client
-from pipeline.fleet.triggers import JobOptions
-from pipeline.fleet.worker import Dispatcher, WorkerSettings
+from pipeline.fleet.worker import Dispatcher
 from pipeline.model.exceptions import PipelineError
-from pipeline.model.job import POLICIES
-from pipeline.run.app import playlist_etag, read_profile_document
+from pipeline.run.app import playlist_etag
 
 log = logging.getLogger("recpipe")
 
 
-def settings_from(environ: Mapping[str, str]) -> WorkerSettings:
-    """The dispatcher's settings from ``RECPIPE_*`` variables."""
-    profile = environ.get("RECPIPE_PROFILE")
-    policy = environ.get("RECPIPE_POLICY")
-    defaults = JobOptions(
-        dest=environ.get("RECPIPE_DEST") or None,
-        policy=policy if policy in POLICIES else None,
-        av_file_type=environ.get("RECPIPE_AV_FILE_TYPE") or None,
-        profile=read_profile_document(Path(profile)) if profile else None,
-    )
-    return WorkerSettings(
-        buckets=frozenset(b for b in environ.get("RECPIPE_BUCKETS", "").split(",") if b),
-        recordings=environ.get("RECPIPE_RECORDINGS") or None,
-        endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None,
-        defaults=defaults,
-    )
-
-
 def dispatcher_for(environ: Mapping[str, str]) -> Dispatcher:
     """A dispatcher that runs jobs in this process."""
-    settings = settings_from(environ)
+    settings = settings_from_environ(environ)
     return Dispatcher(
         settings=settings,
         run=lambda spec, _cancel: run_in_process(spec, environ=environ),

@@ -19,12 +19,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pipeline.fleet.triggers import Trigger, parse_document
-from pipeline.model.exceptions import MessageError, PipelineError
+from pipeline.fleet.jobs import run_subprocess
+from pipeline.fleet.sqs import open_queue
+from pipeline.fleet.triggers import Trigger, job_message, parse_document
+from pipeline.fleet.worker import WorkerSettings, spec_for
+from pipeline.model.exceptions import ConfigError, MessageError, PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +176,64 @@ def make_server(notifications: Notifications, *, host: str, port: int) -> Thread
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` → (host, port); ConfigError otherwise."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--listen {listen!r}: give HOST:PORT")
+    return host, int(port)
+
+
+def submitter(
+    settings: WorkerSettings, *, queue_url: str | None, environ: Mapping[str, str]
+) -> tuple[Submit, Callable[[], None]]:
+    """How a notification's recording is handed on — a job message to ``queue_url`` for the workers,
+    else a ``recpipe process`` here, one at a time in the background — and what to call at the end.
+    The job is the one a worker would make of the same trigger (``pipeline.fleet.worker.spec_for``)."""
+    if queue_url is not None:
+        queue = open_queue(queue_url, endpoint_url=settings.endpoint_url, environ=environ)
+
+        def send(trigger: Trigger) -> None:
+            spec = spec_for(trigger, settings=settings)
+            if spec is not None:
+                queue.send([job_message(spec.location, sid=spec.sid, options=spec.options)])
+                log.info("queued the recording %s to %s", trigger.sid, queue.name)
+
+        return send, lambda: None
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="recpipe-serve-job")
+
+    def run_here(trigger: Trigger) -> None:
+        spec = spec_for(trigger, settings=settings)
+        if spec is not None:
+            future = pool.submit(run_subprocess, spec)
+            future.add_done_callback(
+                lambda f: log.info("recording %s: %s", trigger.sid, f.result().describe())
+            )
+
+    return run_here, lambda: pool.shutdown(wait=False, cancel_futures=True)
+
+
+def serve_notifications(
+    *,
+    secret: bytes,
+    host: str,
+    port: int,
+    settings: WorkerSettings,
+    queue_url: str | None,
+    environ: Mapping[str, str],
+) -> None:
+    """Answer the recorder's notifications on ``host:port`` until Ctrl-C or SIGTERM; the recordings
+    they announce (under ``settings.recordings``) are sent to ``queue_url`` or processed here."""
+    submit, finish = submitter(settings, queue_url=queue_url, environ=environ)
+    server = make_server(Notifications(secret=secret, submit=submit), host=host, port=port)
+    log.warning("listening on http://%s:%d/ for the recorder's notifications", host, server.server_address[1])
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.warning("stopping")
+    finally:
+        server.server_close()
+        finish()

@@ -74,6 +74,12 @@ def region_of(url: str, default: str) -> str:
     return default
 
 
+def open_queue(url: str, *, endpoint_url: str | None, environ: Mapping[str, str]) -> SqsQueue:
+    """The queue at ``url`` (region from the URL, else ``AWS_REGION``/``AWS_DEFAULT_REGION``)."""
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    return SqsQueue(make_sqs_client(queue_url=url, endpoint_url=endpoint_url, region=region), url)
+
+
 def make_sqs_client(*, queue_url: str, endpoint_url: str | None, region: str | None) -> SQSClient:
     """A boto3 SQS client for ``queue_url`` (standard retries, keep-alive, region from the URL)."""
     session = boto3.session.Session()

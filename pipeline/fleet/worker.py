@@ -17,16 +17,18 @@ their leases released) and returns their messages to the queue at once.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
-from pipeline.fleet.jobs import Action, JobSpec, Outcome, decide
-from pipeline.fleet.sqs import Message, SqsQueue
+from pipeline.fleet.jobs import Action, JobSpec, Outcome, decide, run_subprocess
+from pipeline.fleet.sqs import Message, SqsQueue, open_queue
 from pipeline.fleet.triggers import JobOptions, Trigger, parse_message
 from pipeline.model.exceptions import MessageError, PipelineError
+from pipeline.run.app import playlist_etag
 
 log = logging.getLogger(__name__)
 
@@ -316,3 +318,61 @@ class Worker:
             log.error("message %s moved to %s: %s", message.id, self._dead.name, reason)
         self.queue.delete(message)
         self.stats.dead_lettered += 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerRun:
+    """What ``run_worker`` did before it stopped."""
+
+    stats: Stats
+    jobs: int
+
+
+def stop_on_signals(stop: threading.Event, *, grace_s: float) -> None:
+    """On SIGTERM or SIGINT (Ctrl-C) set ``stop``: the worker takes no new messages and gives running
+    jobs ``grace_s`` to finish."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        log.warning("%s: finishing running jobs (up to %.0f s), taking no new messages", name, grace_s)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+
+def run_worker(
+    queue_url: str,
+    *,
+    settings: WorkerSettings,
+    environ: Mapping[str, str],
+    stop: threading.Event | None = None,
+) -> WorkerRun:
+    """Consume the queue at ``queue_url`` until ``stop`` is set (by default: until SIGTERM or Ctrl-C),
+    or until it has been idle ``settings.idle_exit_s``; each job in a ``recpipe process`` of its own."""
+    queue = open_queue(queue_url, endpoint_url=settings.endpoint_url, environ=environ)
+    dead = queue.dead_letter_queue()
+    dispatcher = Dispatcher(
+        settings=settings,
+        run=lambda spec, cancel: run_subprocess(spec, cancel=cancel),
+        probe=lambda location: playlist_etag(location, endpoint_url=settings.endpoint_url, environ=environ),
+    )
+    if stop is None:
+        stop = threading.Event()
+        stop_on_signals(stop, grace_s=settings.grace_s)
+    log.info(
+        "worker on %s: %d job(s) at once; dead-letter queue: %s",
+        queue.name,
+        settings.concurrency,
+        dead.name if dead else "none",
+    )
+    stats = Worker(queue, dispatcher=dispatcher, dead_letters=dead).serve(stop)
+    log.info(
+        "worker done: %d message(s), %d job(s), %d deleted, %d returned, %d dead-lettered",
+        stats.messages,
+        dispatcher.jobs,
+        stats.deleted,
+        stats.returned,
+        stats.dead_lettered,
+    )
+    return WorkerRun(stats=stats, jobs=dispatcher.jobs)

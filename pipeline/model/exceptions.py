@@ -16,8 +16,8 @@
     ├── PlaylistError           the playlist cannot be read as HLS              (status rejected)
     ├── MediaError              a TS or MP4 file cannot be read
     ├── ContinuityError         the recording has error findings               (status failed)
-    ├── RemuxError              ffmpeg exited unexpectedly                      (status failed)
-    ├── ToolError               ffmpeg cannot be found or run
+    ├── ToolError               ffmpeg cannot be found, started or run
+    │   └── RemuxError          ffmpeg ran and exited with an error (stderr's tail)  (status failed)
     ├── NoSpace                 the work directory lacks the room to write the MP4  (status failed)
     └── PublishError            an output could not be committed                (status failed)
 
@@ -27,7 +27,7 @@ returns the message, else it is done with it) and ``finding`` (the finding code 
 report, where it has one).
 
 Third-party errors are translated in exactly one place each: botocore in
-``pipeline/storage/s3.py`` (S3) and ``pipeline/sqs.py`` (SQS), ffmpeg in ``stages/remux.py``.
+``pipeline/storage/s3.py`` (S3) and ``pipeline/fleet/sqs.py`` (SQS), ffmpeg in ``stages/ffmpeg.py``.
 """
 
 from __future__ import annotations
@@ -147,8 +147,14 @@ class ContinuityError(PipelineError):
         return f"{self.args[0]} ({', '.join(self.codes)})" if self.codes else str(self.args[0])
 
 
-class RemuxError(PipelineError):
-    """ffmpeg exited with an unexpected code."""
+class ToolError(PipelineError):
+    """An external tool recpipe needs (ffmpeg) is missing, cannot be started, or fails."""
+
+    retryable = True
+
+
+class RemuxError(ToolError):
+    """ffmpeg ran and exited with an error: the command line, its exit code and the tail of its stderr."""
 
     retryable = True
 
@@ -163,12 +169,6 @@ class RemuxError(PipelineError):
     def __str__(self) -> str:
         tail = f"\n{self.stderr_tail}" if self.stderr_tail else ""
         return f"{self.args[0]} (ffmpeg exit code {self.returncode}){tail}"
-
-
-class ToolError(PipelineError):
-    """An external tool recpipe needs (ffmpeg) is missing or unusable."""
-
-    retryable = True
 
 
 class NoSpace(PipelineError):

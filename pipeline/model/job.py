@@ -254,8 +254,21 @@ class StageError:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Alignment:
+    """Individual mode: how a user's streams were laid on one clock (planned by ``stages.align``)."""
+
+    starts: Mapping[str, float]
+    """Where each stream (``audio``/``video``) begins on the user's clock, in seconds."""
+    absences: tuple[tuple[float, float], ...]
+    """``(at_s, seconds)`` of each stretch in which neither stream has media."""
+    media_s: float | None
+    """Seconds of the user's clock covered by the placed slices (None when none was placed)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Job:
-    """One recording going through the stages."""
+    """One recording going through the stages (in individual mode: one user, whose ``streams`` are
+    each fetched and verified as a job of their own)."""
 
     recording: Recording
     policy: Policy = "strict"
@@ -279,6 +292,12 @@ class Job:
     mp4_source: Literal["recpipe", "recorder"] | None = None
     """Whose MP4s the report offers: recpipe's, the recorder's (complete and sound, so recpipe wrote
     none), or none."""
+    streams: tuple[Job, ...] = ()
+    """Individual mode: the job of each of the user's streams (video first), fetched and verified."""
+    absent: Absent | None = None
+    """Individual mode: what the user's MP4 does with time when the user was away."""
+    alignment: Alignment | None = None
+    """Individual mode: the user's streams on one clock (set by the align stage)."""
     segments: tuple[Segment, ...] = ()
     findings: tuple[Finding, ...] = ()
     outputs: tuple[Output, ...] = ()

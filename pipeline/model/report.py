@@ -6,9 +6,11 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from pipeline.model.job import Job, Recording
+from pipeline.model.job import Finding, Job, Policy, Recording
+from pipeline.model.policy import worst_status
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,10 @@ def recording_json(rec: Recording, *, playlists: Sequence[str] | None = None) ->
 
 
 def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
-    """The report document for ``job``."""
+    """The report document for ``job`` (a recording, or one user of an individual-mode recording)."""
     rec = job.recording
     present = job.present_segments
-    return {
+    report: dict[str, Any] = {
         "schema": SCHEMA,
         "recording": recording_json(rec, playlists=job.playlists),
         "status": job.status,
@@ -72,7 +74,122 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         "tool": dict(tool),
         "timings_s": {k: round(v, 3) for k, v in job.timings.items()},
         "retries": job.retries,
+        **(user_sections(job) if job.streams else {}),
     }
+    if job.streams:  # individual mode: the user's playlists, and durations over both streams
+        report["recording"]["playlists"] = [s.recording.playlist_key for s in job.streams]
+        report["duration"] = user_duration(job)
+    return report
+
+
+def user_duration(job: Job) -> dict[str, float]:
+    """A user's durations: the longer playlist, the time the placed slices cover on the user's clock
+    (the longer stream's when nothing was placed), the longer wall-clock span."""
+    media = job.alignment.media_s if job.alignment is not None else None
+    if media is None:
+        media = max(media_seconds(s) for s in job.streams)
+    return {
+        "playlist_s": round(job.playlist_duration, 3),
+        "media_s": round(media, 3),
+        "wallclock_s": round(max(wallclock(s) for s in job.streams), 3),
+    }
+
+
+def user_sections(job: Job) -> dict[str, Any]:
+    """The sections only a user's report has: each stream's summary, and the time the user was away."""
+    align = job.alignment
+    return {
+        "streams": {
+            s.recording.media: {
+                "playlist": s.recording.playlist_key,
+                "inputs_digest": s.inputs_digest,
+                "status": s.status,
+                "listed": len(s.segments),
+                "present": len(s.present_segments),
+                "starts_s": None
+                if align is None
+                else round(align.starts.get(s.recording.media or "", 0.0), 3),
+            }
+            for s in job.streams
+        },
+        "absent": {
+            "choice": job.absent,
+            "spans": []
+            if align is None
+            else [{"at_s": round(at, 3), "seconds": round(seconds, 3)} for at, seconds in align.absences],
+        },
+    }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UserResult:
+    """One user of an individual-mode recording, processed: the line the recording's report gives them."""
+
+    uid: str
+    streams: tuple[str, ...]
+    """``audio``/``video`` (legacy mode), or the codec of the user's one playlist (v2)."""
+    playlists: tuple[str | None, ...]
+    job: Job
+    report: Mapping[str, Any]
+    """The user's own report (the one just written, or the up-to-date one found)."""
+    report_key: str | None
+
+
+def summary_report(
+    recording: Recording,
+    users: Sequence[UserResult],
+    *,
+    policy: Policy,
+    digest: str,
+    tool: Mapping[str, str],
+    recorder_outputs: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An individual-mode recording's report: its users' statuses, reports and outputs, summed up (and
+    the recorder's own files beside it, where the mode has any: ``recorder_outputs``)."""
+    reports = [u.report for u in users]
+    timings: dict[str, float] = {}
+    for rep in reports:
+        for stage, seconds in rep.get("timings_s", {}).items():
+            timings[stage] = round(timings.get(stage, 0.0) + seconds, 3)
+    return {
+        "schema": SCHEMA,
+        "recording": {**recording_json(recording), "playlists": [p for u in users for p in u.playlists]},
+        "status": worst_status(u.job.status for u in users),
+        "policy": policy,
+        "segments": {
+            key: sum(rep["segments"][key] for rep in reports) for key in ("listed", "present", "bytes")
+        },
+        "duration": {
+            key: max(rep["duration"][key] for rep in reports)
+            for key in ("playlist_s", "media_s", "wallclock_s")
+        },
+        "findings": [user_finding(u) for u in users if u.job.status != "ok"],
+        "outputs": [o for rep in reports for o in rep["outputs"]],
+        "users": [
+            {"uid": u.uid, "status": u.job.status, "report": u.report_key, "streams": list(u.streams)}
+            for u in users
+        ],
+        "not_processed": [n for rep in reports for n in rep.get("not_processed", [])],
+        "inputs_digest": digest,
+        "error": None,
+        "tool": dict(tool),
+        "timings_s": timings,
+        "retries": sum(u.job.retries for u in users),
+        **({} if recorder_outputs is None else {"recorder_outputs": list(recorder_outputs)}),
+    }
+
+
+def user_finding(user: UserResult) -> dict[str, Any]:
+    """One line in the recording's report for a user who is not ok."""
+    job = user.job
+    errors = [f for f in job.findings if f.severity == "error"]
+    what = job.error.message if job.error else (errors[0].detail if errors else str(job.status))
+    finding = Finding(
+        code="USER_NOT_OK",
+        severity="info" if job.status == "pending" else "warning" if job.status == "degraded" else "error",
+        detail=f"user {user.uid} is {job.status}: {what}",
+    )
+    return finding.to_json()
 
 
 def not_processed_json(rec: Recording) -> list[dict[str, Any]]:

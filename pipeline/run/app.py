@@ -18,8 +18,7 @@ from typing import Any
 from pipeline.agora.profile import Profile, load_profile, parse_av_file_types
 from pipeline.model.config import PipelineConfig
 from pipeline.model.exceptions import ConfigError, PipelineError, PlaylistError
-from pipeline.model.job import BACKUPED_NOW, Absent, Expectations, Policy, Recording, Status
-from pipeline.model.policy import STATUS_EXIT, worst_status
+from pipeline.model.job import BACKUPED_NOW, Absent, Expectations, Policy, Recording
 from pipeline.model.progress import NullProgress, Progress
 from pipeline.model.report import recording_json
 from pipeline.run.individual import (
@@ -32,12 +31,12 @@ from pipeline.run.individual import (
 )
 from pipeline.run.raw import process_raw_users, raw_users
 from pipeline.run.runner import Result, RunOptions, execute, make_job, output_directory
-from pipeline.run.tools import ffmpeg_version, find_ffmpeg
 from pipeline.storage import LocalStorage
 from pipeline.storage.locations import Location, location_from_storage_spec, open_destination, open_location
 from stages.base import Destination, StageContext
 from stages.discover import find_recordings, inputs_digest, select_recording, split_key
 from stages.fetch import read_playlists
+from stages.ffmpeg import ffmpeg_version, find_ffmpeg
 from stages.publish import read_existing_report, report_key
 
 log = logging.getLogger(__name__)
@@ -378,8 +377,3 @@ def playlist_etag(location: str, *, endpoint_url: str | None, environ: Mapping[s
     except PipelineError as err:
         log.debug("cannot look at %s: %s", location, err)
         return None
-
-
-def batch_exit_code(statuses: list[Status | None]) -> int:
-    """``recpipe batch``'s exit code: its worst recording's status (``worst_status``)'s exit code."""
-    return STATUS_EXIT[worst_status(statuses)]

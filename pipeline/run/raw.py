@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pipeline.model.job import Expectations, Recording
-from pipeline.run.individual import UserLine, UserSettings, publish_summary, summary_report
+from pipeline.model.report import UserResult, summary_report
+from pipeline.run.individual import UserSettings, publish_summary, summary_recording
 from pipeline.run.runner import Result, execute, make_job
 from stages.base import StageContext
 
@@ -47,7 +48,19 @@ def process_raw_users(
         )
         for user in users
     ]
-    lines = [UserLine(uid=u.uid or "", streams=(u.codec or "",), playlists=(u.playlist_key,)) for u in users]
+    lines = [
+        UserResult(
+            uid=u.uid or "",
+            streams=(u.codec or "",),
+            playlists=(u.playlist_key,),
+            job=r.job,
+            report=r.report,
+            report_key=r.report_key,
+        )
+        for u, r in zip(users, results, strict=True)
+    ]
     digest = hashlib.sha256("\n".join(r.job.inputs_digest for r in results).encode()).hexdigest()
-    report = summary_report(users[0], lines, results, policy=settings.policy, digest=digest, tool=ctx.tool)
-    return publish_summary(users[0], report, results, settings=settings, ctx=ctx)
+    report = summary_report(
+        summary_recording(users[0]), lines, policy=settings.policy, digest=digest, tool=ctx.tool
+    )
+    return publish_summary(users[0], report, lines, settings=settings, ctx=ctx)

@@ -1,9 +1,11 @@
-"""The stage runner: the only code that knows stage order, and what stops a run.
+"""The stage runner: one envelope for every run, whatever the mode.
 
 ``run_job`` runs stages in order, times them, turns a stage's ``PipelineError`` into the job's
 error, recomputes the status after every stage and stops as soon as nothing can be published.
-``execute`` wraps it with what every run needs: the idempotency check, a private work directory
-that is always removed, and the report written last.
+``execute`` wraps it with what every run needs: the lease, the idempotency check, a private work
+directory that is always removed, and the report (``pipeline.model.report``) written last. A
+recording's stage order is ``stages_for``; an individual-mode user's is
+``pipeline.run.individual.user_stages``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pipeline.run.liveness import gone, pid_namespace, this_host
 from stages.base import Stage, StageContext
 from stages.discover import inputs_digest
 from stages.fetch import FetchStage
+from stages.outputs import is_own
 from stages.publish import (
     PublishStage,
     is_up_to_date,
@@ -38,7 +41,7 @@ from stages.publish import (
     report_key,
     write_report,
 )
-from stages.recorder import RecorderStage, is_own
+from stages.recorder import RecorderStage
 from stages.remux import RemuxStage
 from stages.verify import VerifyStage
 
@@ -52,6 +55,13 @@ class Closing(Protocol):
     def close(self) -> None:
         """Release it: anything not published by now is thrown away."""
         ...
+
+
+@runtime_checkable
+class TimesItself(Protocol):
+    """A stage that runs stages of its own (a user's streams) and adds up their timings itself."""
+
+    times_itself: bool
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -125,7 +135,10 @@ def run_job(job: Job, stages: Sequence[Stage], *, ctx: StageContext) -> Job:
             job = replace(job, error=error, findings=job.findings + findings)
         elapsed = time.monotonic() - started
         status = decide_status(job.findings, policy=job.policy, error=job.error)
-        job = replace(job, status=status, timings={**job.timings, stage.name: elapsed})
+        if not isinstance(stage, TimesItself):
+            spent = job.timings.get(stage.name, 0.0) + elapsed
+            job = replace(job, timings={**job.timings, stage.name: spent})
+        job = replace(job, status=status)
         ctx.logger.debug("stage %s: %s after %.3f s", stage.name, status, elapsed)
         if is_terminal(status):
             break
@@ -186,9 +199,16 @@ def busy(job: Job, holder: Holder, *, ctx: StageContext) -> Result:
     return Result(job=job, report=build_report(job, tool=ctx.tool), report_key=None)
 
 
-def execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
-    """Run every stage for ``job`` (unless already done) and write its report when publishing."""
-    return leased(job, ctx=ctx, options=options, work=lambda: _execute(job, ctx=ctx, options=options))
+def execute(
+    job: Job, *, ctx: StageContext, options: RunOptions, stages: Sequence[Stage] | None = None
+) -> Result:
+    """Run every stage for ``job`` (unless already done) and write its report when publishing.
+
+    :param stages: the stages of this run, fresh (they may hold state until the job ends); by default
+        a recording's (``stages_for``). Individual mode passes a user's (``pipeline.run.individual``).
+    """
+    chosen = tuple(stages) if stages is not None else stages_for(options, want_mp4=job.want_mp4)
+    return leased(job, ctx=ctx, options=options, work=lambda: _execute(job, chosen, ctx=ctx, options=options))
 
 
 def leased(job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[], Result]) -> Result:
@@ -246,8 +266,7 @@ def storage_retries(ctx: StageContext) -> int:
     return sum(s.retries for s in stores.values())
 
 
-def _execute(job: Job, *, ctx: StageContext, options: RunOptions) -> Result:
-    stages = stages_for(options, want_mp4=job.want_mp4)
+def _execute(job: Job, stages: Sequence[Stage], *, ctx: StageContext, options: RunOptions) -> Result:
     retries_before = storage_retries(ctx)
     with job_workdir(ctx.config) as workdir:
         try:

@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,7 +25,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pipeline.model.exceptions import ConfigError, NamingError, ToolError
-from pipeline.model.naming import check_cname, check_sid, parse_name, playlist_name, slice_name
+from pipeline.model.naming import (
+    check_cname,
+    check_sid,
+    parse_name,
+    playlist_name,
+    slice_name,
+    split_snapshot_name,
+)
+from stages.ffmpeg import SampleMedia, sample_argv
+from stages.ffmpeg import run as ffmpeg_run
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +80,6 @@ AUDIO_KBPS = 24
 SAMPLE_UID = "527841"
 TS_PACKET = 188
 DEFAULT_START = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
-STDERR_TAIL_LINES = 20
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -255,9 +262,13 @@ def prepare_directory(directory: Path, *, cname: str, force: bool) -> None:
 
 
 def is_sample_file(path: Path, *, cname: str) -> bool:
-    """Whether ``path`` is a ``.m3u8`` playlist or ``.ts`` slice of channel ``cname`` (either mode)."""
+    """Whether ``path`` is a ``.m3u8`` playlist (a snapshot playlist included) or ``.ts`` slice of
+    channel ``cname`` (any mode)."""
     if not path.is_file() or path.is_symlink() or path.suffix not in (".ts", ".m3u8"):
         return False
+    snapshot = split_snapshot_name(path.name)
+    if snapshot is not None and snapshot.cname == cname:
+        return True
     try:
         name = parse_name(path.name)
     except NamingError:
@@ -292,7 +303,7 @@ def other_size(width: int, height: int) -> tuple[int, int]:
 def encode_part(ffmpeg: str, work: Path, *, encoding: Encoding) -> list[Slice]:
     """Run ffmpeg into ``work`` and group the pieces its playlist lists into slices."""
     work.mkdir(parents=True, exist_ok=True)
-    run_encoder(build_ffmpeg_argv(ffmpeg, work, encoding=encoding))
+    ffmpeg_run(sample_argv(ffmpeg, work, media=sample_media(encoding)), what="make the sample")
     entries = parse_hls_entries((work / "index.m3u8").read_text(encoding="utf-8"))
     slices = []
     offset = Decimal(encoding.offset)
@@ -304,33 +315,22 @@ def encode_part(ffmpeg: str, work: Path, *, encoding: Encoding) -> list[Slice]:
     return slices
 
 
-def build_ffmpeg_argv(ffmpeg: str, work: Path, *, encoding: Encoding) -> list[str]:
-    """The one ffmpeg command that writes ``work/index.m3u8`` and ``work/seg*.ts``."""
+def sample_media(encoding: Encoding) -> SampleMedia:
+    """What ffmpeg encodes for ``encoding``: a keyframe at the start of every piece."""
     e = encoding
-    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-    if e.video:
-        argv += ["-f", "lavfi", "-i", f"testsrc2=size={e.width}x{e.height}:rate={e.fps}:duration={e.seconds}"]
-    if e.audio:
-        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={e.seconds}"]
-    argv += ["-map", "0:v"] if e.video else []
-    argv += ["-map", f"{int(e.video)}:a"] if e.audio else []
-    argv += ["-t", str(e.seconds)]
-    if e.video:
-        gop = str(e.fps * e.slice_seconds // e.pieces)
-        argv += [
-            "-c:v", "libx264", "-preset", "veryfast", "-threads", "1", "-bf", "0", "-pix_fmt", "yuv420p",
-            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-b:v", f"{VIDEO_KBPS}k",
-            "-flags:v", "+bitexact",
-        ]  # fmt: skip
-    if e.audio:
-        argv += ["-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "1", "-flags:a", "+bitexact"]
-    argv += ["-fflags", "+bitexact"]
-    argv += ["-output_ts_offset", str(e.offset)] if e.offset else []
-    argv += [
-        "-f", "hls", "-hls_time", hls_time(e), "-hls_list_size", "0",
-        "-hls_segment_filename", str(work / "seg%05d.ts"), str(work / "index.m3u8"),
-    ]  # fmt: skip
-    return argv
+    return SampleMedia(
+        seconds=e.seconds,
+        width=e.width,
+        height=e.height,
+        fps=e.fps,
+        video=e.video,
+        audio=e.audio,
+        gop=e.fps * e.slice_seconds // e.pieces,
+        hls_time=hls_time(e),
+        offset=e.offset,
+        video_kbps=VIDEO_KBPS,
+        audio_kbps=AUDIO_KBPS,
+    )
 
 
 def hls_time(encoding: Encoding) -> str:
@@ -340,18 +340,6 @@ def hls_time(encoding: Encoding) -> str:
     if encoding.pieces == 1:
         return str(encoding.slice_seconds)
     return f"{encoding.slice_seconds / encoding.pieces * 0.9:.3f}"
-
-
-def run_encoder(argv: Sequence[str]) -> None:
-    """Run ffmpeg; ToolError with the end of its stderr if it cannot start or fails."""
-    log.debug("running %s", " ".join(argv))
-    try:
-        done = subprocess.run(list(argv), capture_output=True, check=False)
-    except OSError as err:
-        raise ToolError(f"cannot run ffmpeg {argv[0]!r}: {err}") from err
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:])
-        raise ToolError(f"ffmpeg failed to make the sample (exit code {done.returncode}):\n{tail}")
 
 
 def parse_hls_entries(text: str) -> tuple[HlsEntry, ...]:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from moto.server import ThreadedMotoServer
 
-from pipeline.run.tools import find_ffmpeg
 from pipeline.storage.s3 import S3Storage, make_s3_client
+from stages.ffmpeg import find_ffmpeg
 from stages.media.ts import read_slice
 
 

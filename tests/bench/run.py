@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline.run.tools import find_ffmpeg
 from pipeline.storage.s3 import make_s3_client
+from stages.ffmpeg import find_ffmpeg
 from tests.bench.measure import Measured, run, run_all
 from tests.bench.recording import BenchRecording, cached
 

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from pipeline.run.tools import find_ffmpeg
 from pipeline.samples.composite import DEFECTS, SampleSet, write_sample
-
-
-@pytest.fixture(scope="session")
-def ffmpeg_exe() -> str:
-    return find_ffmpeg(os.environ)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.model.exceptions import NoSpace
-from stages.remux import check_space, space_needed
+from stages.base import check_space, space_needed
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.storage import LocalStorage
-from stages.recorder import OWNER_LABEL
+from stages.outputs import OWNER_LABEL
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import STATUS_EXIT, main
-from pipeline.run.tools import find_ffmpeg
 from pipeline.samples.composite import DEFECTS, write_sample
 
 COMMANDS = ("process", "verify", "ls", "sample")
@@ -24,11 +22,6 @@ def invoke(*args: str):
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert "Traceback" not in result.output
     return result
-
-
-@pytest.fixture(scope="module")
-def ffmpeg_exe() -> str:
-    return find_ffmpeg(os.environ)
 
 
 @pytest.fixture

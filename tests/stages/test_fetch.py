@@ -9,10 +9,9 @@ from pipeline.model.exceptions import PlaylistError, StorageError
 from pipeline.model.job import Job, Recording
 from pipeline.storage import LocalStorage
 from pipeline.storage.base import ObjectInfo
-from stages.base import Destination, StageContext
+from stages.base import Destination, Fetched, StageContext
 from stages.discover import find_recordings
 from stages.fetch import (
-    Fetched,
     FetchStage,
     build_segments,
     fetch_segment,

@@ -11,7 +11,7 @@ import pytest
 from pipeline.model.exceptions import MediaError
 from pipeline.storage import S3Storage
 from stages.media.faststart import Layout
-from stages.publish import GrowingUpload, media_pieces
+from stages.upload import GrowingUpload, media_pieces
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("aws_environment")]
 

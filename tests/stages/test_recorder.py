@@ -7,19 +7,9 @@ import pytest
 
 from pipeline.model.job import Expectations, Job, RecorderMp4, Recording, Segment
 from pipeline.storage import LocalStorage, ObjectInfo
-from stages.recorder import (
-    BLOCK_BYTES,
-    OWNER_LABEL,
-    BlockReader,
-    alongside_name,
-    covers,
-    expected_tracks,
-    is_own,
-    judge,
-    name_taken,
-    place,
-    recorder_findings,
-)
+from stages.coverage import covers, expected_tracks, judge, place, recorder_findings
+from stages.outputs import OWNER_LABEL, alongside_name, is_own, name_taken
+from stages.recorder import BLOCK_BYTES, BlockReader
 from tests.builders import media as make_media
 
 AV = ("video", "audio")

@@ -1,6 +1,4 @@
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -9,68 +7,13 @@ from pipeline.model.config import (
     DEFAULT_MP4_TEMPLATE,
     DEFAULT_RAW_MP4_TEMPLATE,
 )
-from pipeline.model.exceptions import MediaError, RemuxError
+from pipeline.model.exceptions import MediaError
 from pipeline.model.job import Recording, Segment
-from pipeline.run.tools import find_ffmpeg
+from stages.coverage import expected_tracks
 from stages.media.mp4 import Mp4Info, Mp4Track
-from stages.remux import (
-    FfmpegProcess,
-    build_remux_argv,
-    check_output,
-    expected_tracks,
-    mp4_file_name,
-)
+from stages.outputs import mp4_file_name
+from stages.remux import check_output
 from tests.builders import media
-
-
-def test_argv_is_a_stream_copy_from_stdin():
-    argv = build_remux_argv(ffmpeg_exe="/opt/ffmpeg", output=Path("/w/out.mp4.part"))
-    assert argv[0] == "/opt/ffmpeg"
-    joined = " ".join(argv)
-    for part in (
-        "-protocol_whitelist file,pipe",
-        "-protocol_whitelist file,pipe -i pipe:0",
-        "-map 0:v? -map 0:a?",
-        "-c copy",
-        "-bsf:a aac_adtstoasc",
-        "-f mp4",
-    ):
-        assert part in joined
-    before_input = argv[: argv.index("-i")]
-    assert before_input[before_input.index("-f") + 1] == "mpegts"
-    assert argv[-1] == "/w/out.mp4.part"
-    assert argv[-1] == "/w/out.mp4.part"
-    assert "-y" in argv
-    assert "-nostdin" in argv
-    assert "faststart" not in joined  # recpipe moves moov itself while writing the published copy
-    assert not any(a.endswith(".m3u8") or "://" in a for a in argv)
-
-
-@pytest.mark.ffmpeg
-def test_ffmpeg_failure_reports_the_tail_of_stderr(tmp_path):
-    ffmpeg_exe = find_ffmpeg(os.environ)
-    proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=ffmpeg_exe, output=tmp_path / "out.mp4"))
-    proc.write(b"this is not an MPEG transport stream" * 100)
-    with pytest.raises(RemuxError) as info:
-        proc.close()
-    assert info.value.returncode not in (0, None)
-    assert info.value.stderr_tail
-    assert "ffmpeg exit code" in str(info.value)
-    assert not (tmp_path / "out.mp4").exists() or (tmp_path / "out.mp4").stat().st_size == 0
-
-
-def test_ffmpeg_missing_binary(tmp_path):
-    with pytest.raises(RemuxError, match="cannot start ffmpeg"):
-        FfmpegProcess([str(tmp_path / "nope")])
-
-
-@pytest.mark.ffmpeg
-def test_killed_ffmpeg_leaves_no_error(tmp_path):
-    ffmpeg_exe = find_ffmpeg(os.environ)
-    proc = FfmpegProcess(build_remux_argv(ffmpeg_exe=ffmpeg_exe, output=tmp_path / "out.mp4"))
-    proc.write(b"\x47" * 188)
-    proc.kill()
-
 
 WHEN = datetime(2026, 1, 15, 9, 30, 0, 120000, tzinfo=UTC)
 

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.model.job import Expectations, Job, Recording, Segment
 from pipeline.storage.base import ObjectInfo
+from stages.screen import unusable
 from stages.timeline import build_timeline
 from stages.verify import (
     check,
@@ -22,7 +23,6 @@ from stages.verify import (
     find_resolution_mismatch,
     find_streams_mismatch,
     find_target_exceeded,
-    unusable,
 )
 from tests.builders import CNAME, SID, START, media, slice_uri
 

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
+from pipeline.fleet.batch import batch_exit_code
 from pipeline.fleet.jobs import Action, JobSpec, Outcome, decide, outcome_from_output, retry_delay
 from pipeline.fleet.triggers import JobOptions, Trigger
 from pipeline.fleet.worker import WorkerSettings, spec_for, worst
 from pipeline.model import exceptions
-from pipeline.run.app import batch_exit_code, without_secrets
+from pipeline.run.app import without_secrets
 from tests.pipeline.model.test_exceptions import all_error_classes
 
 

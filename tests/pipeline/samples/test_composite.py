@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,6 @@ import pytest
 
 from pipeline.model.exceptions import ConfigError, ToolError
 from pipeline.model.naming import parse_name, playlist_name, slice_name
-from pipeline.run.tools import find_ffmpeg
 from pipeline.samples.composite import (
     DEFECTS,
     HlsEntry,
@@ -24,11 +22,6 @@ from pipeline.samples.composite import (
 )
 
 START = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def ffmpeg_exe() -> str:
-    return find_ffmpeg(os.environ)
 
 
 def small(directory: Path, ffmpeg: str, **kwargs):

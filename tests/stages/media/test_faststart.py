@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.model.exceptions import MediaError
+from stages.ffmpeg import remux_argv
 from stages.media.faststart import Layout, layout_of, moov_first, plan, sha256_of
 from stages.media.fragments import read_fragmented
 from stages.media.mp4 import parse_boxes, read_mp4
-from stages.remux import build_remux_argv
 from tests.media_builders import BITEXACT, av_source_args
 
 pytestmark = pytest.mark.ffmpeg
@@ -34,7 +34,7 @@ def make_ts(ffmpeg: str, out: Path, *, seconds: float = 3, video: bool = True, a
 
 def fragmented(ffmpeg: str, ts: bytes, out: Path) -> Path:
     """What recpipe's ffmpeg writes for ``ts``."""
-    argv = build_remux_argv(ffmpeg_exe=ffmpeg, output=out)
+    argv = remux_argv(ffmpeg, output=out)
     subprocess.run(argv, input=ts, check=True)
     return out
 
