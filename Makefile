@@ -34,7 +34,14 @@ demo: $(VENV)/.runtime
 	@echo "Outputs are in ./out/ :"
 	@find out -type f | sort | sed 's/^/  /'
 
-test: $(VENV)/.test
+# Azurite, Microsoft's Azure Storage emulator, for the Azure tests (npm needs no root; node must be there).
+AZURITE_VERSION := 3.35.0
+.azurite/.installed:
+	@command -v npm >/dev/null || { echo "make test needs npm (Node.js) to install Azurite for the Azure tests" >&2; exit 1; }
+	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+	@touch $@
+
+test: $(VENV)/.test .azurite/.installed
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev

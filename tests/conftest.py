@@ -1,4 +1,5 @@
-"""Shared fixtures: ffmpeg, a real S3 server (moto) on loopback, a fresh bucket per test, both storages."""
+"""Shared fixtures: ffmpeg, real S3 (moto) and Azure (Azurite) servers on loopback, a fresh bucket or
+container per test, every storage."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from moto.server import ThreadedMotoServer
 from pipeline.storage import LocalStorage, S3Storage, Storage
 from pipeline.storage.s3 import make_s3_client
 from stages.ffmpeg import find_ffmpeg
+from tests.azurite import AzureContainer, Azurite, run_azurite
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -107,15 +109,35 @@ def _delete_bucket(client: S3Client, name: str) -> None:
     client.delete_bucket(Bucket=name)
 
 
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite (blob and queue) on 127.0.0.1 for the whole session; ``make test`` installs it with npm.
+    A test that needs it fails, loudly, when it cannot run — it is never skipped."""
+    with run_azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture
+def azure_container(azurite: Azurite) -> Iterator[AzureContainer]:
+    """A new, uniquely named container on Azurite; deleted afterwards."""
+    with azurite.container() as container:
+        yield container
+
+
 @pytest.fixture(
     params=[
         pytest.param("local", id="local"),
         pytest.param("s3", id="s3", marks=pytest.mark.integration),
+        pytest.param("azure", id="azure", marks=pytest.mark.integration),
     ]
 )
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    """Each Storage implementation in turn: a directory under tmp_path, then a fresh S3 bucket."""
+    """Each Storage implementation in turn: a directory under tmp_path, a fresh S3 bucket, a fresh
+    Azure container."""
     if request.param == "local":
         return LocalStorage(tmp_path / "store")
+    if request.param == "azure":
+        container: AzureContainer = request.getfixturevalue("azure_container")
+        return container.storage
     bucket: S3Bucket = request.getfixturevalue("s3_bucket")
     return S3Storage(bucket.client, bucket.name)

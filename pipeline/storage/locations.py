@@ -1,4 +1,11 @@
-"""Locations: a path, ``file://`` or ``s3://`` URL, or an Agora storageConfig → storage + key prefix.
+"""Locations: a path, a ``file://``, ``s3://`` or Azure URL, or an Agora storageConfig → storage + prefix.
+
+Azure Blob Storage (Agora's vendor 5) is named ``az://<account>/<container>/<prefix>`` or by its blob
+URL, ``https://<account>.blob.core.windows.net/<container>/<prefix>``; ``--endpoint-url`` (e.g.
+Azurite's ``http://127.0.0.1:10000/devstoreaccount1``) or a connection string's ``BlobEndpoint``
+says where the account is served from. A vendor-5 storageConfig names the container in ``bucket``
+and, as Agora's documentation most likely means, the account in ``accessKey`` and its key in
+``secretKey`` (``AZURE_STORAGE_ACCOUNT`` names the account when ``accessKey`` is not it).
 
 Endpoints for S3, in order: the explicit ``--endpoint-url``; for a storageConfig, what its vendor and
 region imply (``pipeline.agora.vendors``; ``extensionParams.endpoint`` for vendor 11); then
@@ -33,11 +40,15 @@ from pipeline.storage.local import LocalStorage
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_FORMS = "a local directory or file, file:///abs/path, or s3://bucket/prefix"
+SUPPORTED_FORMS = (
+    "a local directory or file, file:///abs/path, s3://bucket/prefix, az://account/container/prefix "
+    "or https://account.blob.core.windows.net/container/prefix"
+)
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_BLOB_HOST = re.compile(r"([a-z0-9]{3,24})\.blob\.([a-z0-9.-]+)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -79,6 +90,8 @@ def open_location(text: str, *, endpoint_url: str | None = None, environ: Mappin
     scheme = _scheme(text)
     if scheme == "s3":
         return _s3_location(text, endpoint_url=endpoint_url, environ=environ)
+    if scheme == "az":
+        return _azure_location(text, endpoint_url=endpoint_url, environ=environ)
     path = _local_path(text, scheme=scheme)
     if path.is_dir():
         return Location(storage=LocalStorage(path), prefix="", display=_dir_display(path))
@@ -94,6 +107,8 @@ def open_destination(text: str, *, endpoint_url: str | None = None, environ: Map
     scheme = _scheme(text)
     if scheme == "s3":
         return _s3_location(text, endpoint_url=endpoint_url, environ=environ)
+    if scheme == "az":
+        return _azure_location(text, endpoint_url=endpoint_url, environ=environ)
     path = _local_path(text, scheme=scheme)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -107,7 +122,9 @@ def open_destination(text: str, *, endpoint_url: str | None = None, environ: Map
 def location_from_storage_spec(
     spec: StorageSpecLike, *, endpoint_url: str | None = None, environ: Mapping[str, str]
 ) -> Location:
-    """The S3 location an Agora ``storageConfig`` describes."""
+    """The location an Agora ``storageConfig`` describes: an S3 bucket, or for vendor 5 an Azure container."""
+    if spec.vendor == VENDOR_AZURE:
+        return _azure_spec_location(spec, endpoint_url=endpoint_url, environ=environ)
     check_bucket(spec.bucket, where="storageConfig.bucket")
     target = spec_endpoint(spec, endpoint_url=endpoint_url, environ=environ)
     keys = spec_credentials(spec, environ=environ)
@@ -215,7 +232,9 @@ def _scheme(text: str) -> str | None:
     if match is None:
         return None
     scheme = match.group(1).lower()
-    if scheme not in ("s3", "file"):
+    if scheme in ("http", "https") and _BLOB_HOST.fullmatch(urlsplit(text).hostname or ""):
+        return "az"
+    if scheme not in ("s3", "file", "az"):
         raise ConfigError(f"{text}: unsupported location scheme {scheme}://; give {SUPPORTED_FORMS}")
     return scheme
 
@@ -254,3 +273,71 @@ def _dir_display(path: Path) -> str:
     """A directory's path with a trailing separator."""
     text = str(path)
     return text if text.endswith(os.sep) else text + os.sep
+
+
+def _azure_location(text: str, *, endpoint_url: str | None, environ: Mapping[str, str]) -> Location:
+    """``az://account/container/prefix`` or ``https://account.blob.<suffix>/container/prefix``."""
+    parts = urlsplit(text)
+    if parts.username or parts.password or parts.query or parts.fragment:
+        shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"  # never the query: it may be a SAS
+        raise ConfigError(f"{shown}: an Azure location names no credentials, query or fragment (give a SAS "
+                          "in AZURE_STORAGE_SAS_TOKEN)")  # fmt: skip
+    if parts.scheme.lower() == "az":
+        account, path = parts.netloc, parts.path
+    else:
+        host = _BLOB_HOST.fullmatch(parts.hostname or "")
+        assert host is not None  # _scheme said so
+        account, path = host.group(1), parts.path
+        if endpoint_url is None and host.group(2) != "core.windows.net":
+            endpoint_url = f"{parts.scheme}://{parts.netloc}"
+    container, _, prefix = unquote(path).lstrip("/").partition("/")
+    return _azure(account, container, prefix, endpoint_url=endpoint_url, environ=environ, where=text)
+
+
+def _azure_spec_location(
+    spec: StorageSpecLike, *, endpoint_url: str | None, environ: Mapping[str, str]
+) -> Location:
+    """A vendor-5 storageConfig: the container is ``bucket``, the account ``accessKey`` (or
+    ``AZURE_STORAGE_ACCOUNT``)."""
+    account = environ.get("AZURE_STORAGE_ACCOUNT", "").strip() or spec.access_key
+    if not account:
+        raise ConfigError("storageConfig: vendor 5 (Azure) needs the storage account in accessKey, "
+                          "or set AZURE_STORAGE_ACCOUNT")  # fmt: skip
+    return _azure(
+        account,
+        spec.bucket,
+        spec.prefix,
+        endpoint_url=endpoint_url,
+        environ=environ,
+        where="storageConfig",
+        account_key=spec.secret_key or None,
+    )
+
+
+def _azure(
+    account: str,
+    container: str,
+    prefix: str,
+    *,
+    endpoint_url: str | None,
+    environ: Mapping[str, str],
+    where: str,
+    account_key: str | None = None,
+) -> Location:
+    from pipeline.storage.azure import (  # the Azure SDK only when Azure is used
+        AzureStorage,
+        check_account,
+        check_container,
+        make_blob_service,
+    )
+
+    check_account(account, where=where)
+    check_container(container, where=where)
+    if prefix and not prefix.endswith(("/", ".m3u8")):
+        prefix += "/"
+    endpoint = _normalise_endpoint(endpoint_url)
+    service, retry = make_blob_service(
+        account, endpoint_url=endpoint, environ=environ, account_key=account_key
+    )
+    storage = AzureStorage(service, container, retry=retry)
+    return Location(storage=storage, prefix=prefix, display=f"az://{account}/{container}/{prefix}")

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.model.exceptions import ConfigError
 from pipeline.storage import LocalStorage, S3Storage
+from pipeline.storage.azure import AzureStorage
 from pipeline.storage.locations import (
     AWS_REGIONS,
     Location,
@@ -267,7 +268,6 @@ def test_destination_on_s3_is_not_created_eagerly() -> None:
         pytest.param(
             Spec(vendor=2, region=99), "http://flag:1", {}, "http://flag:1", None, id="flag-any-region"
         ),
-        pytest.param(Spec(vendor=5), "http://gateway:1", {}, "http://gateway:1", None, id="flag-beats-azure"),
     ],
 )
 def test_storage_spec_mapping(
@@ -288,7 +288,13 @@ def test_storage_spec_mapping(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        pytest.param(Spec(vendor=5), "Azure Blob Storage, which is not S3-compatible", id="azure"),
+        pytest.param(Spec(vendor=5), "needs the storage account in accessKey", id="azure-without-account"),
+        pytest.param(
+            Spec(vendor=5, access_key="Bad-Account"), "not a storage account name", id="azure-account"
+        ),
+        pytest.param(
+            Spec(vendor=5, access_key="acct1", bucket="a_b"), "not a container name", id="container"
+        ),
         pytest.param(
             Spec(vendor=2, region=28), r"28 is not a known region number of vendor 2 \(Alibaba", id="alibaba"
         ),
@@ -350,3 +356,90 @@ def test_sts_token_reaches_the_client_as_the_session_token(caplog: pytest.LogCap
     credentials = s3_of(location).client._request_signer._credentials
     assert credentials.token == token
     assert token not in caplog.text
+
+
+KEYED = {"AZURE_STORAGE_KEY": "c2VjcmV0"}
+
+
+@pytest.mark.parametrize(
+    ("text", "account", "container", "prefix", "endpoint"),
+    [
+        ("az://acct1/rec/agora/2026", "acct1", "rec", "agora/2026/", "https://acct1.blob.core.windows.net/"),
+        ("az://acct1/rec", "acct1", "rec", "", "https://acct1.blob.core.windows.net/"),
+        (
+            "az://acct1/rec/a/sid_c.m3u8",
+            "acct1",
+            "rec",
+            "a/sid_c.m3u8",
+            "https://acct1.blob.core.windows.net/",
+        ),
+        (
+            "https://acct1.blob.core.windows.net/rec/agora/",
+            "acct1",
+            "rec",
+            "agora/",
+            "https://acct1.blob.core.windows.net/",
+        ),
+        (
+            "https://acct1.blob.core.chinacloudapi.cn/rec/x",
+            "acct1",
+            "rec",
+            "x/",
+            "https://acct1.blob.core.chinacloudapi.cn/",
+        ),
+    ],
+)
+def test_azure_locations(text: str, account: str, container: str, prefix: str, endpoint: str) -> None:
+    location = open_location(text, environ=KEYED)
+    storage = location.storage
+    assert isinstance(storage, AzureStorage)
+    assert (storage.account, storage.container, location.prefix) == (account, container, prefix)
+    assert location.display == f"az://{account}/{container}/{prefix}"
+    assert storage.url == f"az://{account}/{container}"
+    assert storage.service_url == endpoint
+
+
+def test_an_azure_endpoint_flag_names_where_the_account_is_served() -> None:
+    location = open_destination(
+        "az://devstoreaccount1/out/", endpoint_url="http://127.0.0.1:10000/devstoreaccount1", environ=KEYED
+    )
+    assert isinstance(location.storage, AzureStorage)
+    assert location.storage.service_url == "http://127.0.0.1:10000/devstoreaccount1/"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("az://Acct/rec/", "not a storage account name"),
+        ("az://acct1/", "not a container name"),
+        ("az://acct1/Rec_1/", "not a container name"),
+        ("az://acct1/rec/?sv=2024&sig=abc", "no credentials, query or fragment"),
+        ("https://user:pw@acct1.blob.core.windows.net/rec/", "no credentials, query or fragment"),
+        ("https://example.com/rec/", "unsupported location scheme https://"),
+    ],
+)
+def test_bad_azure_locations(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        open_location(text, environ=KEYED)
+    assert "sig=" not in str(info.value)  # a SAS in a URL is not echoed back
+    assert "pw" not in str(info.value)
+
+
+def test_a_vendor_5_storage_config_is_an_azure_container() -> None:
+    spec = Spec(vendor=5, bucket="rec", access_key="acct1", secret_key="a2V5")
+    location = location_from_storage_spec(spec, environ={})
+    assert isinstance(location.storage, AzureStorage)
+    assert (location.storage.account, location.storage.container) == ("acct1", "rec")
+    assert location.prefix == "dir1/dir2/"
+    assert location.display == "az://acct1/rec/dir1/dir2/"
+    other = location_from_storage_spec(spec, environ={"AZURE_STORAGE_ACCOUNT": "acct2"})
+    assert isinstance(other.storage, AzureStorage)
+    assert other.storage.account == "acct2"
+
+
+def test_a_connection_string_for_another_account_is_refused() -> None:
+    connection = "AccountName=other1;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+    environ = {"AZURE_STORAGE_CONNECTION_STRING": connection}
+    with pytest.raises(ConfigError, match="for the account 'other1', not 'acct1'") as info:
+        open_location("az://acct1/rec/", environ=environ)
+    assert "a2V5" not in str(info.value)
