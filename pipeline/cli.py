@@ -399,7 +399,14 @@ def job_options(fn: F) -> F:
 
 
 @main.command()
-@click.option("--queue", "queue_url", required=True, metavar="URL", help="The SQS queue URL to consume.")
+@click.option(
+    "--queue",
+    "queue_url",
+    required=True,
+    metavar="URL",
+    help="The queue to consume: an SQS queue URL, or an Azure Storage Queue (azq://<account>/<queue> or "
+    "https://<account>.queue.core.windows.net/<queue>).",
+)
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
@@ -509,7 +516,9 @@ def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, 
 
 @main.command()
 @click.argument("location")
-@click.option("--queue", "queue_url", required=True, metavar="URL", help="The SQS queue URL workers consume.")
+@click.option(
+    "--queue", "queue_url", required=True, metavar="URL", help="The queue workers consume (SQS, or azq://…)."
+)
 @job_options
 @click.option(
     "--force", is_flag=True, help="Ask workers to process again even when an up-to-date report exists."
@@ -613,16 +622,24 @@ def batch(obj: Mapping[str, Any], /, location: str, jobs: int, endpoint_url: str
     help="Environment variable holding the notification secret Agora issued.",
 )
 @click.option(
+    "--event-grid-key-env",
+    default="RECPIPE_EVENT_GRID_KEY",
+    show_default=True,
+    metavar="NAME",
+    help="Environment variable holding the key Event Grid's webhook URL carries (/eventgrid?key=...).",
+)
+@click.option(
     "--queue",
     "queue_url",
     metavar="URL",
-    help="Send jobs to this SQS queue for the workers (default: run them here, one at a time).",
+    help="Send jobs to this SQS queue or Azure Storage Queue (azq://account/queue) for the workers "
+    "(default: run them here, one at a time).",
 )
 @job_options
 @click.option("--endpoint-url", metavar="URL", help="S3/SQS-compatible endpoint (default: AWS).")
 @click.pass_obj
-def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: str, queue_url: str | None,
-          endpoint_url: str | None, **opts: Any) -> None:  # fmt: skip
+def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: str, event_grid_key_env: str,
+          queue_url: str | None, endpoint_url: str | None, **opts: Any) -> None:  # fmt: skip
     """Receive the recorder's webhook notifications and process the recordings they announce.
 
     \b
@@ -630,14 +647,20 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
     (HMAC-SHA1) of its body, made with the secret in $RECPIPE_NCS_SECRET; others get 401.
     uploaded/backuped notifications become jobs (by sid, under --recordings), sent to --queue or
     run here; duplicates (same noticeId, or the same event for the same sid) are dropped.
+    With $RECPIPE_EVENT_GRID_KEY set, POST /eventgrid?key=<it> takes Event Grid deliveries
+    (BlobCreated events of Azure Blob Storage, either schema) and answers its validation.
     GET /healthz answers 200. Stop with SIGTERM or Ctrl-C.
     """
     from pipeline.fleet.serve import parse_listen, serve_notifications
 
     secret = os.environ.get(secret_env, "")
+    event_grid_key = os.environ.get(event_grid_key_env, "")
     try:
-        if not secret:
-            raise ConfigError(f"set the notification secret in ${secret_env} (Agora issues it)")
+        if not secret and not event_grid_key:
+            raise ConfigError(
+                f"set the notification secret in ${secret_env} (Agora issues it), "
+                f"or an Event Grid key in ${event_grid_key_env}"
+            )
         host, port = parse_listen(listen)
         defaults = _job_options(opts, embed_profile=queue_url is not None)
         settings = worker_settings(defaults=defaults, endpoint_url=endpoint_url, recordings=recordings)
@@ -648,6 +671,7 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
             settings=settings,
             queue_url=queue_url,
             environ=os.environ,
+            event_grid_key=event_grid_key.encode(),
         )
     except PipelineError as err:
         fail(err, as_json=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
 
 from pipeline.storage.azure import AzureStorage, make_blob_service
 
@@ -70,6 +71,19 @@ class Azurite:
     def environ(self) -> dict[str, str]:
         """The variables a recpipe process needs to reach it."""
         return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
+
+    @contextlib.contextmanager
+    def queue(self) -> Iterator[str]:
+        """A fresh Storage Queue, deleted afterwards (with its poison queue); yields its ``azq://`` URL."""
+        name = f"recpipe-{uuid.uuid4().hex[:20]}"
+        service = QueueServiceClient.from_connection_string(self.connection_string)
+        service.create_queue(name)
+        try:
+            yield f"azq://{ACCOUNT}/{name}"
+        finally:
+            for each in (name, f"{name}-poison"):
+                with contextlib.suppress(Exception):
+                    service.delete_queue(each)
 
     @contextlib.contextmanager
     def container(self) -> Iterator[AzureContainer]:

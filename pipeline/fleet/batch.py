@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.fleet.jobs import JobSpec, run_subprocess
-from pipeline.fleet.sqs import open_queue
+from pipeline.fleet.queues import open_queue
 from pipeline.fleet.triggers import JobOptions, job_message
 from pipeline.model.job import Recording, Status
 from pipeline.model.policy import STATUS_EXIT, worst_status

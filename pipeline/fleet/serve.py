@@ -20,13 +20,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from pipeline.fleet.jobs import run_subprocess
-from pipeline.fleet.sqs import open_queue
-from pipeline.fleet.triggers import Trigger, job_message, parse_document
+from pipeline.fleet.queues import open_queue
+from pipeline.fleet.triggers import VALIDATION, Trigger, event_type, job_message, parse_document, parse_events
 from pipeline.fleet.worker import WorkerSettings, spec_for
 from pipeline.model.exceptions import ConfigError, MessageError, PipelineError
 
@@ -83,6 +84,7 @@ class Reply:
 
     status: int
     body: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Notifications:
@@ -134,9 +136,75 @@ class Notifications:
         return Reply(200, {"status": "accepted", "jobs": accepted})
 
 
-def make_server(notifications: Notifications, *, host: str, port: int) -> ThreadingHTTPServer:
-    """The HTTP server (``serve_forever`` runs it): POST any path with a notification; GET
-    ``/healthz`` for a liveness probe."""
+EVENT_GRID_PATH = "/eventgrid"
+"""Where Event Grid delivers to ``serve`` (its webhook URL ends ``/eventgrid?key=<the key>``)."""
+
+
+class EventGridEndpoint:
+    """Event Grid webhook deliveries, in its own schema or as CloudEvents: the subscription's validation
+    answered, ``BlobCreated`` events of recordings handed on like a queue's. Event Grid cannot sign
+    what it sends, so the webhook URL carries a key (``?key=…``) that every request must repeat."""
+
+    def __init__(self, *, key: bytes, submit: Submit) -> None:
+        if not key:
+            raise ValueError("an Event Grid key is required")
+        self._key = key
+        self._submit = submit
+
+    def allowed(self, query: str) -> bool:
+        """Whether the request's URL carries the key (compared in constant time)."""
+        given = parse_qs(query).get("key", [""])[0].encode()
+        return hmac.compare_digest(given, self._key)
+
+    def handshake(self, query: str, headers: Mapping[str, str]) -> Reply:
+        """CloudEvents' abuse protection (an ``OPTIONS`` request): allow the origin that asks."""
+        origin = headers.get("webhook-request-origin", "")
+        if not self.allowed(query) or not origin:
+            return Reply(401, {"error": "bad key"})
+        return Reply(200, {}, headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"})
+
+    def handle(self, body: bytes, query: str) -> Reply:
+        """One delivery: a validation event is answered with its code; BlobCreated events are handed on."""
+        if not self.allowed(query):
+            log.warning("Event Grid delivery refused: bad or missing key (%d bytes)", len(body))
+            return Reply(401, {"error": "bad key"})
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return Reply(400, {"error": "the body is not JSON"})
+        events = doc if isinstance(doc, list) else [doc]
+        for event in events:
+            if isinstance(event, dict) and event_type(event) == VALIDATION:
+                data = event.get("data")
+                code = data.get("validationCode") if isinstance(data, dict) else None
+                if not isinstance(code, str) or not code:
+                    return Reply(400, {"error": "a validation event without its code"})
+                log.info("answered Event Grid's subscription validation")
+                return Reply(200, {"validationResponse": code})
+        try:
+            parsed = parse_events(events)
+        except MessageError as err:
+            return Reply(400, {"error": str(err)})
+        for trigger in parsed.triggers:
+            try:
+                self._submit(trigger)
+            except PipelineError as err:  # Event Grid retries on a non-2xx answer
+                log.error("Event Grid delivery: cannot hand on the job: %s", err)
+                return Reply(503, {"error": "cannot queue the job, try again"})
+        return Reply(
+            200, {"status": "accepted", "jobs": len(parsed.triggers), "ignored": list(parsed.ignored)}
+        )
+
+
+def make_server(
+    notifications: Notifications | None,
+    *,
+    host: str,
+    port: int,
+    event_grid: EventGridEndpoint | None = None,
+) -> ThreadingHTTPServer:
+    """The HTTP server (``serve_forever`` runs it): POST any path with a recorder notification, or
+    ``/eventgrid`` with Event Grid deliveries; GET ``/healthz`` for a liveness probe."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -145,6 +213,13 @@ def make_server(notifications: Notifications, *, host: str, port: int) -> Thread
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", self.address_string(), format % args)
+
+        def do_OPTIONS(self) -> None:
+            path, _, query = self.path.partition("?")
+            if event_grid is None or path.rstrip("/") != EVENT_GRID_PATH:
+                self._reply(Reply(404, {"error": "not found"}))
+                return
+            self._reply(event_grid.handshake(query, {k.lower(): v for k, v in self.headers.items()}))
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/healthz":
@@ -163,13 +238,21 @@ def make_server(notifications: Notifications, *, host: str, port: int) -> Thread
                 self._reply(Reply(413, {"error": f"body over {MAX_BODY_BYTES} bytes"}))
                 return
             body = self.rfile.read(length)
-            self._reply(notifications.handle(body, {k.lower(): v for k, v in self.headers.items()}))
+            path, _, query = self.path.partition("?")
+            if path.rstrip("/") == EVENT_GRID_PATH and event_grid is not None:
+                self._reply(event_grid.handle(body, query))
+            elif notifications is not None:
+                self._reply(notifications.handle(body, {k.lower(): v for k, v in self.headers.items()}))
+            else:
+                self._reply(Reply(404, {"error": "not found"}))
 
         def _reply(self, reply: Reply) -> None:
             data = json.dumps(reply.body).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -224,11 +307,17 @@ def serve_notifications(
     settings: WorkerSettings,
     queue_url: str | None,
     environ: Mapping[str, str],
+    event_grid_key: bytes = b"",
 ) -> None:
-    """Answer the recorder's notifications on ``host:port`` until Ctrl-C or SIGTERM; the recordings
-    they announce (under ``settings.recordings``) are sent to ``queue_url`` or processed here."""
+    """Answer the recorder's notifications (with ``secret``) and Event Grid's deliveries (with
+    ``event_grid_key``) on ``host:port`` until Ctrl-C or SIGTERM; the recordings they announce are sent
+    to ``queue_url`` or processed here."""
+    if not secret and not event_grid_key:
+        raise ConfigError("give the recorder's notification secret, an Event Grid key, or both")
     submit, finish = submitter(settings, queue_url=queue_url, environ=environ)
-    server = make_server(Notifications(secret=secret, submit=submit), host=host, port=port)
+    notifications = Notifications(secret=secret, submit=submit) if secret else None
+    event_grid = EventGridEndpoint(key=event_grid_key, submit=submit) if event_grid_key else None
+    server = make_server(notifications, host=host, port=port, event_grid=event_grid)
     log.warning("listening on http://%s:%d/ for the recorder's notifications", host, server.server_address[1])
     try:
         server.serve_forever()

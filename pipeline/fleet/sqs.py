@@ -10,7 +10,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ import boto3.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.fleet.queues import Message as Message  # re-exported: it used to live here
 from pipeline.model.exceptions import ConfigError, QueueError
 
 if TYPE_CHECKING:
@@ -45,26 +45,6 @@ def first_seen_of(attributes: Mapping[str, Any]) -> float | None:
         return None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Message:
-    """One received message."""
-
-    id: str
-    receipt: str
-    body: str
-    receive_count: int
-    """How many times it has been received, this time included."""
-    sent_at: float
-    """When it was sent (Unix time)."""
-    first_seen: float | None = None
-    """When the job it carries was first received, if it was sent again to wait (``send_later``)."""
-
-    @property
-    def since(self) -> float:
-        """When the job it carries first arrived: what a wait is measured from."""
-        return self.sent_at if self.first_seen is None else self.first_seen
-
-
 def region_of(url: str, default: str) -> str:
     """The region in an AWS queue URL (``https://sqs.<region>.amazonaws.com/...``), else ``default``."""
     host = urlsplit(url).hostname or ""
@@ -74,7 +54,7 @@ def region_of(url: str, default: str) -> str:
     return default
 
 
-def open_queue(url: str, *, endpoint_url: str | None, environ: Mapping[str, str]) -> SqsQueue:
+def open_sqs_queue(url: str, *, endpoint_url: str | None, environ: Mapping[str, str]) -> SqsQueue:
     """The queue at ``url`` (region from the URL, else ``AWS_REGION``/``AWS_DEFAULT_REGION``)."""
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     return SqsQueue(make_sqs_client(queue_url=url, endpoint_url=endpoint_url, region=region), url)

@@ -1,4 +1,4 @@
-"""Queue messages and storage events → the recordings to process. Pure: no I/O, no AWS calls.
+"""Queue messages and storage events → the recordings to process. Pure: no I/O, no cloud calls.
 
 One message body can be any of these (``parse_message`` tells them apart):
 
@@ -12,6 +12,9 @@ SNS envelope        ``{"Type": "Notification", "Message": "<one of these, as a s
 EventBridge         ``{"source": "aws.s3", "detail-type": "Object Created", "detail": …}``  a playlist
 recpipe job         ``{"schema": "recpipe.job/1", "location": …}`` (``recpipe enqueue``)    a location
 recorder webhook    ``{"eventType": 31 | 32, "payload": {"sid", "cname", "details": …}}``   a sid
+Event Grid          ``{"eventType": "Microsoft.Storage.BlobCreated", "data": {"url": …}}``   a playlist
+                    (or a CloudEvent: ``{"specversion", "type", "data"}``; a JSON array of
+                    either from a webhook); the blob name in ``data.url`` is percent-encoded
 ==================  =====================================================================  ==========
 
 Objects that are not a recording's playlist (slices, MP4s, reports) are ignored with a reason; a
@@ -23,10 +26,11 @@ sends it to the dead-letter queue.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from pipeline.model.exceptions import MessageError, NamingError
 from pipeline.model.job import BACKUPED_NOW, POLICIES, Policy
@@ -41,7 +45,7 @@ MAX_MESSAGE_BYTES = 256 * 1024
 MAX_NESTING = 3
 """SNS inside SQS inside … : deeper than this is not an envelope recpipe knows."""
 
-Origin = Literal["s3", "eventbridge", "job", "recorder"]
+Origin = Literal["s3", "eventbridge", "eventgrid", "job", "recorder"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,7 +105,20 @@ def parse_message(body: str | bytes) -> Parsed:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise MessageError(f"message is not JSON: {err}") from err
+    if isinstance(doc, list):
+        return parse_events(doc)
     return parse_document(doc)
+
+
+def parse_events(events: list[Any]) -> Parsed:
+    """A batch of Event Grid events (as a webhook receives them), each parsed on its own."""
+    if len(events) > MAX_EVENTS or not all(isinstance(e, dict) and is_event_grid(e) for e in events):
+        raise MessageError("message is a JSON array, not an object (nor a batch of Event Grid events)")
+    parts = [_event_grid(e) for e in events]
+    return Parsed(
+        triggers=tuple(t for p in parts for t in p.triggers),
+        ignored=tuple(i for p in parts for i in p.ignored),
+    )
 
 
 def parse_document(doc: Any, *, depth: int = 0) -> Parsed:
@@ -128,6 +145,8 @@ def parse_document(doc: Any, *, depth: int = 0) -> Parsed:
         return Parsed(triggers=(_job(doc),))
     if "eventType" in doc and "payload" in doc:
         return _recorder(doc)
+    if is_event_grid(doc):
+        return _event_grid(doc)
     raise MessageError(
         "message is not an S3 event, SNS notification, EventBridge event, recpipe job or recorder "
         f"notification (keys: {', '.join(sorted(map(str, doc))[:8])})"
@@ -292,3 +311,68 @@ def job_message(location: str, *, sid: str | None = None, options: JobOptions = 
     }
     doc.update({k: v for k, v in extra.items() if v is not None})
     return json.dumps(doc, ensure_ascii=False, sort_keys=True)
+
+
+# --- Azure Event Grid (Blob Storage events) --------------------------------------------------------------
+
+BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
+MAX_EVENTS = 5000
+"""More Event Grid events than a batch holds (it delivers up to 5,000 per webhook request)."""
+
+
+def is_event_grid(doc: Mapping[str, Any]) -> bool:
+    """An Event Grid event in its own schema (``eventType``, ``subject``, ``data``) or as a CloudEvent
+    (``specversion``, ``type``, ``source``)."""
+    kind = doc.get("type") if "specversion" in doc else doc.get("eventType")
+    return isinstance(kind, str) and kind.startswith("Microsoft.") and "data" in doc
+
+
+def event_type(doc: Mapping[str, Any]) -> str:
+    """The event's type in either schema."""
+    return str(doc.get("type") if "specversion" in doc else doc.get("eventType"))
+
+
+def _event_grid(doc: Mapping[str, Any]) -> Parsed:
+    kind = event_type(doc)
+    if kind == VALIDATION:
+        return Parsed(ignored=("an Event Grid subscription validation event",))
+    if kind != BLOB_CREATED:
+        return Parsed(ignored=(f"Event Grid {kind!r} event: only new blobs start work",))
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise MessageError("Event Grid BlobCreated event without its data")
+    account, container, key = blob_of(data.get("url"))
+    etag = data.get("eTag")
+    etag = etag.strip('"') if isinstance(etag, str) and etag else None
+    where = f"az://{account}/{container}"
+    reason = not_a_recording(key)
+    playlist = slice_playlist(key) if reason else None
+    if playlist is not None:
+        return Parsed(
+            triggers=(Trigger(origin="eventgrid", location=f"{where}/{playlist}", from_slice=True),)
+        )
+    if reason:
+        return Parsed(ignored=(f"{where}/{key}: {reason}",))
+    return Parsed(triggers=(Trigger(origin="eventgrid", location=f"{where}/{key}", etag=etag),))
+
+
+_BLOB_URL_HOST = re.compile(r"([a-z0-9]{3,24})\.blob\.[a-z0-9.-]+")
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def blob_of(url: Any) -> tuple[str, str, str]:
+    """``(account, container, blob name)`` from a BlobCreated event's ``data.url``
+    (``https://<account>.blob.core.windows.net/<container>/<blob>``, the name percent-encoded)."""
+    if not isinstance(url, str) or not url:
+        raise MessageError("Event Grid BlobCreated event without data.url")
+    parts = urlsplit(url)
+    host = _BLOB_URL_HOST.fullmatch(parts.hostname or "")
+    if parts.scheme != "https" or host is None or parts.query or parts.username:
+        raise MessageError(
+            f"Event Grid BlobCreated event for an unexpected URL {parts.scheme}://{parts.hostname}"
+        )
+    container, _, raw = parts.path.lstrip("/").partition("/")
+    if _CONTAINER.fullmatch(container) is None or not raw:
+        raise MessageError("Event Grid BlobCreated event whose URL names no container and blob")
+    return host.group(1), container, unquote(raw)

@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from pipeline.fleet.jobs import Action, JobSpec, Outcome, decide, run_subprocess
-from pipeline.fleet.sqs import Message, SqsQueue, open_queue
+from pipeline.fleet.queues import Message, Queue, open_queue
 from pipeline.fleet.triggers import JobOptions, Trigger, parse_message
 from pipeline.model.exceptions import MessageError, PipelineError
 from pipeline.run.app import playlist_etag
@@ -91,10 +91,15 @@ def spec_for(trigger: Trigger, *, settings: WorkerSettings) -> JobSpec | None:
 
 
 def outside_buckets(trigger: Trigger, buckets: frozenset[str]) -> str | None:
-    """Why a trigger names a bucket this worker does not serve, or None."""
-    if not buckets or trigger.location is None or not trigger.location.startswith("s3://"):
+    """Why a trigger names a bucket (an Azure container) this worker does not serve, or None."""
+    if not buckets or trigger.location is None:
         return None
-    bucket = trigger.location.removeprefix("s3://").partition("/")[0]
+    if trigger.location.startswith("s3://"):
+        bucket = trigger.location.removeprefix("s3://").partition("/")[0]
+    elif trigger.location.startswith("az://"):
+        bucket = (*trigger.location.removeprefix("az://").split("/"), "")[1]
+    else:
+        return None
     if bucket in buckets:
         return None
     return f"{trigger.origin} message for bucket {bucket!r}; this worker serves {', '.join(sorted(buckets))}"
@@ -182,10 +187,10 @@ class Worker:
 
     def __init__(
         self,
-        queue: SqsQueue,
+        queue: Queue,
         *,
         dispatcher: Dispatcher,
-        dead_letters: SqsQueue | None,
+        dead_letters: Queue | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue

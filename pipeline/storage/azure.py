@@ -1,7 +1,8 @@
 """``AzureStorage``: one container of Azure Blob Storage (Agora's vendor 5), through ``azure-storage-blob``.
 
-This module is the only code that imports the Azure SDK, and ``translate_error`` is the one place its
-errors become recpipe errors. azure-core retries throttling, 5xx and connection errors itself; the
+This module is the only code that imports the Azure blob SDK (``pipeline.fleet.azure_queue`` imports
+the queue SDK), and ``translate_error`` is the one place its errors become recpipe errors. azure-core
+retries throttling, 5xx and connection errors itself; the
 retries it makes are counted for the report (``CountingRetryPolicy``).
 
 How the guarantees the S3 backend gives are kept on a block blob:
@@ -429,7 +430,7 @@ def make_blob_service(
                 return service, retry
             credential: Any = service.credential
         else:
-            credential = _credential(account, environ=environ, account_key=account_key)
+            credential = azure_credential(account, environ=environ, account_key=account_key)
         url = (
             endpoint_url or f"https://{account}.blob.{environ.get('AZURE_STORAGE_SUFFIX') or DEFAULT_SUFFIX}"
         )
@@ -440,7 +441,10 @@ def make_blob_service(
         ) from err
 
 
-def _credential(account: str, *, environ: Mapping[str, str], account_key: str | None) -> Any:
+def azure_credential(account: str, *, environ: Mapping[str, str], account_key: str | None = None) -> Any:
+    """The credential for ``account`` when there is no connection string: ``AZURE_STORAGE_KEY`` or
+    ``account_key`` (a storageConfig's ``secretKey``), ``AZURE_STORAGE_SAS_TOKEN``, azure-identity's
+    default chain when it is installed, else None (anonymous)."""
     key = environ.get("AZURE_STORAGE_KEY", "").strip() or (account_key or "").strip()
     if key:
         return {"account_name": account, "account_key": key}

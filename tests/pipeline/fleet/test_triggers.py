@@ -190,3 +190,103 @@ def test_a_backuped_notification_without_a_time_waits_without_a_deadline():
 def test_every_kind_of_a_recordings_playlist_starts_work(name):
     parsed = parse_message(json.dumps(s3_event(f"rec/{name}")))
     assert [t.location for t in parsed.triggers] == [f"s3://rec-bucket/rec/{name}"]
+
+
+# --- Azure Event Grid ---------------------------------------------------------------------------------
+
+SID_NAME = "a2c006617b326e6b40feca8a3da39c9a_room%201"
+
+
+def blob_created(key: str, *, account: str = "acct1", container: str = "rec", etag: str = "0x8DC1") -> dict:
+    """A BlobCreated event in Event Grid's own schema, as Azure sends it."""
+    return {
+        "topic": f"/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/{account}",
+        "subject": f"/blobServices/default/containers/{container}/blobs/{key}",
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": "2026-11-26T00:00:00Z",
+        "id": "e1",
+        "data": {
+            "api": "PutBlockList",
+            "eTag": etag,
+            "contentType": "application/x-mpegURL",
+            "contentLength": 524,
+            "blobType": "BlockBlob",
+            "url": f"https://{account}.blob.core.windows.net/{container}/{key}",
+        },
+        "dataVersion": "",
+        "metadataVersion": "1",
+    }
+
+
+def as_cloud_event(event: dict) -> dict:
+    """The same event in the CloudEvents 1.0 schema."""
+    return {
+        "specversion": "1.0",
+        "type": event["eventType"],
+        "source": event["topic"],
+        "subject": event["subject"],
+        "id": event["id"],
+        "time": event["eventTime"],
+        "data": event["data"],
+    }
+
+
+@pytest.mark.parametrize("shape", [lambda e: e, as_cloud_event], ids=["event-grid-schema", "cloud-events"])
+def test_a_blob_created_playlist_starts_work_with_its_decoded_name(shape):
+    event = shape(blob_created(f"agora/{SID_NAME}.m3u8"))
+    [trigger] = parse_message(json.dumps(event)).triggers
+    assert trigger.origin == "eventgrid"
+    assert trigger.location == "az://acct1/rec/agora/a2c006617b326e6b40feca8a3da39c9a_room 1.m3u8"
+    assert trigger.etag == "0x8DC1"
+
+
+def test_a_webhook_batch_of_events_is_parsed_event_by_event():
+    batch = [blob_created(f"agora/{SID_NAME}.m3u8"), blob_created("agora/notes.txt")]
+    parsed = parse_message(json.dumps(batch))
+    assert [t.location for t in parsed.triggers] == [
+        "az://acct1/rec/agora/a2c006617b326e6b40feca8a3da39c9a_room 1.m3u8"
+    ]
+    assert parsed.ignored == ("az://acct1/rec/agora/notes.txt: not a playlist",)
+
+
+def test_a_slice_event_starts_its_recordings_job():
+    [trigger] = parse_message(json.dumps(blob_created(f"agora/{SID_NAME}_20260115093000000.ts"))).triggers
+    assert trigger.from_slice
+    assert trigger.location == "az://acct1/rec/agora/a2c006617b326e6b40feca8a3da39c9a_room 1.m3u8"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "reason"),
+    [
+        ("Microsoft.Storage.BlobDeleted", "only new blobs start work"),
+        ("Microsoft.EventGrid.SubscriptionValidationEvent", "subscription validation"),
+    ],
+)
+def test_other_event_grid_events_are_acknowledged_and_ignored(event_type, reason):
+    event = {**blob_created(f"agora/{SID_NAME}.m3u8"), "eventType": event_type}
+    parsed = parse_message(json.dumps(event))
+    assert parsed.triggers == ()
+    assert reason in parsed.ignored[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://acct1.blob.core.windows.net/rec/a/../../etc/x.m3u8", "unsafe object key"),
+        ("http://acct1.blob.core.windows.net/rec/a.m3u8", "unexpected URL"),
+        ("https://evil.example.com/rec/a.m3u8", "unexpected URL"),
+        ("https://acct1.blob.core.windows.net/rec/a.m3u8?sig=x", "unexpected URL"),
+        ("https://acct1.blob.core.windows.net/rec", "names no container and blob"),
+        (None, "without data.url"),
+    ],
+)
+def test_hostile_or_broken_blob_events_are_refused(url, message):
+    event = blob_created("a.m3u8")
+    event["data"]["url"] = url
+    with pytest.raises(MessageError, match=message):
+        parse_message(json.dumps(event))
+
+
+def test_an_array_that_is_not_event_grid_events_is_refused():
+    with pytest.raises(MessageError, match="nor a batch of Event Grid events"):
+        parse_message(json.dumps([{"Records": []}]))
