@@ -30,7 +30,6 @@ import re
 import secrets
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from pipeline.model.exceptions import (
 )
 from pipeline.storage.base import Metadata, ObjectInfo
 from pipeline.storage.local import temp_name
+from pipeline.storage.parts import PartUpload
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,6 @@ DEFAULT_SUFFIX = "core.windows.net"
 """The endpoint suffix of Azure's public cloud: ``https://<account>.blob.core.windows.net``."""
 ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
-UPLOAD_WORKERS = 3
-"""Blocks of a streamed upload sent at once (each holds its bytes in memory until sent)."""
 MAX_RETRIES = 5
 _CHUNK = 1024 * 1024
 _LABEL_PREFIX = "recpipe-"
@@ -82,8 +80,18 @@ class CountingRetryPolicy(ExponentialRetry):
     """The storage SDK's exponential retry (1 s, then 3 s, 5 s, 9 s, 17 s, with jitter), counting the
     requests it sends again (for the report)."""
 
-    def __init__(self, *, retry_total: int = MAX_RETRIES) -> None:
-        super().__init__(initial_backoff=1, increment_base=2, retry_total=retry_total, random_jitter_range=1)
+    def __init__(
+        self, *, retry_total: int = MAX_RETRIES, initial_backoff: int = 1, increment_base: int = 2
+    ) -> None:
+        super().__init__(
+            initial_backoff=initial_backoff,
+            increment_base=increment_base,
+            retry_total=retry_total,
+            retry_connect=retry_total,
+            retry_read=retry_total,
+            retry_status=retry_total,
+            random_jitter_range=min(1, initial_backoff),
+        )
         self.count = 0
         self._lock = threading.Lock()
 
@@ -341,67 +349,32 @@ class AzureStorage:
             raise translate_error(err, where=self.url, key=key, action=action) from err
 
 
-class AzureUpload:
-    """One blob uploaded block by block: blocks are staged by a small thread pool as they are handed
-    over and committed, in part order, by ``complete``."""
+class AzureUpload(PartUpload):
+    """One blob uploaded block by block: each part is a staged block (Put Block), committed in part
+    order by ``complete`` (Put Block List); an aborted upload never commits (its blocks stay invisible)."""
 
-    def __init__(
-        self, storage: AzureStorage, *, key: str, metadata: Metadata | None, workers: int = UPLOAD_WORKERS
-    ) -> None:
+    def __init__(self, storage: AzureStorage, *, key: str, metadata: Metadata | None) -> None:
+        super().__init__(key=key)
         self._storage = storage
-        self._key = key
         self._metadata = label_out(metadata)
         self._token = secrets.token_hex(8)
-        self._pool = ThreadPoolExecutor(workers, "recpipe-upload")
-        self._parts: dict[int, Future[None]] = {}
-        self._sizes: dict[int, int] = {}
-        self._state = "open"
 
-    @property
-    def key(self) -> str:
-        """Where the blob will appear."""
-        return self._key
+    def _send(self, number: int, data: bytes) -> str:
+        block = block_id(self._token, number)
+        with self._storage.translated("stage block", key=self._key):
+            self._storage.blob_client(self._key).stage_block(block, data, length=len(data))
+        return block
 
-    def put_part(self, number: int, data: bytes) -> None:
-        """Stage part ``number`` as a block in the background (replacing any earlier one of that number)."""
-        if self._state != "open":
-            raise StorageError(f"the upload is already {self._state}", key=self._key)
-        self._parts[number] = self._pool.submit(self._stage, number, data)
-        self._sizes[number] = len(data)
-
-    def in_flight(self) -> int:
-        """Parts not yet staged."""
-        return sum(1 for f in self._parts.values() if not f.done())
-
-    def complete(self) -> ObjectInfo:
-        """Wait for every block, commit the block list, and check the blob's size."""
-        if self._state != "open":
-            raise StorageError(f"the upload is already {self._state}", key=self._key)
-        for future in self._parts.values():
-            future.result()
-        self._pool.shutdown(wait=True)
-        blocks = [BlobBlock(block_id=block_id(self._token, n)) for n in sorted(self._parts)]
+    def _commit(self, parts: dict[int, str]) -> None:
+        blocks = [BlobBlock(block_id=block) for block in parts.values()]
         with self._storage.translated("commit block list", key=self._key):
             self._storage.blob_client(self._key).commit_block_list(blocks, metadata=self._metadata)
-        self._state = "completed"
-        info = self._storage.stat(self._key)
-        size = sum(self._sizes.values())
-        if info.size != size:
-            raise StorageError(f"uploaded {size} bytes but the store holds {info.size}", key=self._key)
-        return info
 
-    def abort(self) -> None:
-        """Never commit: the staged blocks stay invisible (and are dropped by Azure)."""
-        if self._state != "open":
-            return
-        self._state = "aborted"
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def _drop(self) -> None:
+        """Nothing to send: staged blocks are invisible, and dropped at the next commit or by Azure."""
 
-    def _stage(self, number: int, data: bytes) -> None:
-        with self._storage.translated("stage block", key=self._key):
-            self._storage.blob_client(self._key).stage_block(
-                block_id(self._token, number), data, length=len(data)
-            )
+    def _stat(self) -> ObjectInfo:
+        return self._storage.stat(self._key)
 
 
 def make_blob_service(
@@ -410,12 +383,13 @@ def make_blob_service(
     endpoint_url: str | None,
     environ: Mapping[str, str],
     account_key: str | None = None,
+    retry: CountingRetryPolicy | None = None,
 ) -> tuple[BlobServiceClient, CountingRetryPolicy]:
     """A client for ``account``'s blobs and its retry counter. Credentials, in order: the environment's
     ``AZURE_STORAGE_CONNECTION_STRING`` (its account must be ``account``), ``AZURE_STORAGE_KEY``,
     ``AZURE_STORAGE_SAS_TOKEN``; ``account_key`` (a storageConfig's ``secretKey``); azure-identity's
     default chain when it is installed; else none (a public container)."""
-    retry = CountingRetryPolicy(retry_total=MAX_RETRIES)
+    retry = retry or CountingRetryPolicy(retry_total=MAX_RETRIES)
     options: dict[str, Any] = {"retry_policy": retry}
     connection = environ.get("AZURE_STORAGE_CONNECTION_STRING", "").strip()
     try:

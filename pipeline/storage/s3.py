@@ -14,7 +14,6 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -44,6 +43,7 @@ from pipeline.model.exceptions import (
 )
 from pipeline.storage.base import Metadata, ObjectInfo
 from pipeline.storage.local import temp_name
+from pipeline.storage.parts import UPLOAD_WORKERS, PartUpload
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -60,9 +60,6 @@ PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequest
 
 DEFAULT_READ_ATTEMPTS = 3
 """How often a body that fails while streaming is fetched, in all."""
-
-UPLOAD_WORKERS = 3
-"""Parts of a streamed upload sent at once (each holds its part's bytes in memory until sent)."""
 
 DEFAULT_TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 1024 * 1024, max_request_concurrency=8)
 """Uploads above 16 MiB go multipart; the object appears only when the upload is completed."""
@@ -453,71 +450,15 @@ def _etag(value: str) -> str:
     return value.strip('"')
 
 
-class S3Upload:
-    """One multipart upload: parts are sent by a small thread pool as they are handed over."""
+class S3Upload(PartUpload):
+    """One multipart upload: parts are UploadPart requests, CompleteMultipartUpload commits them."""
 
     def __init__(
         self, storage: S3Storage, *, key: str, upload_id: str, workers: int = UPLOAD_WORKERS
     ) -> None:
+        super().__init__(key=key, workers=workers)
         self._storage = storage
-        self._key = key
         self._upload_id = upload_id
-        self._pool = ThreadPoolExecutor(workers, "recpipe-upload")
-        self._parts: dict[int, Future[str]] = {}
-        self._sizes: dict[int, int] = {}
-        self._state = "open"
-        """open → completed, or aborted."""
-
-    @property
-    def key(self) -> str:
-        """Where the object will appear."""
-        return self._key
-
-    def put_part(self, number: int, data: bytes) -> None:
-        """Send part ``number`` in the background (replacing any earlier part with that number)."""
-        if self._state != "open":
-            raise StorageError(f"the upload is already {self._state}", key=self._key)
-        self._parts[number] = self._pool.submit(self._send, number, data)
-        self._sizes[number] = len(data)
-
-    def in_flight(self) -> int:
-        """Parts not yet sent."""
-        return sum(1 for f in self._parts.values() if not f.done())
-
-    def complete(self) -> ObjectInfo:
-        """Wait for the parts, complete the upload, and check the object's size."""
-        if self._state != "open":
-            raise StorageError(f"the upload is already {self._state}", key=self._key)
-        etags = {number: future.result() for number, future in sorted(self._parts.items())}
-        self._pool.shutdown(wait=True)
-        client, bucket = self._storage.client, self._storage.bucket
-        with self._storage.translated("complete multipart upload", key=self._key):
-            client.complete_multipart_upload(
-                Bucket=bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags.items()]},
-            )
-        self._state = "completed"
-        info = self._storage.stat(self._key)
-        size = sum(self._sizes.values())
-        if info.size != size:
-            raise StorageError(f"uploaded {size} bytes but the store holds {info.size}", key=self._key)
-        return info
-
-    def abort(self) -> None:
-        """Drop the upload; nothing appears at the key."""
-        if self._state != "open":
-            return
-        self._state = "aborted"
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        with (
-            contextlib.suppress(StorageError),
-            self._storage.translated("abort multipart upload", key=self._key),
-        ):
-            self._storage.client.abort_multipart_upload(
-                Bucket=self._storage.bucket, Key=self._key, UploadId=self._upload_id
-            )
 
     def _send(self, number: int, data: bytes) -> str:
         with self._storage.translated("upload part", key=self._key):
@@ -529,3 +470,24 @@ class S3Upload:
                 Body=data,
             )
         return response["ETag"]
+
+    def _commit(self, parts: dict[int, str]) -> None:
+        with self._storage.translated("complete multipart upload", key=self._key):
+            self._storage.client.complete_multipart_upload(
+                Bucket=self._storage.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts.items()]},
+            )
+
+    def _drop(self) -> None:
+        with (
+            contextlib.suppress(StorageError),
+            self._storage.translated("abort multipart upload", key=self._key),
+        ):
+            self._storage.client.abort_multipart_upload(
+                Bucket=self._storage.bucket, Key=self._key, UploadId=self._upload_id
+            )
+
+    def _stat(self) -> ObjectInfo:
+        return self._storage.stat(self._key)
