@@ -34,6 +34,7 @@ from pipeline.run.app import (
 )
 from pipeline.run.lease import release_all
 from pipeline.run.runner import Result
+from pipeline.run.show import reports_to_show, write_html
 from pipeline.samples.composite import DEFECTS
 from pipeline.samples.make import SAMPLE_MODES, describe, make_sample
 from stages.ffmpeg import find_ffmpeg
@@ -91,8 +92,8 @@ def location_options(fn: F) -> F:
     return click.option(
         "--endpoint-url",
         metavar="URL",
-        help="S3-compatible endpoint for s3:// locations "
-        "(default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL).",
+        help="S3-compatible endpoint for s3:// locations (default: $AWS_ENDPOINT_URL_S3 or "
+        "$AWS_ENDPOINT_URL), or where an az:// account's blobs are served (e.g. Azurite).",
     )(fn)
 
 
@@ -166,7 +167,9 @@ def _finish(result: Result, *, as_json: bool, quiet: bool, dest_url: str) -> NoR
     sys.exit(STATUS_EXIT[result.job.status or "failed"])
 
 
-def _run(request: Request, *, obj: Mapping[str, Any], as_json: bool, quiet: bool) -> NoReturn:
+def _run(
+    request: Request, *, obj: Mapping[str, Any], as_json: bool, quiet: bool, page: Path | None = None
+) -> NoReturn:
     try:
         result = run(
             request,
@@ -174,6 +177,8 @@ def _run(request: Request, *, obj: Mapping[str, Any], as_json: bool, quiet: bool
             environ=os.environ,
             progress=_progress(quiet=quiet, as_json=as_json),
         )
+        if page is not None:
+            write_html(page, result.report, result.parts)
     except PipelineError as err:
         fail(err, as_json=as_json)
     dest = request.dest or request.location or "(profile storage)"
@@ -190,7 +195,8 @@ def _run(request: Request, *, obj: Mapping[str, Any], as_json: bool, quiet: bool
 def main(ctx: click.Context, verbose: int, workers: int | None) -> None:
     """recpipe: turn Agora Cloud Recording HLS output into verified, published MP4s.
 
-    A LOCATION is a local directory (or file:///path), or s3://bucket/prefix. recpipe finds the
+    A LOCATION is a local directory (or file:///path), s3://bucket/prefix, or an Azure container
+    (az://account/container/prefix or its https:// blob URL). recpipe finds the
     recordings under it by their Agora names (<sid>_<cname>.m3u8 + <sid>_<cname>_<utc>.ts).
 
     \b
@@ -202,9 +208,18 @@ def main(ctx: click.Context, verbose: int, workers: int | None) -> None:
     ctx.obj = {"overrides": overrides}
 
 
+HTML_OPTION = click.option(
+    "--html",
+    "page",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as a self-contained HTML page: the timeline, findings, MP4s (see show).",
+)
+
+
 @main.command()
 @click.argument("location", required=False)
 @recording_options
+@HTML_OPTION
 @click.option("--dest", metavar="LOCATION", help="Where to write outputs (default: beside the recording).")
 @click.option("--av-file-type", metavar="LIST", help='Override the profile\'s avFileType, e.g. "hls,mp4".')
 @click.option("--force", is_flag=True, help="Process again even if an up-to-date report exists.")
@@ -221,21 +236,57 @@ def process(obj: Mapping[str, Any], /, location: str | None, **opts: Any) -> Non
     <sid>_<cname>.report.json is written last. Under --policy lenient, holes are closed in the MP4
     and listed in the report. Running again with the same inputs writes nothing.
     """
-    as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
+    as_json, quiet, page = opts.pop("as_json"), opts.pop("quiet"), opts.pop("page")
     request = Request(location=location, **backup_option(opts))
-    _run(request, obj=obj, as_json=as_json, quiet=quiet)
+    _run(request, obj=obj, as_json=as_json, quiet=quiet, page=page)
 
 
 @main.command()
 @click.argument("location", required=False)
 @recording_options
+@HTML_OPTION
 @location_options
 @click.pass_obj
 def verify(obj: Mapping[str, Any], /, location: str | None, **opts: Any) -> None:
-    """Fetch and verify one recording; write nothing. Same statuses and exit codes as process."""
-    as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
+    """Fetch and verify one recording; write nothing to storage. Same statuses and exit codes as
+    process (--html writes the page locally)."""
+    as_json, quiet, page = opts.pop("as_json"), opts.pop("quiet"), opts.pop("page")
     request = Request(location=location, publish=False, **backup_option(opts))
-    _run(request, obj=obj, as_json=as_json, quiet=quiet)
+    _run(request, obj=obj, as_json=as_json, quiet=quiet, page=page)
+
+
+@main.command()
+@click.argument("target", metavar="LOCATION|REPORT")
+@click.option("--sid", help="Which recording, when LOCATION holds several.")
+@click.option("--dest", metavar="LOCATION", help="Where the report was written, if not beside the recording.")
+@HTML_OPTION
+@location_options
+@click.pass_obj
+def show(obj: Mapping[str, Any], /, target: str, sid: str | None, dest: str | None, page: Path | None,
+         endpoint_url: str | None, as_json: bool, quiet: bool) -> None:  # fmt: skip
+    """Show a recording's report: from a report file, or from where the recording's outputs are.
+
+    
+    --html OUT.html writes one self-contained page (no network): the recording's timeline on
+    the wall clock (a block per slice with its name, EXTINF, media duration, bytes and first
+    frame; gaps, overlaps, discontinuities and every finding marked; the MP4s as spans), one
+    lane per user and stream in individual mode, and the summary (status, counts, durations,
+    sizes, timings, tools). Without it, the summary is printed (--json: the report itself).
+    """
+    try:
+        shown = reports_to_show(target, sid=sid, dest=dest, endpoint_url=endpoint_url, environ=os.environ)
+        if page is not None:
+            write_html(page, shown.report, shown.users)
+    except PipelineError as err:
+        fail(err, as_json=as_json)
+    if as_json:
+        click.echo(json.dumps(shown.report, indent=2, ensure_ascii=False))
+    elif not quiet:
+        for line in summary_lines(shown.report):
+            click.echo(line)
+        if page is not None:
+            click.echo(f"  page     {page}")
+        click.echo(f"  from     {shown.where}")
 
 
 @main.command(name="ls")

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.model.job import Finding, Job, Policy, Recording
+from pipeline.model.job import Finding, Job, Policy, Recording, Segment
 from pipeline.model.policy import worst_status
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,45 @@ def build_report(job: Job, *, tool: Mapping[str, str]) -> dict[str, Any]:
         "timings_s": {k: round(v, 3) for k, v in job.timings.items()},
         "retries": job.retries,
         **(user_sections(job) if job.streams else {}),
+        "timeline": timeline_json(job),
     }
     if job.streams:  # individual mode: the user's playlists, and durations over both streams
         report["recording"]["playlists"] = [s.recording.playlist_key for s in job.streams]
         report["duration"] = user_duration(job)
     return report
+
+
+def timeline_json(job: Job) -> dict[str, Any]:
+    """Every playlist entry, as columns (compact for a 10,000-slice recording): what ``recpipe show``
+    draws. ``at_s`` is the entry's place on the recording's timeline (None when it could not be
+    placed); ``media_s`` its media's duration and ``first_frame`` whether its video starts with a
+    keyframe (``"key"``, ``"delta"``, or None without video), as recpipe's reader saw them."""
+    segs = job.segments
+
+    def first_frame(seg: Segment) -> str | None:
+        video = seg.media.video if seg.media is not None else None
+        if video is None or video.keyframe_at_start is None:
+            return None
+        return "key" if video.keyframe_at_start else "delta"
+
+    def size(seg: Segment) -> str | None:
+        resolution = seg.media.resolution if seg.media is not None else None
+        return None if resolution is None else f"{resolution[0]}x{resolution[1]}"
+
+    return {
+        "uri": [s.uri for s in segs],
+        "at_s": [None if s.at_s is None else round(s.at_s, 3) for s in segs],
+        "extinf_s": [round(s.duration, 3) for s in segs],
+        "media_s": [
+            None if s.media is None or s.media.duration_s is None else round(s.media.duration_s, 3)
+            for s in segs
+        ],
+        "bytes": [s.size for s in segs],
+        "first_frame": [first_frame(s) for s in segs],
+        "size": [size(s) for s in segs],
+        "discontinuity": [s.discontinuity for s in segs],
+        "defect": [s.defect for s in segs],
+    }
 
 
 def user_duration(job: Job) -> dict[str, float]:

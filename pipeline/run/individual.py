@@ -287,6 +287,7 @@ def publish_summary(
 ) -> Result:
     """Write a recording's summary report (unless every user was already done and it says so)."""
     skipped = all(u.job.skipped for u in users)
+    parts = tuple(u.report for u in users)
     recording = summary_recording(first)
     job = Job(recording=recording, policy=settings.policy, status=report["status"], skipped=skipped)
     key = None
@@ -294,6 +295,6 @@ def publish_summary(
         key = ctx.destination.directory + report_name(first.sid, first.cname)
         existing = read_existing_report(ctx.destination.storage, key)
         if skipped and existing is not None and existing.get("inputs_digest") == report["inputs_digest"]:
-            return Result(job=job, report=existing, report_key=key)
+            return Result(job=job, report=existing, report_key=key, parts=parts)
         ctx.destination.storage.put_bytes(dump_report(report), key, metadata=label_for(key))
-    return Result(job=job, report=report, report_key=key)
+    return Result(job=job, report=report, report_key=key, parts=parts)

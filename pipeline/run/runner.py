@@ -81,6 +81,8 @@ class Result:
     job: Job
     report: dict[str, Any]
     report_key: str | None
+    parts: tuple[Mapping[str, Any], ...] = ()
+    """An individual-mode recording's users' own reports (its ``report`` sums them up)."""
 
 
 def make_job(recording: Recording, *, policy: Policy, want_mp4: bool, expect: Expectations) -> Job:

@@ -192,7 +192,7 @@ def test_a_users_report_has_each_streams_summary_and_the_time_they_were_away():
     }
     assert report["absent"] == {"choice": "cut", "spans": [{"at_s": 4.0, "seconds": 1.5}]}
     assert report["duration"] == {"playlist_s": 10.0, "media_s": 11.0, "wallclock_s": 10.0}
-    assert list(report)[-2:] == ["streams", "absent"]
+    assert list(report)[-3:] == ["streams", "absent", "timeline"]
 
 
 def test_a_user_not_aligned_has_no_starts_and_the_longer_streams_media():
