@@ -10,23 +10,30 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from pipeline.fleet.batch import BatchLine, batch_exit_code, batch_summary, enqueue_recordings, run_batch
+from pipeline.fleet.metrics import Metrics
 from pipeline.fleet.settings import job_defaults, worker_settings
 from pipeline.fleet.triggers import JobOptions
 from pipeline.model.config import PipelineConfig, load_config
 from pipeline.model.exceptions import ConfigError, PipelineError
 from pipeline.model.job import ABSENT_CHOICES, BACKUPED_NOW, POLICIES
+from pipeline.model.logs import LOG_FORMATS, LOGGERS, LogFormat, setup_logging
 from pipeline.model.policy import STATUS_EXIT, exit_code_for
 from pipeline.model.progress import NullProgress, Progress, TerminalProgress
 from pipeline.model.report import summary_lines
 from pipeline.run import interrupts
 from pipeline.run.app import (
+    Listing,
     Request,
     list_recordings,
     recpipe_version,
@@ -64,15 +71,53 @@ def fail(err: PipelineError, *, as_json: bool) -> NoReturn:
     sys.exit(code)
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, fmt: LogFormat) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("recpipe: %(levelname)s: %(message)s"))
-    for name in ("pipeline", "stages", "recpipe"):
+    setup_logging(level=level, fmt=fmt)
+
+
+def _service_logging() -> None:
+    """A long-running service logs what it does (INFO) even without -v."""
+    for name in LOGGERS:
         logger = logging.getLogger(name)
-        logger.handlers = [handler]
-        logger.setLevel(level)
-        logger.propagate = False
+        if logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+METRICS_OPTIONS = (
+    click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        help="Serve Prometheus metrics on this port (/metrics): jobs by outcome, job duration, bytes, "
+        "retries, queue lag, jobs in flight.",
+    ),
+    click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        metavar="ADDRESS",
+        help="Address for --metrics-port (0.0.0.0 for a scraper outside the container).",
+    ),
+)
+
+
+def metrics_options(fn: F) -> F:
+    """``--metrics-port`` and ``--metrics-host``."""
+    for option in reversed(METRICS_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _metrics(port: int | None, host: str) -> Metrics | None:
+    """The process's metrics, exposed when a port is given."""
+    if port is None:
+        return None
+    metrics = Metrics()
+    try:
+        metrics.serve(port, host=host)
+    except OSError as err:
+        fail(ConfigError(f"--metrics-port {port}: {err.strerror or err}"), as_json=False)
+    return metrics
 
 
 def _progress(*, quiet: bool, as_json: bool) -> Progress:
@@ -190,9 +235,18 @@ def _run(
 )
 @click.version_option(recpipe_version(), prog_name="recpipe")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-v info, -vv debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="RECPIPE_LOG_FORMAT",
+    help="text for a terminal; json for a log pipeline (one object per line: time, level, recording, "
+    "sid, stage, message, error).",
+)
 @click.option("--workers", type=click.IntRange(1, 256), help="Slices fetched concurrently (default 8).")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, workers: int | None) -> None:
+def main(ctx: click.Context, verbose: int, log_format: LogFormat, workers: int | None) -> None:
     """recpipe: turn Agora Cloud Recording HLS output into verified, published MP4s.
 
     A LOCATION is a local directory (or file:///path), s3://bucket/prefix, or an Azure container
@@ -203,7 +257,7 @@ def main(ctx: click.Context, verbose: int, workers: int | None) -> None:
     Exit codes: 0 ok, 3 degraded, 1 failed, 75 pending (still recording),
                 4 rejected (unsafe or unreadable input), 2 usage or configuration error.
     """
-    _setup_logging(verbose)
+    _setup_logging(verbose, log_format)
     overrides = {"fetch_workers": workers, "fetch_window": max(16, 2 * workers) if workers else None}
     ctx.obj = {"overrides": overrides}
 
@@ -319,11 +373,46 @@ def ls_command(
         return
     if not listings and not quiet:
         click.echo(f"no recordings under {location}", err=True)
+    if listings and sys.stdout.isatty():
+        _ls_table(listings)
+        return
     for item in listings:
         rec = item.recording
         who = f"{rec.sid}  {rec.cname}" + (f"  uid {rec.uid} {rec.media or rec.codec}" if rec.uid else "")
         who = who if rec.backup is None else f"{who}  (failover set bak{rec.backup})"
         click.echo(f"{item.state:<12}{item.slices:>6} slices {item.duration_s:>9.1f} s  {rec.mode:<11} {who}")
+
+
+STATE_STYLE = {
+    "processed": "green",
+    "complete": "cyan",
+    "in-progress": "yellow",
+    "failed": "red",
+    "invalid": "magenta",
+}
+
+
+def _ls_table(listings: Sequence[Listing], *, console: Console | None = None) -> None:
+    """``recpipe ls`` on a terminal: an aligned table, each state in its colour."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in (("state", "left"), ("slices", "right"), ("duration", "right"), ("mode", "left"),
+                          ("sid", "left"), ("cname", "left"), ("user", "left")):  # fmt: skip
+        table.add_column(name, justify=justify, min_width=32 if name == "sid" else None)  # type: ignore[arg-type]
+    for item in listings:
+        rec = item.recording
+        user = f"{rec.uid} {rec.media or rec.codec}" if rec.uid else ""
+        if rec.backup is not None:
+            user = f"{user} (failover bak{rec.backup})".strip()
+        table.add_row(
+            Text(item.state, style=STATE_STYLE.get(item.state, "")),
+            str(item.slices),
+            f"{item.duration_s:.1f} s",
+            rec.mode,
+            rec.sid,
+            rec.cname,
+            user,
+        )
+    (console or Console()).print(table)
 
 
 def _defect_help() -> str:
@@ -536,9 +625,12 @@ def job_options(fn: F) -> F:
 @click.option(
     "--endpoint-url", metavar="URL", help="S3/SQS-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)."
 )
+@metrics_options
 @click.pass_obj
-def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, **opts: Any) -> None:
-    """Process recordings as their storage events (or job messages) arrive on an SQS queue.
+def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, metrics_port: int | None,
+           metrics_host: str, **opts: Any) -> None:  # fmt: skip
+    """Process recordings as their storage events (or job messages) arrive on a queue (SQS, or an
+    Azure Storage Queue fed by Event Grid).
 
     \b
     Accepts on the queue: S3 event notifications (directly, or via SNS), EventBridge
@@ -559,8 +651,10 @@ def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, 
         recordings=opts["recordings"],
         **{n: opts[n] for n in names},
     )
+    _service_logging()
+    metrics = _metrics(metrics_port, metrics_host)
     try:
-        run_worker(queue_url, settings=settings, environ=os.environ)
+        run_worker(queue_url, settings=settings, environ=os.environ, metrics=metrics)
     except PipelineError as err:
         fail(err, as_json=False)
 
@@ -688,9 +782,11 @@ def batch(obj: Mapping[str, Any], /, location: str, jobs: int, endpoint_url: str
 )
 @job_options
 @click.option("--endpoint-url", metavar="URL", help="S3/SQS-compatible endpoint (default: AWS).")
+@metrics_options
 @click.pass_obj
 def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: str, event_grid_key_env: str,
-          queue_url: str | None, endpoint_url: str | None, **opts: Any) -> None:  # fmt: skip
+          queue_url: str | None, endpoint_url: str | None, metrics_port: int | None, metrics_host: str,
+          **opts: Any) -> None:  # fmt: skip
     """Receive the recorder's webhook notifications and process the recordings they announce.
 
     \b
@@ -700,7 +796,8 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
     run here; duplicates (same noticeId, or the same event for the same sid) are dropped.
     With $RECPIPE_EVENT_GRID_KEY set, POST /eventgrid?key=<it> takes Event Grid deliveries
     (BlobCreated events of Azure Blob Storage, either schema) and answers its validation.
-    GET /healthz answers 200. Stop with SIGTERM or Ctrl-C.
+    GET /healthz answers 200 when jobs can be handed on (the queue, or the recordings' storage,
+    answers), else 503 with the reason; GET /livez answers 200. Stop with SIGTERM or Ctrl-C.
     """
     from pipeline.fleet.serve import parse_listen, serve_notifications
 
@@ -715,6 +812,7 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
         host, port = parse_listen(listen)
         defaults = _job_options(opts, embed_profile=queue_url is not None)
         settings = worker_settings(defaults=defaults, endpoint_url=endpoint_url, recordings=recordings)
+        _service_logging()
         serve_notifications(
             secret=secret.encode(),
             host=host,
@@ -723,6 +821,7 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
             queue_url=queue_url,
             environ=os.environ,
             event_grid_key=event_grid_key.encode(),
+            metrics=_metrics(metrics_port, metrics_host),
         )
     except PipelineError as err:
         fail(err, as_json=False)

@@ -211,6 +211,11 @@ class AzureQueue:
                 self._client.send_message(encode(body))
         return len(bodies)
 
+    def reachable(self) -> None:
+        """Nothing when the queue answers (Get Queue Properties); ``QueueError`` otherwise."""
+        with self.translated("get properties"):
+            self._client.get_queue_properties()
+
     def dead_letter_queue(self) -> AzureQueue | None:
         """``<queue>-poison``, where messages go that cannot be processed (created when first needed)."""
         if not self._poison:

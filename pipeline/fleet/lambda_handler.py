@@ -36,6 +36,7 @@ from pipeline.fleet.settings import settings_from_environ
 from pipeline.fleet.sqs import Message, SqsQueue, first_seen_of, make_sqs_client
 from pipeline.fleet.worker import Dispatcher
 from pipeline.model.exceptions import PipelineError
+from pipeline.model.logs import setup_logging
 from pipeline.run.app import playlist_etag
 
 log = logging.getLogger("recpipe")
@@ -90,10 +91,23 @@ def wait_in_queue(record: Mapping[str, Any], message: Message, *, seconds: float
     return True
 
 
+def configure_logging(environ: Mapping[str, str]) -> None:
+    """JSON lines at INFO (CloudWatch Logs Insights reads them field by field); ``RECPIPE_LOG_FORMAT=text``
+    for plain lines. Done once per container."""
+    global _LOGGING
+    if _LOGGING:
+        return
+    fmt = environ.get("RECPIPE_LOG_FORMAT", "json")
+    setup_logging(level=logging.INFO, fmt="text" if fmt == "text" else "json")
+    _LOGGING = True
+
+
+_LOGGING = False
+
+
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Process an SQS batch (partial failures reported) or one direct S3/EventBridge event."""
-    logging.getLogger("pipeline").setLevel(logging.INFO)
-    logging.getLogger("recpipe").setLevel(logging.INFO)
+    configure_logging(os.environ)
     dispatcher = dispatcher_for(os.environ)
     records = event.get("Records") if isinstance(event, Mapping) else None
     if isinstance(records, list) and records and all(r.get("eventSource") == "aws:sqs" for r in records):

@@ -60,6 +60,10 @@ class Queue(Protocol):
         """Where messages go that cannot be processed, if the queue has such a place."""
         ...
 
+    def reachable(self) -> None:
+        """Nothing when the queue answers; ``QueueError`` saying why when it does not."""
+        ...
+
 
 def open_queue(url: str, *, endpoint_url: str | None, environ: Mapping[str, str]) -> Queue:
     """The queue ``url`` names: ``azq://<account>/<queue>`` or ``https://<account>.queue.core.windows.net/

@@ -26,10 +26,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from pipeline.fleet.jobs import run_subprocess
+from pipeline.fleet.metrics import Metrics
 from pipeline.fleet.queues import open_queue
 from pipeline.fleet.triggers import VALIDATION, Trigger, event_type, job_message, parse_document, parse_events
 from pipeline.fleet.worker import WorkerSettings, spec_for
 from pipeline.model.exceptions import ConfigError, MessageError, PipelineError
+from pipeline.storage.locations import open_location
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +204,13 @@ def make_server(
     host: str,
     port: int,
     event_grid: EventGridEndpoint | None = None,
+    ready: Ready | None = None,
+    metrics: Metrics | None = None,
 ) -> ThreadingHTTPServer:
     """The HTTP server (``serve_forever`` runs it): POST any path with a recorder notification, or
-    ``/eventgrid`` with Event Grid deliveries; GET ``/healthz`` for a liveness probe."""
+    ``/eventgrid`` with Event Grid deliveries; GET ``/livez`` for liveness (200 while it runs) and
+    ``/healthz`` for readiness (200 when jobs can be handed on — the queue, or the recordings' storage,
+    answers — else 503 with the reason)."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -222,8 +228,15 @@ def make_server(
             self._reply(event_grid.handshake(query, {k.lower(): v for k, v in self.headers.items()}))
 
         def do_GET(self) -> None:
-            if self.path.rstrip("/") == "/healthz":
+            path = self.path.rstrip("/")
+            if path == "/livez":
                 self._reply(Reply(200, {"status": "ok"}))
+            elif path == "/healthz":
+                problem = ready() if ready is not None else None
+                if problem is None:
+                    self._reply(Reply(200, {"status": "ok", "ready": True}))
+                else:
+                    self._reply(Reply(503, {"status": "not ready", "ready": False, "reason": problem}))
             else:
                 self._reply(Reply(404, {"error": "not found"}))
 
@@ -240,11 +253,19 @@ def make_server(
             body = self.rfile.read(length)
             path, _, query = self.path.partition("?")
             if path.rstrip("/") == EVENT_GRID_PATH and event_grid is not None:
-                self._reply(event_grid.handle(body, query))
+                reply = event_grid.handle(body, query)
             elif notifications is not None:
-                self._reply(notifications.handle(body, {k.lower(): v for k, v in self.headers.items()}))
+                reply = notifications.handle(body, {k.lower(): v for k, v in self.headers.items()})
             else:
-                self._reply(Reply(404, {"error": "not found"}))
+                reply = Reply(404, {"error": "not found"})
+            self._count(reply)
+            self._reply(reply)
+
+        def _count(self, reply: Reply) -> None:
+            if metrics is None:
+                return
+            result = str(reply.body.get("status", "")) if reply.status == 200 else f"http-{reply.status}"
+            metrics.notifications.labels(result=result or "ok").inc()
 
         def _reply(self, reply: Reply) -> None:
             data = json.dumps(reply.body).encode()
@@ -269,11 +290,22 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def submitter(
-    settings: WorkerSettings, *, queue_url: str | None, environ: Mapping[str, str]
-) -> tuple[Submit, Callable[[], None]]:
-    """How a notification's recording is handed on — a job message to ``queue_url`` for the workers,
-    else a ``recpipe process`` here, one at a time in the background — and what to call at the end.
+Ready = Callable[[], str | None]
+"""None when ``serve`` can hand jobs on; else why not."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """How a notification's recording is handed on, whether that can be done now, what ends it."""
+
+    submit: Submit
+    ready: Ready
+    finish: Callable[[], None]
+
+
+def submitter(settings: WorkerSettings, *, queue_url: str | None, environ: Mapping[str, str]) -> Handoff:
+    """A job message to ``queue_url`` for the workers (ready when the queue answers), else a ``recpipe
+    process`` here, one at a time in the background (ready when the recordings' storage answers).
     The job is the one a worker would make of the same trigger (``pipeline.fleet.worker.spec_for``)."""
     if queue_url is not None:
         queue = open_queue(queue_url, endpoint_url=settings.endpoint_url, environ=environ)
@@ -284,7 +316,14 @@ def submitter(
                 queue.send([job_message(spec.location, sid=spec.sid, options=spec.options)])
                 log.info("queued the recording %s to %s", trigger.sid, queue.name)
 
-        return send, lambda: None
+        def queue_ready() -> str | None:
+            try:
+                queue.reachable()
+            except PipelineError as err:
+                return f"the queue does not answer: {err}"
+            return None
+
+        return Handoff(submit=send, ready=queue_ready, finish=lambda: None)
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="recpipe-serve-job")
 
@@ -296,7 +335,19 @@ def submitter(
                 lambda f: log.info("recording %s: %s", trigger.sid, f.result().describe())
             )
 
-    return run_here, lambda: pool.shutdown(wait=False, cancel_futures=True)
+    def storage_ready() -> str | None:
+        if settings.recordings is None:
+            return "no --recordings location"
+        try:
+            source = open_location(settings.recordings, endpoint_url=settings.endpoint_url, environ=environ)
+            next(iter(source.storage.list(source.prefix)), None)
+        except PipelineError as err:
+            return f"the recordings' storage does not answer: {err}"
+        return None
+
+    return Handoff(
+        submit=run_here, ready=storage_ready, finish=lambda: pool.shutdown(wait=False, cancel_futures=True)
+    )
 
 
 def serve_notifications(
@@ -308,21 +359,24 @@ def serve_notifications(
     queue_url: str | None,
     environ: Mapping[str, str],
     event_grid_key: bytes = b"",
+    metrics: Metrics | None = None,
 ) -> None:
     """Answer the recorder's notifications (with ``secret``) and Event Grid's deliveries (with
     ``event_grid_key``) on ``host:port`` until Ctrl-C or SIGTERM; the recordings they announce are sent
     to ``queue_url`` or processed here."""
     if not secret and not event_grid_key:
         raise ConfigError("give the recorder's notification secret, an Event Grid key, or both")
-    submit, finish = submitter(settings, queue_url=queue_url, environ=environ)
-    notifications = Notifications(secret=secret, submit=submit) if secret else None
-    event_grid = EventGridEndpoint(key=event_grid_key, submit=submit) if event_grid_key else None
-    server = make_server(notifications, host=host, port=port, event_grid=event_grid)
-    log.warning("listening on http://%s:%d/ for the recorder's notifications", host, server.server_address[1])
+    handoff = submitter(settings, queue_url=queue_url, environ=environ)
+    notifications = Notifications(secret=secret, submit=handoff.submit) if secret else None
+    event_grid = EventGridEndpoint(key=event_grid_key, submit=handoff.submit) if event_grid_key else None
+    server = make_server(
+        notifications, host=host, port=port, event_grid=event_grid, ready=handoff.ready, metrics=metrics
+    )
+    log.info("listening on http://%s:%d/ for the recorder's notifications", host, server.server_address[1])
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        log.warning("stopping")
+        log.info("stopping")
     finally:
         server.server_close()
-        finish()
+        handoff.finish()

@@ -187,6 +187,10 @@ class SqsQueue:
             url = self._client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
         return SqsQueue(self._client, url)
 
+    def reachable(self) -> None:
+        """Nothing when the queue answers (GetQueueAttributes); ``QueueError`` otherwise."""
+        self.depth()
+
     def depth(self) -> tuple[int, int]:
         """``(visible, in flight)`` message counts (approximate, as SQS reports them)."""
         with self.translated("get attributes"):

@@ -25,9 +25,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from pipeline.fleet.jobs import Action, JobSpec, Outcome, decide, run_subprocess
+from pipeline.fleet.metrics import Metrics
 from pipeline.fleet.queues import Message, Queue, open_queue
 from pipeline.fleet.triggers import JobOptions, Trigger, parse_message
 from pipeline.model.exceptions import MessageError, PipelineError
+from pipeline.model.logs import bound
 from pipeline.run.app import playlist_etag
 
 log = logging.getLogger(__name__)
@@ -119,13 +121,20 @@ class Dispatcher:
     """From a message to an action: parse it, run its recordings' jobs, decide (shared with Lambda)."""
 
     def __init__(
-        self, *, settings: WorkerSettings, run: Runner, probe: Probe, clock: Callable[[], float] = time.time
+        self,
+        *,
+        settings: WorkerSettings,
+        run: Runner,
+        probe: Probe,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self._run = run
         self._probe = probe
         self._clock = clock
         self.jobs = 0
+        self.metrics = metrics
 
     def action_for(self, message: Message, *, cancel: threading.Event) -> Action:
         """Run the message's recordings; what the message becomes."""
@@ -158,7 +167,18 @@ class Dispatcher:
     def job(self, trigger: Trigger, spec: JobSpec, *, message: Message, cancel: threading.Event) -> Action:
         """Run one recording's job (and the other spellings of its key, if need be); the action."""
         self.jobs += 1
-        outcome = self._run(spec, cancel)
+        with bound(recording=trigger.label, sid=trigger.sid):
+            return self._job(trigger, spec, message=message, cancel=cancel)
+
+    def _job(self, trigger: Trigger, spec: JobSpec, *, message: Message, cancel: threading.Event) -> Action:
+        started = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
+        try:
+            outcome = self._run(spec, cancel)
+        finally:
+            if self.metrics is not None:
+                self.metrics.in_flight.dec()
         for other in trigger.alternatives:  # another spelling of the key, when the first holds nothing
             if outcome.error_type != "RecordingNotFound" or cancel.is_set():
                 break
@@ -179,6 +199,8 @@ class Dispatcher:
             retry_base_s=self.settings.retry_delay_s,
         )
         log.info("%s: %s → %s (%s)", trigger.label, outcome.describe(), action.verdict, action.reason)
+        if self.metrics is not None:
+            self.metrics.job_done(outcome, seconds=time.monotonic() - started)
         return action
 
 
@@ -244,6 +266,8 @@ class Worker:
                     idle_since = self._clock()
                 for message in messages:
                     self.stats.messages += 1
+                    if self.dispatcher.metrics is not None:
+                        self.dispatcher.metrics.receive_lag.observe(max(self._clock() - message.sent_at, 0.0))
                     flight = InFlight(message=message, cancel=threading.Event(), hidden_at=self._clock())
                     with self._lock:
                         self._inflight[message.id] = flight
@@ -302,6 +326,8 @@ class Worker:
                 self._inflight.pop(message.id, None)
 
     def _apply(self, message: Message, action: Action) -> None:
+        if self.dispatcher.metrics is not None:
+            self.dispatcher.metrics.messages.labels(verdict=action.verdict).inc()
         if action.verdict == "delete":
             self.queue.delete(message)
             self.stats.deleted += 1
@@ -352,15 +378,18 @@ def run_worker(
     settings: WorkerSettings,
     environ: Mapping[str, str],
     stop: threading.Event | None = None,
+    metrics: Metrics | None = None,
 ) -> WorkerRun:
     """Consume the queue at ``queue_url`` until ``stop`` is set (by default: until SIGTERM or Ctrl-C),
-    or until it has been idle ``settings.idle_exit_s``; each job in a ``recpipe process`` of its own."""
+    or until it has been idle ``settings.idle_exit_s``; each job in a ``recpipe process`` of its own.
+    ``metrics``, when given, are counted (``Metrics.serve`` exposes them)."""
     queue = open_queue(queue_url, endpoint_url=settings.endpoint_url, environ=environ)
     dead = queue.dead_letter_queue()
     dispatcher = Dispatcher(
         settings=settings,
         run=lambda spec, cancel: run_subprocess(spec, cancel=cancel),
         probe=lambda location: playlist_etag(location, endpoint_url=settings.endpoint_url, environ=environ),
+        metrics=metrics,
     )
     if stop is None:
         stop = threading.Event()

@@ -1,10 +1,24 @@
-"""Progress reporting for long work: a small protocol, a silent sink and a terminal line."""
+"""Progress reporting for long work: a small protocol, a silent sink and a terminal bar (``rich``)."""
 
 from __future__ import annotations
 
 import logging
-import time
+import sys
 from typing import Protocol, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as RichProgress
 
 log = logging.getLogger(__name__)
 
@@ -38,54 +52,39 @@ class NullProgress:
         """Ignore."""
 
 
-def format_amount(value: int, *, unit: str) -> str:
-    """``value`` for humans: bytes as kB/MB/GB, anything else as a count."""
-    if unit != "B":
-        return f"{value} {unit}"
-    size = float(value)
-    for suffix in ("B", "kB", "MB", "GB"):
-        if size < 1000 or suffix == "GB":
-            return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
 class TerminalProgress:
-    """One self-overwriting status line on a terminal stream (stderr)."""
+    """A progress bar on a terminal (``rich``): the task, a bar, the share done, bytes done of all, the
+    rate and the time left; the elapsed time when it ends. Only for a terminal: the CLI gives pipes and
+    ``--quiet``/``--json`` runs ``NullProgress``."""
 
-    def __init__(self, stream: TextIO, *, min_interval: float = 0.1) -> None:
-        self._stream = stream
-        self._min_interval = min_interval
-        self._task = ""
-        self._unit = ""
-        self._total = 0
-        self._done = 0
-        self._started = 0.0
-        self._last = 0.0
+    def __init__(
+        self, stream: TextIO, *, force_terminal: bool | None = None, width: int | None = None
+    ) -> None:
+        self._console = Console(
+            file=stream, force_terminal=force_terminal, width=width, stderr=stream is sys.stderr
+        )
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
 
     def start(self, task: str, *, total: int, unit: str) -> None:
-        """Begin a task line."""
-        self._task, self._total, self._unit, self._done = task, total, unit, 0
-        self._started = self._last = time.monotonic()
-        self._draw()
+        """Begin a bar for ``task``."""
+        self.finish()
+        amount = DownloadColumn() if unit == "B" else MofNCompleteColumn()
+        rate = TransferSpeedColumn() if unit == "B" else TextColumn("")
+        self._bar = RichProgress(
+            TextColumn("{task.description:<11}"), BarColumn(), TaskProgressColumn(), amount, rate,
+            TimeRemainingColumn(), TimeElapsedColumn(), console=self._console, transient=False,
+        )  # fmt: skip
+        self._bar.start()
+        self._task = self._bar.add_task(task, total=total or None)
 
     def advance(self, amount: int = 1) -> None:
-        """Update the line, at most every ``min_interval`` seconds."""
-        self._done += amount
-        now = time.monotonic()
-        if now - self._last >= self._min_interval or self._done >= self._total:
-            self._last = now
-            self._draw()
+        """``amount`` more units are done."""
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, advance=amount)
 
     def finish(self) -> None:
-        """End the line with the elapsed time."""
-        if self._task:
-            self._draw(final=f" in {time.monotonic() - self._started:.1f} s\n")
-        self._task = ""
-
-    def _draw(self, final: str = "") -> None:
-        pct = f"{100 * self._done / self._total:3.0f}%" if self._total else "   -"
-        done = format_amount(self._done, unit=self._unit)
-        total = format_amount(self._total, unit=self._unit)
-        self._stream.write(f"\r{self._task:<7} {pct}  {done} / {total}\x1b[K{final}")
-        self._stream.flush()
+        """End the bar (it stays on screen, with the elapsed time)."""
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar, self._task = None, None

@@ -200,7 +200,7 @@ def timeline_section(doc: Mapping[str, Any]) -> str:
                 f'<line class="disc marker" data-code="DISCONTINUITY" data-at-s="{start:.3f}" '
                 f'x1="{x(start):.2f}" x2="{x(start):.2f}" '
                 f'y1="{y(lane) - 3:.1f}" y2="{y(lane) + LANE_H + 3:.1f}">'
-                f"<title>#EXT-X-DISCONTINUITY before {esc(uris[i])}</title></line>"
+                f"<title>#EXT-X-DISCONTINUITY before {esc(uris[i])}{esc(changed(tl, i))}</title></line>"
             )
     bottom = 30 + len(lanes) * (LANE_H + GAP)
     for at, length in absences(doc):
@@ -222,6 +222,19 @@ def timeline_section(doc: Mapping[str, Any]) -> str:
             svg.append(span(out, cls="recorder", x=x, pps=pps, y=y("MP4") + LANE_H / 2))
     svg.append("</svg>")
     return f'<h2>{esc(label)}</h2><div class="scroll">{"".join(svg)}</div>'
+
+
+def changed(tl: Mapping[str, Any], i: int) -> str:
+    """What differs across a discontinuity: the picture size, or the first frame's kind."""
+    if i == 0:
+        return ""
+    notes = []
+    before, after = tl["size"][i - 1], tl["size"][i]
+    if before and after and before != after:
+        notes.append(f"size {before} → {after}")
+    if tl["first_frame"][i] == "delta":
+        notes.append("it does not start with a keyframe")
+    return f": {'; '.join(notes)}" if notes else ": nothing visible changed"
 
 
 def axis(total: float, x: Any, height: float) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 from pipeline.model.config import PipelineConfig
 from pipeline.model.exceptions import ObjectNotFound, PipelineError, PreconditionFailed
 from pipeline.model.job import Expectations, Finding, Job, Policy, Recording, StageError
+from pipeline.model.logs import bound
 from pipeline.model.policy import decide_status, is_terminal
 from pipeline.model.report import build_report
 from pipeline.run.lease import Holder, acquire, new_owner
@@ -127,24 +128,30 @@ def _stage_error(stage: Stage, err: PipelineError) -> tuple[StageError, tuple[Fi
 def run_job(job: Job, stages: Sequence[Stage], *, ctx: StageContext) -> Job:
     """Run ``stages`` in order; stop when the status says nothing will be published."""
     for stage in stages:
-        started = time.monotonic()
-        ctx.logger.debug("stage %s: start", stage.name)
-        try:
-            job = stage.run(job, ctx)
-        except PipelineError as err:
-            error, findings = _stage_error(stage, err)
-            ctx.logger.debug("stage %s failed: %s", stage.name, err)
-            job = replace(job, error=error, findings=job.findings + findings)
-        elapsed = time.monotonic() - started
-        status = decide_status(job.findings, policy=job.policy, error=job.error)
-        if not isinstance(stage, TimesItself):
-            spent = job.timings.get(stage.name, 0.0) + elapsed
-            job = replace(job, timings={**job.timings, stage.name: spent})
-        job = replace(job, status=status)
-        ctx.logger.debug("stage %s: %s after %.3f s", stage.name, status, elapsed)
-        if is_terminal(status):
+        with bound(stage=stage.name):
+            job = _run_stage(job, stage, ctx=ctx)
+        if is_terminal(job.status or "failed"):
             break
     return job
+
+
+def _run_stage(job: Job, stage: Stage, *, ctx: StageContext) -> Job:
+    """One stage: timed, its error turned into the job's, the status decided again."""
+    started = time.monotonic()
+    ctx.logger.debug("stage %s: start", stage.name)
+    try:
+        job = stage.run(job, ctx)
+    except PipelineError as err:
+        error, findings = _stage_error(stage, err)
+        ctx.logger.debug("stage %s failed: %s", stage.name, err)
+        job = replace(job, error=error, findings=job.findings + findings)
+    elapsed = time.monotonic() - started
+    status = decide_status(job.findings, policy=job.policy, error=job.error)
+    if not isinstance(stage, TimesItself):
+        spent = job.timings.get(stage.name, 0.0) + elapsed
+        job = replace(job, timings={**job.timings, stage.name: spent})
+    ctx.logger.debug("stage %s: %s after %.3f s", stage.name, status, elapsed)
+    return replace(job, status=status)
 
 
 @contextmanager
@@ -210,7 +217,10 @@ def execute(
         a recording's (``stages_for``). Individual mode passes a user's (``pipeline.run.individual``).
     """
     chosen = tuple(stages) if stages is not None else stages_for(options, want_mp4=job.want_mp4)
-    return leased(job, ctx=ctx, options=options, work=lambda: _execute(job, chosen, ctx=ctx, options=options))
+    with bound(recording=job.recording.label, sid=job.recording.sid):
+        return leased(
+            job, ctx=ctx, options=options, work=lambda: _execute(job, chosen, ctx=ctx, options=options)
+        )
 
 
 def leased(job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[], Result]) -> Result:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from pipeline.samples.composite import write_sample
 from pipeline.storage import LocalStorage
 from stages.media.mp4 import read_mp4
 from stages.playlist import parse_playlist
+
+SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 
 pytestmark = [pytest.mark.integration, pytest.mark.ffmpeg]
 
@@ -210,3 +214,18 @@ def test_a_recording_another_recpipe_holds_is_pending_then_processed(sample_copy
     done = invoke("process", str(sample_copy), "--profile", profile)
     assert done.exit_code == 0, done.output
     assert not store.exists(lease_key)
+
+
+def test_json_logs_carry_the_recording_and_the_stage(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "-vv", "--log-format", "json", "verify", str(SAMPLE_DATA),
+         "--profile", str(SAMPLE_DATA / "start_request.json"), "--quiet"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert lines
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    staged = [line for line in lines if line.get("stage")]
+    assert staged
+    assert all(line["recording"].endswith("_demo-room") and line["sid"] for line in staged)

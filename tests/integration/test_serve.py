@@ -151,3 +151,54 @@ def test_without_a_queue_the_job_runs_here(tmp_path):
         proc.wait(timeout=30)
     assert json.loads(report.read_text())["status"] == "ok"
     assert list((tmp_path / "store" / "recordings").glob("*_0.mp4"))
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_health_says_whether_jobs_can_be_handed_on_and_metrics_count_requests(s3_bucket, tmp_path):
+    sqs = boto3.client("sqs", endpoint_url=s3_bucket.endpoint, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName=f"ready-{s3_bucket.name[-12:]}")["QueueUrl"]
+    port, metrics_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "pipeline", "--log-format", "json", "serve",
+            "--listen", f"127.0.0.1:{port}", "--recordings", f"s3://{s3_bucket.name}/rec/", "--queue", queue,
+            "--endpoint-url", s3_bucket.endpoint, "--metrics-port", str(metrics_port)]  # fmt: skip
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "RECPIPE_NCS_SECRET": SECRET.decode()}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if get(url + "/livez")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert get(url + "/healthz") == (200, {"status": "ok", "ready": True})
+        sqs.delete_queue(QueueUrl=queue)  # the queue goes away: nothing can be handed on
+        status, body = get(url + "/healthz")
+        assert (status, body["ready"]) == (503, False)
+        assert "queue" in body["reason"]
+        assert post(url, notification("m-1"))[0] == 503
+        assert post(url, notification("m-2", sid="f" * 32), secret=b"wrong")[0] == 401
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            exposed = response.read().decode()
+        assert 'recpipe_notifications_total{result="http-401"} 1.0' in exposed
+        assert 'recpipe_notifications_total{result="http-503"} 1.0' in exposed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    [listening] = [line for line in lines if line["message"].startswith("listening on")]
+    assert listening["level"] == "info"  # the normal start-up line, without -v, at the level it is
+    assert all(line["level"] in ("info", "warning", "error") for line in lines)
+    assert SECRET.decode() not in log.read_text()

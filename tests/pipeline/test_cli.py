@@ -195,3 +195,26 @@ def test_installed_command_prints_no_traceback_for_unsafe_input(tmp_path, ffmpeg
     assert proc.returncode == STATUS_EXIT["rejected"]
     assert "UNSAFE_URI" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_ls_on_a_terminal_is_an_aligned_coloured_table(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from pipeline.cli import _ls_table
+    from pipeline.model.config import load_config
+    from pipeline.run.app import list_recordings
+
+    sample = Path(__file__).resolve().parents[2] / "sample_data"
+    listings = list_recordings(
+        str(sample), endpoint_url=None, dest=None, environ={}, config=load_config(environ={})
+    )
+    out = io.StringIO()
+    _ls_table(listings, console=Console(file=out, force_terminal=True, width=160))
+    text = out.getvalue()
+    assert "\x1b[36mcomplete" in text  # the state in its colour
+    assert listings[0].recording.sid in text  # the whole sid
+    header = next(line for line in text.splitlines() if "slices" in line)
+    assert "state" in header
+    assert "duration" in header

@@ -46,9 +46,10 @@ def test_a_notification_becomes_the_job_message_a_worker_would_run(s3_server):
             endpoint_url=s3_server,
             recordings="s3://rec/agora/",
         )
-        submit, finish = submitter(settings, queue_url=url, environ=os.environ)
-        submit(Trigger(origin="notification", location=None, sid="abc123", backuped_at=1700000000.0))
-        finish()
+        handoff = submitter(settings, queue_url=url, environ=os.environ)
+        assert handoff.ready() is None  # the queue answers
+        handoff.submit(Trigger(origin="notification", location=None, sid="abc123", backuped_at=1700000000.0))
+        handoff.finish()
         [message] = SqsQueue(sqs, url).receive(most=10, wait_s=1, visibility_s=30)
         [trigger] = parse_message(message.body).triggers
         assert (trigger.origin, trigger.location, trigger.sid) == ("job", "s3://rec/agora/", "abc123")

@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from pipeline.fleet.jobs import JobSpec, Outcome, run_subprocess
+from pipeline.fleet.metrics import Metrics
 from pipeline.fleet.sqs import SqsQueue
 from pipeline.fleet.triggers import job_message
 from pipeline.fleet.worker import Dispatcher, Worker, WorkerSettings
@@ -110,3 +111,27 @@ def test_stop_gives_jobs_their_grace_then_returns_their_messages(queues):
     assert not serving.is_alive()
     assert sorted(stopped) == ["s3://b/rec/a/", "s3://b/rec/b/"]
     assert len(all_bodies(queue)) == 2  # visible again at once, for another worker
+
+
+def test_the_worker_counts_what_it_does_in_its_metrics(queues):
+    queue, dead = queues
+    queue.send([job_message("s3://b/rec/a_b.m3u8"), "<xml/>"])
+    metrics = Metrics()
+    report = {"status": "ok", "segments": {"bytes": 500}, "outputs": [{"bytes": 400}], "retries": 1}
+    in_flight: list[float] = []
+
+    def job(spec: JobSpec, cancel: threading.Event) -> Outcome:
+        in_flight.append(metrics.in_flight._value.get())
+        return Outcome(exit_code=0, report=report)
+
+    base = {"wait_s": 1, "visibility_s": 10, "idle_exit_s": 2.0, "grace_s": 0.5, "retry_delay_s": 0.0}
+    dispatcher = Dispatcher(settings=WorkerSettings(**base), run=job, probe=lambda _: None, metrics=metrics)
+    Worker(queue, dispatcher=dispatcher, dead_letters=dead).serve(threading.Event())
+    value = metrics.registry.get_sample_value
+    assert value("recpipe_jobs_total", {"outcome": "ok"}) == 1
+    assert value("recpipe_messages_total", {"verdict": "delete"}) == 1
+    assert value("recpipe_messages_total", {"verdict": "dead-letter"}) == 1
+    assert value("recpipe_queue_receive_lag_seconds_count") == 2
+    assert value("recpipe_fetched_bytes_total") == 500
+    assert in_flight == [1.0]
+    assert value("recpipe_jobs_in_flight") == 0

@@ -74,6 +74,7 @@ def test_blocks_sit_where_the_timeline_says():
     assert abs(float(gap[1]) - (X0 + 10 * pps)) < 0.01
     assert abs(float(gap[2]) - 10 * pps) < 0.01
     assert 'data-code="DISCONTINUITY" data-at-s="20.000"' in page
+    assert "before sid_room_2.ts: it does not start with a keyframe</title>" in page
     assert page.count('class="mp4-span"') == 1
 
 
