@@ -7,10 +7,11 @@ every other failure to ``StorageError``; nothing else escapes them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.model.exceptions import ObjectNotFound, StorageError
 from pipeline.model.objects import Metadata, ObjectInfo, Upload
 
 
@@ -87,4 +88,20 @@ class Storage(Protocol):
         ...
 
 
-__all__ = ["Metadata", "ObjectInfo", "Storage", "Upload"]
+def exists_by_stat(stat: Callable[[str], ObjectInfo], key: str) -> bool:
+    """Whether ``stat(key)`` finds an object (every backend's ``exists``)."""
+    try:
+        stat(key)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+def same_size(info: ObjectInfo, *, sent: int) -> ObjectInfo:
+    """``info`` of an object just written, if it holds the ``sent`` bytes; else ``StorageError``."""
+    if info.size != sent:
+        raise StorageError(f"uploaded {sent} bytes but the store holds {info.size}", key=info.key)
+    return info
+
+
+__all__ = ["Metadata", "ObjectInfo", "Storage", "Upload", "exists_by_stat", "same_size"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.model.exceptions import ObjectNotFound, ObjectTooLarge, PreconditionFailed, StorageError
-from pipeline.storage.base import Metadata, ObjectInfo
+from pipeline.storage.base import Metadata, ObjectInfo, exists_by_stat
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,7 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is a regular file."""
-        try:
-            self.stat(key)
-        except ObjectNotFound:
-            return False
-        return True
+        return exists_by_stat(self.stat, key)
 
     def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
         """The whole file; ``StorageError`` if it is larger than ``max_bytes``."""

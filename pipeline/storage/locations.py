@@ -88,10 +88,9 @@ class StorageSpecLike(Protocol):
 def open_location(text: str, *, endpoint_url: str | None = None, environ: Mapping[str, str]) -> Location:
     """The location a user named; local paths must exist."""
     scheme = _scheme(text)
-    if scheme == "s3":
-        return _s3_location(text, endpoint_url=endpoint_url, environ=environ)
-    if scheme == "az":
-        return _azure_location(text, endpoint_url=endpoint_url, environ=environ)
+    remote = _remote(text, scheme=scheme, endpoint_url=endpoint_url, environ=environ)
+    if remote is not None:
+        return remote
     path = _local_path(text, scheme=scheme)
     if path.is_dir():
         return Location(storage=LocalStorage(path), prefix="", display=_dir_display(path))
@@ -105,10 +104,9 @@ def open_location(text: str, *, endpoint_url: str | None = None, environ: Mappin
 def open_destination(text: str, *, endpoint_url: str | None = None, environ: Mapping[str, str]) -> Location:
     """The location outputs go to; a local directory is created if needed."""
     scheme = _scheme(text)
-    if scheme == "s3":
-        return _s3_location(text, endpoint_url=endpoint_url, environ=environ)
-    if scheme == "az":
-        return _azure_location(text, endpoint_url=endpoint_url, environ=environ)
+    remote = _remote(text, scheme=scheme, endpoint_url=endpoint_url, environ=environ)
+    if remote is not None:
+        return remote
     path = _local_path(text, scheme=scheme)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -117,6 +115,17 @@ def open_destination(text: str, *, endpoint_url: str | None = None, environ: Map
     except OSError as err:
         raise ConfigError(f"{text}: cannot create the destination: {err.strerror or err}") from err
     return Location(storage=LocalStorage(path), prefix="", display=_dir_display(path))
+
+
+def _remote(
+    text: str, *, scheme: str | None, endpoint_url: str | None, environ: Mapping[str, str]
+) -> Location | None:
+    """An S3 or Azure location (nothing is created there), or None for a local one."""
+    if scheme == "s3":
+        return _s3_location(text, endpoint_url=endpoint_url, environ=environ)
+    if scheme == "az":
+        return _azure_location(text, endpoint_url=endpoint_url, environ=environ)
+    return None
 
 
 def location_from_storage_spec(

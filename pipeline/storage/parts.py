@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from pipeline.model.exceptions import StorageError
 from pipeline.model.objects import ObjectInfo
+from pipeline.storage.base import same_size
 
 UPLOAD_WORKERS = 3
 """Parts sent at once (each holds its part's bytes in memory until sent)."""
@@ -49,11 +50,7 @@ class PartUpload(ABC):
         self._pool.shutdown(wait=True)
         self._commit(tags)
         self._state = "completed"
-        info = self._stat()
-        size = sum(self._sizes.values())
-        if info.size != size:
-            raise StorageError(f"uploaded {size} bytes but the store holds {info.size}", key=self._key)
-        return info
+        return same_size(self._stat(), sent=sum(self._sizes.values()))
 
     def abort(self) -> None:
         """Drop the upload; nothing appears at the key. Harmless after ``complete`` or a second time."""

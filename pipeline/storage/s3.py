@@ -41,7 +41,7 @@ from pipeline.model.exceptions import (
     PreconditionFailed,
     StorageError,
 )
-from pipeline.storage.base import Metadata, ObjectInfo
+from pipeline.storage.base import Metadata, ObjectInfo, exists_by_stat, same_size
 from pipeline.storage.local import temp_name
 from pipeline.storage.parts import UPLOAD_WORKERS, PartUpload
 
@@ -265,11 +265,7 @@ class S3Storage:
 
     def exists(self, key: str) -> bool:
         """Whether the key exists."""
-        try:
-            self.stat(key)
-        except ObjectNotFound:
-            return False
-        return True
+        return exists_by_stat(self.stat, key)
 
     def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
         """The whole object; ``StorageError`` if its length is over ``max_bytes`` (checked before reading)."""
@@ -310,10 +306,7 @@ class S3Storage:
                 m.upload(str(src), self._bucket, key, extra_args=extra).result()
         except OSError as err:
             raise StorageError(f"cannot upload {src}: {err.strerror or err}", key=key) from err
-        info = self.stat(key)
-        if info.size != size:
-            raise StorageError(f"uploaded {size} bytes but the store holds {info.size}", key=key)
-        return info
+        return same_size(self.stat(key), sent=size)
 
     def put_bytes(self, data: bytes, key: str, *, metadata: Metadata | None = None) -> ObjectInfo:
         """Store ``data`` in one PutObject request."""
