@@ -623,6 +623,14 @@ def job_options(fn: F) -> F:
     help="On SIGTERM, seconds running jobs get before they are stopped and their messages returned.",
 )
 @click.option(
+    "--max-receives",
+    type=click.IntRange(1, 1000),
+    default=5,
+    show_default=True,
+    help="Azure Storage Queue: receives before a message goes to <queue>-poison (SQS: set the queue's "
+    "redrive policy instead).",
+)
+@click.option(
     "--endpoint-url", metavar="URL", help="S3/SQS-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)."
 )
 @metrics_options
@@ -643,7 +651,7 @@ def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, 
     from pipeline.fleet.worker import run_worker
 
     names = ("concurrency", "wait_s", "visibility_s", "pending_delay_s", "retry_delay_s", "max_pending_age_s",
-             "idle_exit_s", "grace_s")  # fmt: skip
+             "idle_exit_s", "grace_s", "max_receives")  # fmt: skip
     settings = worker_settings(
         defaults=_job_options(opts, embed_profile=False),
         endpoint_url=endpoint_url,

@@ -22,6 +22,7 @@ import binascii
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,10 +50,13 @@ WAITING_SCHEMA = "recpipe.waiting/1"
 POISON_SUFFIX = "-poison"
 
 
+_QUEUE_HOST = re.compile(r"[a-z0-9]{3,24}\.queue\.core\.[a-z0-9.-]+")
+
+
 def is_azure_queue(url: str) -> bool:
-    """Whether ``url`` names an Azure Storage Queue (``azq://`` or ``https://<account>.queue.…``)."""
+    """Whether ``url`` names an Azure Storage Queue (``azq://`` or ``https://<account>.queue.core.…``)."""
     parts = urlsplit(url)
-    return parts.scheme == "azq" or ".queue." in (parts.hostname or "")
+    return parts.scheme == "azq" or _QUEUE_HOST.fullmatch(parts.hostname or "") is not None
 
 
 def parse_queue_url(url: str) -> tuple[str, str]:
@@ -110,13 +114,19 @@ class AzureQueue:
     """One Azure Storage Queue, with the worker's queue operations."""
 
     def __init__(
-        self, client: QueueClient, *, max_receives: int = DEFAULT_MAX_RECEIVES, poison: bool = True
+        self,
+        client: QueueClient,
+        *,
+        max_receives: int = DEFAULT_MAX_RECEIVES,
+        poison: QueueClient | None = None,
     ) -> None:
         self._client = client
         self._max_receives = max_receives
-        self._receipts: dict[str, str] = {}
-        self._lock = threading.Lock()
         self._poison = poison
+        """The poison queue's client (None: this is a poison queue)."""
+        self._receipts: dict[str, str] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
         self._ensured = False
 
     @property
@@ -152,7 +162,8 @@ class AzureQueue:
             time.sleep(min(POLL_S, remaining))
 
     def _message(self, raw: Any) -> Message | None:
-        """The worker's message, or None when it has been received too often (moved to the poison queue)."""
+        """The worker's message, or None when it has been received too often (moved to the poison
+        queue; if that fails, it is left to come back and be moved next time)."""
         body, first_seen = unwrap_waiting(decode(str(raw.content or "")))
         message = Message(
             id=str(raw.id),
@@ -164,38 +175,52 @@ class AzureQueue:
         )
         with self._lock:
             self._receipts[message.id] = message.receipt
-        if self._poison and message.receive_count > self._max_receives:
-            poison = self.dead_letter_queue()
-            assert poison is not None
+        if self._poison is None or message.receive_count <= self._max_receives:
+            return message
+        poison = self.dead_letter_queue()
+        assert poison is not None
+        try:
             poison.send([message.body])
             self.delete(message)
-            log.error(
-                "message %s moved to %s after %d receives", message.id, poison.name, message.receive_count
-            )
+        except QueueError as err:
+            log.error("message %s: cannot move it to %s (%s); it comes back", message.id, poison.name, err)
             return None
-        return message
+        log.error("message %s moved to %s after %d receives", message.id, poison.name, message.receive_count)
+        return None
 
-    def _receipt(self, message: Message) -> str:
+    @contextlib.contextmanager
+    def _holding(self, message: Message) -> Iterator[str]:
+        """The message's latest pop receipt, held while it is used: a heartbeat's visibility change and
+        the job's delete never race (each change makes the previous receipt useless)."""
         with self._lock:
-            return self._receipts.get(message.id, message.receipt)
+            lock = self._locks.setdefault(message.id, threading.Lock())
+        with lock:
+            with self._lock:
+                receipt = self._receipts.get(message.id, message.receipt)
+            yield receipt
+
+    def _forget(self, message: Message) -> None:
+        with self._lock:
+            self._receipts.pop(message.id, None)
+            self._locks.pop(message.id, None)
 
     def delete(self, message: Message) -> None:
         """Done with it: it will not come back."""
-        with self.translated("delete"):
-            self._client.delete_message(message.id, self._receipt(message))
-        with self._lock:
-            self._receipts.pop(message.id, None)
+        with self._holding(message) as receipt, self.translated("delete"):
+            self._client.delete_message(message.id, receipt)
+        self._forget(message)
 
     def hide(self, message: Message, seconds: float) -> None:
         """Keep it from other consumers for ``seconds`` from now (0 releases it at once)."""
-        with self.translated("update visibility"):
-            updated = self._client.update_message(
-                message.id,
-                self._receipt(message),
-                visibility_timeout=int(min(max(seconds, 0), MAX_VISIBILITY_S)),
-            )
-        with self._lock:
-            self._receipts[message.id] = str(updated.pop_receipt)
+        with self._holding(message) as receipt:
+            with self.translated("update visibility"):
+                updated = self._client.update_message(
+                    message.id, receipt, visibility_timeout=int(min(max(seconds, 0), MAX_VISIBILITY_S))
+                )
+            with self._lock:
+                self._receipts[message.id] = str(updated.pop_receipt)
+        if seconds <= 0:
+            self._forget(message)  # released: the next receive brings a new receipt
 
     def send_later(self, message: Message, *, seconds: float) -> None:
         """Send ``message``'s body again, invisible for ``seconds``, with when its job first arrived."""
@@ -218,20 +243,12 @@ class AzureQueue:
 
     def dead_letter_queue(self) -> AzureQueue | None:
         """``<queue>-poison``, where messages go that cannot be processed (created when first needed)."""
-        if not self._poison:
-            return None
-        client = QueueClient(
-            self._client.url.rsplit("/", 1)[0],
-            self.name + POISON_SUFFIX,
-            credential=self._client.credential,
-            retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=5),
-        )
-        return AzureQueue(client, poison=False)
+        return None if self._poison is None else AzureQueue(self._poison, poison=None)
 
     def _ensure(self) -> None:
         """Create a poison queue on first use if it is not there. An identity allowed only to send and
         receive messages cannot create it (the README's setup does): then sending says so."""
-        if self._poison or self._ensured:
+        if self._poison is not None or self._ensured:
             return
         try:
             with contextlib.suppress(ResourceExistsError), self.translated("create"):
@@ -269,8 +286,9 @@ def open_azure_queue(
                 endpoint, credential=azure_credential(account, environ=environ), retry_policy=retry
             )
         client = service.get_queue_client(name)
+        poison = service.get_queue_client(name + POISON_SUFFIX)  # the same credential, SAS included
     except (ValueError, AzureError) as err:
         raise ConfigError(
             f"cannot set up the Azure queue client for {account!r}: {type(err).__name__}"
         ) from err
-    return AzureQueue(client, max_receives=max_receives)
+    return AzureQueue(client, max_receives=max_receives, poison=poison)

@@ -65,13 +65,16 @@ class Queue(Protocol):
         ...
 
 
-def open_queue(url: str, *, endpoint_url: str | None, environ: Mapping[str, str]) -> Queue:
+def open_queue(
+    url: str, *, endpoint_url: str | None, environ: Mapping[str, str], max_receives: int = 5
+) -> Queue:
     """The queue ``url`` names: ``azq://<account>/<queue>`` or ``https://<account>.queue.core.windows.net/
-    <queue>`` is an Azure Storage Queue, any other URL an SQS queue."""
+    <queue>`` is an Azure Storage Queue (a message received more than ``max_receives`` times goes to
+    ``<queue>-poison``), any other URL an SQS queue (its redrive policy does that)."""
     from pipeline.fleet.azure_queue import is_azure_queue, open_azure_queue  # each SDK only when used
 
     if is_azure_queue(url):
-        return open_azure_queue(url, environ=environ)
+        return open_azure_queue(url, environ=environ, max_receives=max_receives)
     from pipeline.fleet.sqs import open_sqs_queue
 
     return open_sqs_queue(url, endpoint_url=endpoint_url, environ=environ)

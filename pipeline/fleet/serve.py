@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -35,6 +36,8 @@ from pipeline.storage.locations import open_location
 
 log = logging.getLogger(__name__)
 
+REQUEST_TIMEOUT_S = 30.0
+"""A request (headers and body) must arrive within this long."""
 MAX_BODY_BYTES = 1024 * 1024
 """Agora's notifications are a few KB."""
 REMEMBERED = 10_000
@@ -217,8 +220,11 @@ def make_server(
         server_version = "recpipe"
         sys_version = ""
 
+        timeout = REQUEST_TIMEOUT_S  # a client that stalls mid-request does not hold a thread forever
+
         def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
+            line = re.sub(r"\?\S*", "?…", format % args)  # never a query: Event Grid's key is there
+            log.debug("%s %s", self.address_string(), line)
 
         def do_OPTIONS(self) -> None:
             path, _, query = self.path.partition("?")

@@ -57,6 +57,9 @@ class WorkerSettings:
     """When set, events and jobs for any other bucket are refused (dead-lettered), not processed."""
     recordings: str | None = None
     """Where the recorder writes: the location for recorder notifications, which name only a sid."""
+    max_receives: int = 5
+    """An Azure Storage Queue's redrive: receives before a message goes to ``<queue>-poison`` (an SQS
+    queue's is its redrive policy's ``maxReceiveCount``)."""
     endpoint_url: str | None = None
     defaults: JobOptions = field(default_factory=JobOptions)
     """dest, policy, avFileType and profile for events (job messages bring their own)."""
@@ -383,7 +386,9 @@ def run_worker(
     """Consume the queue at ``queue_url`` until ``stop`` is set (by default: until SIGTERM or Ctrl-C),
     or until it has been idle ``settings.idle_exit_s``; each job in a ``recpipe process`` of its own.
     ``metrics``, when given, are counted (``Metrics.serve`` exposes them)."""
-    queue = open_queue(queue_url, endpoint_url=settings.endpoint_url, environ=environ)
+    queue = open_queue(
+        queue_url, endpoint_url=settings.endpoint_url, environ=environ, max_receives=settings.max_receives
+    )
     dead = queue.dead_letter_queue()
     dispatcher = Dispatcher(
         settings=settings,

@@ -155,7 +155,10 @@ def timeline_section(doc: Mapping[str, Any]) -> str:
         lane = lane_of(uri, doc)
         length = tl["media_s"][i] if tl["media_s"][i] is not None else tl["extinf_s"][i]
         blocks.append((lane, float(offset.get(lane, 0.0)) + float(at), max(float(length or 0.0), 0.0), i))
-    lanes = sorted({b[0] for b in blocks}, key=lambda n: ("video", "audio", "slices").index(n)) or ["slices"]
+    order = ("video", "audio", "slices")
+    lanes = sorted({b[0] for b in blocks}, key=lambda n: (order.index(n) if n in order else 3, n)) or [
+        "slices"
+    ]
     ends = [start + length for _, start, length, _ in blocks]
     ends += [
         float(o.get("start_s") or 0.0) + float(o.get("duration_s") or 0.0) for o in doc.get("outputs", [])

@@ -161,8 +161,9 @@ def translate_error(err: Exception, *, where: str, key: str | None, action: str)
 
 
 def block_id(token: str, number: int) -> str:
-    """A block's id: the upload's token and the part number, base64, the same length for every block."""
-    return base64.b64encode(f"{token}-{number:08d}".encode()).decode()
+    """A block's id: the upload's token and the part number, Base64 — 64 characters, the length the
+    SDK's own block uploads use (Azure refuses blocks of another length beside staged ones)."""
+    return base64.b64encode(f"{token}-{number:015d}".encode()).decode()
 
 
 class AzureStorage:
@@ -222,8 +223,8 @@ class AzureStorage:
     def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
         """The whole blob; ``ObjectTooLarge`` if it is over ``max_bytes`` (checked before reading it)."""
         with self.translated("read", key=key):
-            downloader = self._blob(key).download_blob()
-            if downloader.size > max_bytes:
+            downloader = self._blob(key).download_blob(offset=0, length=max_bytes + 1)
+            if (downloader.properties.size or 0) > max_bytes:
                 raise ObjectTooLarge(
                     f"object is {downloader.size} bytes, over the {max_bytes}-byte limit", key=key
                 )
@@ -310,10 +311,12 @@ class AzureStorage:
         a committed blob's staged blocks are left to Azure, which drops them at its next commit."""
         start = prefix or None
         with self.translated("list", key=prefix):
+            listed = list(self._container.list_blobs(name_starts_with=start, include=["uncommittedblobs"]))
             committed = {b.name for b in self._container.list_blobs(name_starts_with=start)}
-            listed = self._container.list_blobs(name_starts_with=start, include=["uncommittedblobs"])
-            staged = [b.name for b in listed if b.name not in committed]
+        staged = [b.name for b in listed if b.name not in committed]
         for name in staged:
+            if self.exists(name):  # committed meanwhile: someone's finished output, not ours to drop
+                continue
             with contextlib.suppress(ObjectNotFound), self.translated("delete staged blocks", key=name):
                 self._blob(name).delete_blob()
             log.info(
@@ -350,7 +353,7 @@ class AzureUpload(PartUpload):
         super().__init__(key=key)
         self._storage = storage
         self._metadata = label_out(metadata)
-        self._token = secrets.token_hex(8)
+        self._token = secrets.token_hex(16)
 
     def _send(self, number: int, data: bytes) -> str:
         block = block_id(self._token, number)
@@ -395,7 +398,7 @@ def make_blob_service(
                 )
             if endpoint_url is None:
                 return service, retry
-            credential: Any = service.credential
+            credential: Any = service.credential or connection_sas(connection)
         else:
             credential = azure_credential(account, environ=environ, account_key=account_key)
         url = (
@@ -406,6 +409,13 @@ def make_blob_service(
         raise ConfigError(
             f"cannot set up the Azure client for the account {account!r}: {type(err).__name__}"
         ) from err
+
+
+def connection_sas(connection: str) -> str | None:
+    """The ``SharedAccessSignature`` a connection string carries (the SDK keeps it in the URL, not in
+    ``credential``), so that a client for another endpoint keeps it too."""
+    fields = dict(part.split("=", 1) for part in connection.split(";") if "=" in part)
+    return fields.get("SharedAccessSignature") or None
 
 
 def azure_credential(account: str, *, environ: Mapping[str, str], account_key: str | None = None) -> Any:

@@ -240,7 +240,7 @@ def test_serve_answers_event_grids_validation_and_queues_blob_created_events(
     port = free_port()
     key = "grid-key-123"
     with azurite.queue() as queue_url:
-        argv = [sys.executable, "-m", "pipeline", "-v", "serve", "--listen", f"127.0.0.1:{port}",
+        argv = [sys.executable, "-m", "pipeline", "-vv", "serve", "--listen", f"127.0.0.1:{port}",
                 "--recordings", azure_container.location, "--queue", queue_url]  # fmt: skip
         env = {**os.environ, **azurite.environ, "RECPIPE_EVENT_GRID_KEY": key}
         env.pop("RECPIPE_NCS_SECRET", None)

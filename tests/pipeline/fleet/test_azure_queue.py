@@ -16,7 +16,6 @@ from pipeline.fleet.azure_queue import (
     decode,
     encode,
     is_azure_queue,
-    open_azure_queue,
     parse_queue_url,
     unwrap_waiting,
     wrap_waiting,
@@ -69,6 +68,7 @@ def test_bad_queue_urls(url, message):
 
 def test_sqs_urls_are_not_azure_queues():
     assert not is_azure_queue("https://sqs.us-east-1.amazonaws.com/123/jobs")
+    assert not is_azure_queue("https://us-west-2.queue.amazonaws.com/123/jobs")  # SQS's legacy host
     assert not is_azure_queue("http://127.0.0.1:5000/123/jobs")
 
 
@@ -138,7 +138,8 @@ def test_a_waiting_job_is_a_new_message_that_remembers_when_it_first_arrived(que
 
 @pytest.mark.integration
 def test_a_message_received_too_often_goes_to_the_poison_queue(queue_url, azurite):
-    queue = open_azure_queue(queue_url, environ=azurite.environ, max_receives=2)
+    queue = open_queue(queue_url, endpoint_url=None, environ=azurite.environ, max_receives=2)
+    assert isinstance(queue, AzureQueue)
     queue.send(['{"job": "bad"}'])
     for _ in range(2):
         [message] = queue.receive(most=1, wait_s=1, visibility_s=30)

@@ -76,3 +76,26 @@ def test_a_store_that_keeps_failing_is_a_storage_error_without_the_key(flaky):
     assert storage.retries == 5
     assert "az://acct1/rec" in str(info.value)
     assert KEY not in str(info.value)
+
+
+def test_block_ids_have_the_length_the_sdks_own_uploads_use():
+    import secrets
+
+    from pipeline.storage.azure import block_id
+
+    assert {len(block_id(secrets.token_hex(16), n)) for n in (1, 99, 10_000)} == {64}
+
+
+def test_a_sas_in_a_connection_string_follows_the_client_to_another_endpoint():
+    from pipeline.storage.azure import connection_sas
+
+    sas = "sv=2024-11-04&ss=b&sig=abc%3D"
+    connection = f"BlobEndpoint=https://acct1.blob.core.windows.net;SharedAccessSignature={sas}"
+    assert connection_sas(connection) == sas
+    assert connection_sas("AccountName=a;AccountKey=k") is None
+    service, _ = make_blob_service(
+        "acct1",
+        endpoint_url="http://127.0.0.1:1/acct1",
+        environ={"AZURE_STORAGE_CONNECTION_STRING": connection},
+    )
+    assert "sig=abc" in service.get_blob_client("c", "b").url  # the SAS is on every request
