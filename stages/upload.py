@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.model.exceptions import MediaError
 from pipeline.storage.base import Upload
-from stages.media.faststart import Layout, sha256_of
+from stages.media.faststart import Layout, read_pieces, sha256_of
 from stages.media.mp4 import parse_box_header
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,9 @@ class GrowingUpload:
         there is room: at most ``MAX_PARTS_IN_FLIGHT`` parts are held in memory."""
         while self.upload.in_flight() >= MAX_PARTS_IN_FLIGHT:
             time.sleep(POLL_S / 5)
-        pieces = [head] if head else []
         with self._path.open("rb") as f:
-            for offset, count in media_pieces(media, start, end):
-                pieces.append(os.pread(f.fileno(), count, offset))
-        data = b"".join(pieces)
+            pieces = list(media_pieces(media, start, end))
+            data = read_pieces(f.fileno(), pieces, name=self._path.name, prefix=head)
         if len(data) != len(head) + end - start:
             raise MediaError(f"{self._path.name} is shorter than expected while uploading it")
         self.upload.put_part(number, data)

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import struct
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
@@ -33,7 +34,9 @@ from stages.media.mp4 import Mp4Info, parse_mp4
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-"""Read size while hashing: hashlib is as fast on 1 MiB as on more, and memory stays small."""
+"""Read size when ``copy_file_range`` is not there."""
+BLOCK = 8 * 1024 * 1024
+"""About how many media bytes are read, joined and hashed at a time (``media_blocks``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,16 +114,46 @@ def sha256_of(layout: Layout, src: Path) -> str:
     """The sha256 of the output ``layout`` describes."""
     digest = hashlib.sha256(layout.head)
     with src.open("rb") as f:
-        for start, end in layout.ranges:
-            f.seek(start)
-            left = end - start
-            while left:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    raise MediaError(f"{src.name} ended while being hashed")
-                digest.update(chunk)
-                left -= len(chunk)
+        for block in media_blocks(f.fileno(), layout.ranges, name=src.name):
+            digest.update(block)
     return digest.hexdigest()
+
+
+def media_blocks(fd: int, ranges: Sequence[tuple[int, int]], *, name: str) -> Iterator[bytes]:
+    """The bytes of ``ranges`` of the file ``fd``, in order, as blocks of at most ``BLOCK`` bytes.
+
+    The ranges (one per fragment, a few hundred KB, a few bytes apart) are read a stretch at a time
+    (``read_pieces``), so hashing an hour of media takes a few dozen reads and digest updates, not
+    one or two per fragment: each of those lets go of Python's lock, and getting it back can wait
+    for another thread's turn (milliseconds), which for thousands of small steps costs more than
+    the hashing itself.
+    """
+    group: list[tuple[int, int]] = []
+    for start, end in ranges:
+        for at in range(start, end, BLOCK):
+            piece = (at, min(BLOCK, end - at))
+            if group and piece[0] + piece[1] - group[0][0] > BLOCK:
+                yield read_pieces(fd, group, name=name)
+                group = []
+            group.append(piece)
+    if group:
+        yield read_pieces(fd, group, name=name)
+
+
+def read_pieces(
+    fd: int, pieces: Sequence[tuple[int, int]], *, name: str, prefix: bytes | bytearray = b""
+) -> bytes:
+    """``prefix``, then the ``(offset, count)`` pieces of the file ``fd`` (in file order), joined: one
+    read of the stretch they span, and one copy of the pieces out of it."""
+    first = pieces[0][0] if pieces else 0
+    last = pieces[-1][0] + pieces[-1][1] if pieces else 0
+    stretch = os.pread(fd, last - first, first) if pieces else b""
+    if len(stretch) != last - first:
+        raise MediaError(f"{name} ended while being read")
+    if len(pieces) == 1 and not prefix:
+        return stretch
+    view = memoryview(stretch)
+    return b"".join([prefix, *(view[offset - first : offset - first + count] for offset, count in pieces)])
 
 
 def copy_range(src: BinaryIO, dest: BinaryIO, *, start: int, end: int) -> None:

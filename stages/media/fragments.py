@@ -69,9 +69,14 @@ def runs_append(runs: list[list[int]], value: int, count: int = 1) -> None:
         runs.append([count, value])
 
 
+def all_equal(values: array[int]) -> bool:
+    """Whether every value is the same (compared as bytes, in C: no Python int per value)."""
+    return values.tobytes() == values[:1].tobytes() * len(values)
+
+
 def add_column(runs: list[list[int]], values: array[int]) -> None:
     """Add a trun's per-sample values to run-length coded runs (one step when they are all equal)."""
-    if values and min(values) == max(values):
+    if values and all_equal(values):
         runs_append(runs, values[0], len(values))
         return
     for value in values:
@@ -127,7 +132,7 @@ class SampleTable:
         self.sizes.extend(sizes)
         add_column(self.durations, durations)
         add_column(self.offsets, offsets)
-        if min(flags[1:], default=flags[0]) == max(flags[1:], default=flags[0]):  # the usual trun
+        if all_equal(flags[1:]):  # the usual trun: only the first sample's flags differ
             head = [first] if not flags[0] & NON_SYNC else []
             rest = range(first + 1, first + len(flags)) if not flags[-1] & NON_SYNC else range(0)
             self.sync.extend([*head, *rest])

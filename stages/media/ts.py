@@ -15,12 +15,16 @@ input; what is wrong ends up in ``SliceMedia`` (see ``SliceMedia.problems``).
 
 from __future__ import annotations
 
+import array
 import logging
+import operator
+import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.model.media import TICKS_PER_S, SliceMedia, StreamFacts, StreamKind, unwrap
+from pipeline.model.media import PTS_WRAP, TICKS_PER_S, SliceMedia, StreamFacts, StreamKind, unwrap
 from stages.media import h264
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,10 @@ MAX_FRAME_TICKS = 90_000
 FIRST_AU_LIMIT = 256 * 1024
 """Bytes of the first video PES kept to find its first coded picture (a keyframe is rarely larger)."""
 READ_CHUNK = 1024 * 1024
+MANY_PIDS = 16
+"""More PIDs than this in one run of packets are listed packet by packet, not mask by mask."""
 AAC_FRAME_SAMPLES = 1024
+HALF_WRAP = PTS_WRAP // 2
 
 STREAM_TYPES: dict[int, tuple[StreamKind, str]] = {
     0x1B: ("video", "h264"),
@@ -74,44 +81,46 @@ def adts_header(data: bytes | bytearray) -> tuple[int, int] | None:
 
 
 class _Adts:
-    """Counts the ADTS frames of the PES being read, across packet boundaries (for the last PES's length)."""
+    """The ADTS frames of the last PES (or two), for the slice's last audio duration.
 
-    __slots__ = ("frames", "head", "last_frames", "lost", "skip")
+    Only the last complete PES's frame count matters (``pes_frames``), so payloads are kept, not
+    walked, as they arrive: the current PES's and the previous one's, walked once at the end.
+    """
+
+    __slots__ = ("current", "previous")
 
     def __init__(self) -> None:
-        self.frames = 0
-        self.last_frames = 0
-        self.skip = 0
-        self.head = b""
-        self.lost = False
+        self.current: list[bytes] = []
+        self.previous: list[bytes] = []
 
     def start_pes(self) -> None:
-        self.last_frames, self.frames = self.frames, 0
-        self.skip, self.head, self.lost = 0, b"", False
+        self.previous, self.current = self.current, []
 
     def feed(self, data: bytes) -> None:
-        if self.lost:
-            return
-        if self.skip >= len(data):
-            self.skip -= len(data)
-            return
-        if self.head:
-            data, self.head = self.head + data, b""
-        pos = self.skip
-        while pos + 7 <= len(data):
-            length = ((data[pos + 3] & 0x03) << 11) | (data[pos + 4] << 3) | (data[pos + 5] >> 5)
-            if data[pos] != 0xFF or data[pos + 1] & 0xF6 != 0xF0 or length < 7:
-                self.lost = True
-                return
-            self.frames += 1
-            pos += length
-        self.skip = max(0, pos - len(data))
-        self.head = data[pos:] if pos < len(data) else b""
+        self.current.append(data)
+
+    @property
+    def lost(self) -> bool:
+        """Whether the current PES's frames stop making sense (a bad header) before its end."""
+        return _walk_adts(b"".join(self.current))[1]
 
     @property
     def pes_frames(self) -> int:
         """Frames in the last complete PES (or the one in progress at the end)."""
-        return self.frames or self.last_frames
+        return _walk_adts(b"".join(self.current))[0] or _walk_adts(b"".join(self.previous))[0]
+
+
+def _walk_adts(data: bytes) -> tuple[int, bool]:
+    """``(frames, lost)``: the ADTS frames found one after another from the start of ``data``, and
+    whether a header that is not one ended the walk."""
+    frames, pos = 0, 0
+    while pos + 7 <= len(data):
+        length = ((data[pos + 3] & 0x03) << 11) | (data[pos + 4] << 3) | (data[pos + 5] >> 5)
+        if data[pos] != 0xFF or data[pos + 1] & 0xF6 != 0xF0 or length < 7:
+            return frames, True
+        frames += 1
+        pos += length
+    return frames, False
 
 
 class _Stream:
@@ -132,10 +141,10 @@ class _Stream:
         "last_pts",
         "max_pts",
         "min_pts",
+        "new_dts",
+        "new_pts",
         "pes_count",
         "pid",
-        "raw_dts",
-        "raw_pts",
         "sample_rate",
         "stream_type",
         "width",
@@ -152,8 +161,9 @@ class _Stream:
         self.max_pts: int | None = None
         self.first_dts: int | None = None
         self.last_dts: int | None = None
-        self.raw_pts: int | None = None
-        self.raw_dts: int | None = None
+        self.new_pts: list[bytes] = []
+        self.new_dts: list[bytes | None] = []
+        """The 5-byte PTS (and DTS) fields of the PES read since the last ``absorb`` (decoded in bulk)."""
         self.frame_ticks: int | None = None
         self.keyframe: bool | None = None
         self.width: int | None = None
@@ -164,10 +174,58 @@ class _Stream:
         """Bytes of the first video PES, while it is being collected; None once judged."""
         self.adts = _Adts() if self.codec == "aac" else None
 
+    def absorb(self) -> None:
+        """Fold the timestamps read since the last call into the stream's: unwrapped past the 33-bit
+        wrap, first, last, lowest, highest, the shortest step between PES (``frame_ticks``).
+
+        In bulk where the clock runs without a wrap (every step under half the wrap), one PES at a
+        time otherwise; the result is the same either way.
+        """
+        if not self.new_pts:
+            return
+        pts = _decode_timestamps(self.new_pts)
+        dts = self._new_dts()
+        self.new_pts, self.new_dts = [], []
+        first = unwrap(pts[0], self.last_pts)
+        steps = list(map(operator.sub, pts[1:], pts[:-1]))
+        if steps and not -HALF_WRAP <= min(steps) <= max(steps) < HALF_WRAP:
+            for raw_pts, raw_dts in zip(pts, dts, strict=True):
+                self.timestamps(raw_pts, raw_dts)
+            return
+        shift = first - pts[0]
+        values = list(map(shift.__add__, pts)) if shift else pts
+        if self.last_pts is not None:
+            steps.append(first - self.last_pts)
+        short = min((step for step in set(steps) if 0 < step <= MAX_FRAME_TICKS), default=None)
+        if short is not None and (self.frame_ticks is None or short < self.frame_ticks):
+            self.frame_ticks = short
+        low, high = min(values), max(values)
+        if self.first_pts is None or self.min_pts is None or self.max_pts is None:
+            self.first_pts, self.min_pts, self.max_pts = first, low, high
+        else:
+            self.min_pts, self.max_pts = min(self.min_pts, low), max(self.max_pts, high)
+        self.last_pts = values[-1]
+        if dts.count(None) != len(dts):
+            self._absorb_dts(values, dts)
+
+    def _new_dts(self) -> list[int | None]:
+        """The decoded DTS of the PES read since the last ``absorb`` (None where a PES has none)."""
+        if self.new_dts.count(None) == len(self.new_dts):  # the usual case: no DTS at all
+            return [None] * len(self.new_dts)
+        fields = [field for field in self.new_dts if field is not None]
+        values = iter(_decode_timestamps(fields))
+        return [None if field is None else next(values) for field in self.new_dts]
+
+    def _absorb_dts(self, pts: list[int], dts: list[int | None]) -> None:
+        """The DTS part of ``absorb`` (each unwrapped near the last DTS, the first near its PTS)."""
+        for value, raw in zip(pts, dts, strict=True):
+            if raw is not None:
+                self._dts(raw, value)
+
     def timestamps(self, pts: int, dts: int | None) -> None:
+        """Place one PES's timestamps (already counted in ``pes_count``)."""
         previous = self.last_pts
         pts = unwrap(pts, previous)
-        self.pes_count += 1
         if self.first_pts is None:
             self.first_pts = pts
             self.min_pts = self.max_pts = pts
@@ -182,10 +240,13 @@ class _Stream:
             self.max_pts = max(self.max_pts, pts)
         self.last_pts = pts
         if dts is not None:
-            dts = unwrap(dts, self.last_dts if self.last_dts is not None else pts)
-            if self.first_dts is None:
-                self.first_dts = dts
-            self.last_dts = dts
+            self._dts(dts, pts)
+
+    def _dts(self, raw: int, pts: int) -> None:
+        dts = unwrap(raw, self.last_dts if self.last_dts is not None else pts)
+        if self.first_dts is None:
+            self.first_dts = dts
+        self.last_dts = dts
 
     def judge_first_au(self) -> None:
         """Decide whether the first access unit is a keyframe, from what was collected."""
@@ -292,19 +353,51 @@ class TsReader:
         return max(pos + 1, end - PACKET + 1)
 
     def _packets(self, buf: bytes, start: int, count: int) -> None:
+        """Read ``count`` packets starting at ``start`` (all in sync).
+
+        The header bytes of every packet are taken in bulk (strided slices, translate tables and
+        big-integer masks run in C): transport errors are counted and each PID's continuity counters
+        compared with the run they must form in one step; only when that comparison fails are the
+        counters walked packet by packet. Python then visits just the packets whose payload matters:
+        those that start a PES or the tables, and those of the streams being collected.
+        """
         end = start + count * PACKET
+        heads = _Heads(buf, start, end)
+        self._n.transport_errors += heads.transport_errors()
+        if not self._continuity_in_bulk(heads):
+            self._continuity(buf, start, heads)
+        self._dispatch(buf, start, heads)
+        self._n.packets += count
+        for stream in self._streams.values():
+            stream.absorb()
+
+    def _continuity_in_bulk(self, heads: _Heads) -> bool:
+        """Whether every PID's counters run on from the last chunk's without a break (then recorded)."""
+        cc = self._cc
+        runs: dict[int, bytes] = {}
+        for pid in heads.pids():
+            if pid == NULL_PID:
+                continue
+            run = heads.counters(pid)
+            if not run:
+                continue
+            first = run[0] & 0x0F
+            last = cc.get(pid)
+            if last is not None and first != (last + 1) & 0x0F:
+                return False
+            if run != _counting(first, len(run)):
+                return False
+            runs[pid] = run
+        for pid, run in runs.items():
+            cc[pid] = run[-1] & 0x0F
+        return True
+
+    def _continuity(self, buf: bytes, start: int, heads: _Heads) -> None:
+        """Walk the continuity counters packet by packet: a repeat is allowed (a duplicate packet), and a
+        jump the packet's adaptation field declares (discontinuity_indicator) is not an error."""
         cc, cc_errors = self._cc, self._cc_errors
-        collecting = self._collecting
         off = start
-        for b1, b2, b3 in zip(
-            buf[start + 1 : end : PACKET],
-            buf[start + 2 : end : PACKET],
-            buf[start + 3 : end : PACKET],
-            strict=True,
-        ):
-            pid = ((b1 & 0x1F) << 8) | b2
-            if b1 & 0x80:
-                self._n.transport_errors += 1
+        for pid, b3 in zip(heads.pid_list(), heads.b3, strict=True):
             if pid != NULL_PID and b3 & 0x10:
                 counter = b3 & 0x0F
                 last = cc.get(pid)
@@ -316,10 +409,110 @@ class TsReader:
                 ):
                     cc_errors[pid] = cc_errors.get(pid, 0) + 1
                 cc[pid] = counter
-            if b1 & 0x40 or pid in collecting:
-                self._payload(buf, off, pid, pusi=bool(b1 & 0x40), b3=b3)
             off += PACKET
-        self._n.packets += count
+
+    def _dispatch(self, buf: bytes, start: int, heads: _Heads) -> None:
+        """Read the payload of every packet that starts a unit, or belongs to a stream being collected.
+
+        Packets are visited one by one, in order, until the program is known and every video stream's
+        first picture is judged (which streams are collected changes meanwhile: the PMT adds them, a
+        judged picture drops one; after a change the packets still to come are chosen again). From
+        there each stream is read on its own (``_stream_packets``), which is what the one-by-one visit
+        would do: once the program is known, a packet only ever changes its own stream.
+        """
+        b1, b2, b3 = heads.b1, heads.b2, heads.b3
+        payload = self._payload
+        after: int | None = 0
+        while after is not None:
+            collecting = frozenset(self._collecting)
+            start_at, after = after, None
+            if self._settled():
+                for stream in self._streams.values():
+                    self._stream_packets(stream, buf, start, heads, after=start_at)
+                return
+            for match in _NOT_ZERO.finditer(heads.wanted(collecting), start_at):
+                index = match.start()
+                pid = ((b1[index] & 0x1F) << 8) | b2[index]
+                pusi = bool(b1[index] & 0x40)
+                if pusi or pid in collecting:
+                    payload(buf, start + index * PACKET, pid, pusi=pusi, b3=b3[index])
+                if self._collecting != collecting:
+                    after = index + 1
+                    break
+
+    def _settled(self) -> bool:
+        """Whether the program is known and no stream still collects its first picture."""
+        return bool(self._streams) and all(s.first_au is None for s in self._streams.values())
+
+    def _stream_packets(self, stream: _Stream, buf: bytes, start: int, heads: _Heads, *, after: int) -> None:
+        """Read one stream's packets from packet ``after`` on, as ``_payload`` would one at a time.
+
+        Most PES only add their timestamps (``_pes_timestamps``); an AAC stream also keeps the payload
+        of its last PES. A stream still looking for something in its payloads (the SPS, the first ADTS
+        header) is read packet by packet.
+        """
+        pid = stream.pid
+        if stream.adts is not None:
+            if stream.sample_rate is None:
+                self._one_by_one(stream, buf, start, heads, after=after)
+            else:
+                self._aac_packets(stream, buf, start, heads, after=after)
+        elif stream.width is None and stream.codec == "h264":
+            self._one_by_one(stream, buf, start, heads, after=after)
+        else:
+            units = heads.mask(pid) & heads.starts()
+            pes = _pes_timestamps
+            b3 = heads.b3
+            for match in _NOT_ZERO.finditer(units.to_bytes(heads.count), after):
+                index = match.start()
+                pes(stream, buf, start + index * PACKET, b3[index])
+
+    def _one_by_one(self, stream: _Stream, buf: bytes, start: int, heads: _Heads, *, after: int) -> None:
+        b1, b3 = heads.b1, heads.b3
+        for match in _NOT_ZERO.finditer(heads.mask(stream.pid).to_bytes(heads.count), after):
+            index = match.start()
+            pusi = bool(b1[index] & 0x40)
+            if pusi or stream.pid in self._collecting:
+                self._payload(buf, start + index * PACKET, stream.pid, pusi=pusi, b3=b3[index])
+
+    @staticmethod
+    def _aac_packets(stream: _Stream, buf: bytes, start: int, heads: _Heads, *, after: int) -> None:
+        """An AAC stream's packets: the timestamps of every PES, and the payloads of the last two
+        (``_Adts``): only the packets that continue those two are read."""
+        adts = stream.adts
+        assert adts is not None
+        b3 = heads.b3
+        pes = _pes_timestamps
+        everything = heads.mask(stream.pid)
+        units = everything & heads.starts()
+        begun: list[tuple[int, bytes]] = []
+        """``(packet index, elementary-stream bytes)`` of each PES begun in this run."""
+        for match in _NOT_ZERO.finditer(units.to_bytes(heads.count), after):
+            index = match.start()
+            off = start + index * PACKET
+            es = pes(stream, buf, off, b3[index])
+            if es >= 0:
+                begun.append((index, buf[es : off + PACKET]))
+        follow = (everything & ~units).to_bytes(heads.count)
+        since = begun[-2][0] if len(begun) > 1 else after
+        pieces: list[tuple[int, bytes]] = []
+        for match in _NOT_ZERO.finditer(follow, since):
+            index = match.start()
+            flags = b3[index]
+            off = start + index * PACKET
+            begin = off + 4 + (1 + buf[off + 4] if flags & 0x20 else 0)
+            if flags & 0x10 and begin < off + PACKET:
+                pieces.append((index, buf[begin : off + PACKET]))
+        if not begun:
+            adts.current.extend(piece for _, piece in pieces)
+            return
+        last, first_piece = begun[-1]
+        if len(begun) > 1:
+            before, previous = begun[-2]
+            adts.previous = [previous, *(piece for i, piece in pieces if before < i < last)]
+        else:
+            adts.previous = [*adts.current, *(piece for i, piece in pieces if i < last)]
+        adts.current = [first_piece, *(piece for i, piece in pieces if i > last)]
 
     @staticmethod
     def _discontinuity_flag(buf: bytes, off: int, b3: int) -> bool:
@@ -404,12 +597,13 @@ class TsReader:
         header_len = buf[p + 8]
         if not flags & 0x80 or 9 + header_len > end - p:
             return
-        dts = read_pts(buf, p + 14) if flags & 0x40 and header_len >= 10 else None
-        stream.timestamps(read_pts(buf, p + 9), dts)
+        stream.pes_count += 1
+        stream.new_pts.append(buf[p + 9 : p + 14])
+        stream.new_dts.append(buf[p + 14 : p + 19] if flags & 0x40 and header_len >= 10 else None)
         es = buf[p + 9 + header_len : end]
         if stream.first_au is not None:
             self._collect(stream, es)
-        else:  # the SPS may only come with a later keyframe
+        elif stream.width is None:  # the SPS may only come with a later keyframe
             stream.look_for_sps(es)
         if stream.adts is not None:
             stream.adts.start_pes()
@@ -439,6 +633,147 @@ class TsReader:
             cc_errors=tuple(sorted(self._cc_errors.items())),
             transport_errors=self._n.transport_errors,
         )
+
+
+_TEI = bytes(range(0x80, 0x100))
+"""Header byte 1 values with transport_error_indicator set."""
+_PUSI = bytes(0xFF if v & 0x40 else 0 for v in range(256))
+_PID_HIGH = bytes(v & 0x1F for v in range(256))
+_COUNTER = bytes(0x10 | (v & 0x0F) if v & 0x10 else 0 for v in range(256))
+"""Header byte 3 → its continuity counter, marked with 0x10, for packets that carry a payload; else 0."""
+_COUNTING = bytes(0x10 | (i & 0x0F) for i in range(16 + 8192))
+_NOT_ZERO = re.compile(rb"[^\x00]")
+
+
+def _counting(first: int, length: int) -> bytes:
+    """The marked counters ``length`` packets in a row carry, starting at ``first``."""
+    if first + length <= len(_COUNTING):
+        return _COUNTING[first : first + length]
+    return bytes(0x10 | ((first + i) & 0x0F) for i in range(length))
+
+
+def _equals(values: bytes, value: int) -> bytes:
+    """0xFF where ``values`` holds ``value``, else 0."""
+    return values.translate(_EQUALS[value])
+
+
+_EQUALS = tuple(bytes(0xFF if v == value else 0 for v in range(256)) for value in range(256))
+
+
+class _Heads:
+    """The header bytes 1–3 of a run of packets, each as one byte string (one byte per packet)."""
+
+    __slots__ = ("_counters", "_masks", "_pids", "b1", "b2", "b3", "count")
+
+    def __init__(self, buf: bytes, start: int, end: int) -> None:
+        self.b1 = buf[start + 1 : end : PACKET]
+        self.b2 = buf[start + 2 : end : PACKET]
+        self.b3 = buf[start + 3 : end : PACKET]
+        self.count = len(self.b1)
+        self._pids: list[int] | None = None
+        self._masks: dict[int, int] = {}
+        self._counters: int | None = None
+
+    def transport_errors(self) -> int:
+        return self.count - len(self.b1.translate(None, _TEI))
+
+    def pid_list(self) -> list[int]:
+        """Every packet's PID."""
+        if self._pids is None:
+            both = array.array("H", bytes(2 * self.count))
+            raw = memoryview(both).cast("B")
+            high, low = (1, 0) if sys.byteorder == "little" else (0, 1)
+            raw[high::2] = self.b1.translate(_PID_HIGH)
+            raw[low::2] = self.b2
+            self._pids = both.tolist()
+        return self._pids
+
+    def pids(self) -> list[int]:
+        """The PIDs present, in order of first appearance: take the first packet's PID, set its packets
+        aside (one mask), and again with the rest (a few passes in C instead of one per packet)."""
+        found: list[int] = []
+        rest = (1 << (8 * self.count)) - 1
+        while rest:
+            if len(found) == MANY_PIDS:  # not a recording's few streams: one pass over every packet
+                return list(dict.fromkeys(self.pid_list()))
+            left = _NOT_ZERO.search(rest.to_bytes(self.count))
+            assert left is not None
+            index = left.start()
+            pid = ((self.b1[index] & 0x1F) << 8) | self.b2[index]
+            found.append(pid)
+            rest &= ~self.mask(pid)
+        return found
+
+    def mask(self, pid: int) -> int:
+        """A big integer with 0xFF in the bytes of the packets of ``pid`` (in packet order)."""
+        mask = self._masks.get(pid)
+        if mask is None:
+            high = int.from_bytes(_equals(self.b1.translate(_PID_HIGH), pid >> 8))
+            mask = high & int.from_bytes(_equals(self.b2, pid & 0xFF))
+            self._masks[pid] = mask
+        return mask
+
+    def counters(self, pid: int) -> bytes:
+        """The marked continuity counters of ``pid``'s packets that carry a payload, in order."""
+        if self._counters is None:
+            self._counters = int.from_bytes(self.b3.translate(_COUNTER))
+        marked = self._counters & self.mask(pid)
+        return marked.to_bytes(self.count).translate(None, b"\x00")
+
+    def starts(self) -> int:
+        """A big integer with 0xFF in the bytes of the packets that start a unit (PES or section)."""
+        return int.from_bytes(self.b1.translate(_PUSI))
+
+    def wanted(self, collecting: frozenset[int]) -> bytes:
+        """Non-zero for each packet that starts a unit or belongs to a PID in ``collecting``."""
+        chosen = self.starts()
+        for pid in collecting:
+            chosen |= self.mask(pid)
+        return chosen.to_bytes(self.count)
+
+
+def _pes_timestamps(stream: _Stream, buf: bytes, off: int, flags: int) -> int:
+    """Count the PES starting in the packet at ``off`` and keep its timestamp fields (``flags``: header
+    byte 3); where its elementary-stream bytes start, or -1 when there is no valid PES header.
+    (``TsReader._payload`` and ``_read_pes`` for a stream that needs nothing else from its payloads.)"""
+    if not flags & 0x10:
+        return -1
+    p = off + 4 + (1 + buf[off + 4] if flags & 0x20 else 0)
+    if off + PACKET - p < 14 or buf[p] or buf[p + 1] or buf[p + 2] != 1:
+        return -1
+    header_len = buf[p + 8]
+    pes_flags = buf[p + 7]
+    if not pes_flags & 0x80 or 9 + header_len > off + PACKET - p:
+        return -1
+    stream.pes_count += 1
+    stream.new_pts.append(buf[p + 9 : p + 14])
+    stream.new_dts.append(buf[p + 14 : p + 19] if pes_flags & 0x40 and header_len >= 10 else None)
+    return p + 9 + header_len
+
+
+_SLOT = b"\x00\x00\x00"
+"""Widens a 5-byte timestamp field to an 8-byte word."""
+_FIELD_MASKS = (
+    (3, bytes.fromhex("00000001c0000000")),
+    (2, bytes.fromhex("000000003fff8000")),
+    (1, bytes.fromhex("0000000000007fff")),
+)
+"""How ``read_pts`` takes each run of bits out of a field: shift right, then mask (per 8-byte word)."""
+
+
+def _decode_timestamps(fields: list[bytes]) -> list[int]:
+    """The 33-bit values of 5-byte PTS/DTS fields, decoded together: the fields are laid out as 8-byte
+    words of one big integer, and ``read_pts``'s shifts and masks applied to all of them at once (a
+    shift carries a word's low bits only into the next word's top bits, which every mask clears)."""
+    count = len(fields)
+    packed = int.from_bytes(_SLOT + _SLOT.join(fields))
+    value = 0
+    for shift, mask in _FIELD_MASKS:
+        value |= (packed >> shift) & int.from_bytes(mask * count)
+    words = array.array("Q", value.to_bytes(8 * count))
+    if sys.byteorder == "little":
+        words.byteswap()
+    return words.tolist()
 
 
 def _section(payload: bytes, *, table_id: int) -> bytes | None:

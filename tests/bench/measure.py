@@ -1,28 +1,44 @@
-"""Running a command for the benchmark: its wall time and the peak memory of its whole process tree."""
+"""Running a command for the benchmark: its wall time, the CPU time and peak memory of its process tree.
+
+CPU time is the user + system time ``os.wait4`` reports for the command: its own and that of every
+descendant it reaped (recpipe's and yt-dlp's ffmpeg), and nothing of the long-lived helpers (the S3
+server, the link proxy), which are this process's children, not the command's. Their CPU time during a
+command is read from ``/proc/<pid>/stat`` before and after it (``watch``).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.01
+STDERR_TAIL = 2000
 
 
-@dataclass(frozen=True, slots=True)
+class CommandError(RuntimeError):
+    """A measured command exited with an error; the message ends with its stderr's last line."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Measured:
-    """One run: seconds of wall time and the peak summed RSS of the process and its descendants."""
+    """One run: wall seconds, CPU seconds (user + sys) of the process tree, its peak summed RSS (bytes,
+    when sampled) and the CPU seconds each watched helper process used meanwhile."""
 
     seconds: float
-    peak_rss: int
+    cpu: float
+    peak_rss: int = 0
+    watched: Mapping[str, float] = field(default_factory=dict)
 
 
 def children_of() -> dict[int, list[int]]:
@@ -59,37 +75,84 @@ def tree_rss(root: int) -> int:
     return total
 
 
-def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, memory: bool = False) -> Measured:
-    """Run ``argv`` to completion (it must succeed); with ``memory``, sample its process tree's RSS
-    (the sampler costs CPU, so timings are taken without it)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        list(argv), env=dict(env) if env is not None else None,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid))
-            time.sleep(POLL_S)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    if memory:
-        sampler.start()
-    _, stderr = proc.communicate()
-    elapsed = time.perf_counter() - started
-    done.set()
-    if memory:
-        sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {stderr.decode(errors='replace')[-2000:]}")
-    return Measured(seconds=elapsed, peak_rss=peak)
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (its own threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def run_all(steps: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = None) -> Measured:
-    """Run commands one after another; their summed time and the highest peak among them."""
-    results = [run(argv, env=env) for argv in steps]
-    return Measured(seconds=sum(r.seconds for r in results), peak_rss=max(r.peak_rss for r in results))
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    memory: bool = False,
+    watch: Mapping[str, int] | None = None,
+) -> Measured:
+    """Run ``argv`` to completion (else ``CommandError``); with ``memory``, sample its process tree's RSS
+    (the sampler costs CPU, so timings are taken without it).
+
+    :param watch: long-lived processes (name: pid) whose CPU seconds during the run are reported.
+    """
+    watch = watch or {}
+    before = {name: process_cpu(pid) for name, pid in watch.items()}
+    with tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=dict(env) if env is not None else None,
+                                stdout=subprocess.DEVNULL, stderr=stderr)  # fmt: skip
+        sampler = Sampler(proc.pid) if memory else None
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = sampler.stop() if sampler is not None else 0
+        if proc.returncode != 0:
+            stderr.seek(max(0, stderr.tell() - STDERR_TAIL))
+            tail = stderr.read().decode(errors="replace").strip().splitlines()
+            raise CommandError(f"{Path(argv[0]).name} exited {proc.returncode}: {(tail or [''])[-1]}")
+    used = {name: process_cpu(pid) - before[name] for name, pid in watch.items()}
+    return Measured(seconds=elapsed, cpu=usage.ru_utime + usage.ru_stime, peak_rss=peak, watched=used)
+
+
+class Sampler:
+    """Samples the summed RSS of a process tree on a thread until stopped; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    def sample(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            self.done.wait(POLL_S)
+
+    def stop(self) -> int:
+        """Stop sampling; the peak, bytes."""
+        self.done.set()
+        self.thread.join()
+        return self.peak
+
+
+def run_steps(
+    steps: Sequence[Sequence[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    watch: Mapping[str, int] | None = None,
+) -> list[Measured]:
+    """Run commands one after another (as ``run``); one ``Measured`` for each."""
+    return [run(argv, env=env, watch=watch) for argv in steps]
+
+
+def total(parts: Sequence[Measured]) -> Measured:
+    """Commands run one after another as one: summed times, the highest peak."""
+    watched: dict[str, float] = {}
+    for part in parts:
+        for name, cpu in part.watched.items():
+            watched[name] = watched.get(name, 0.0) + cpu
+    return Measured(
+        seconds=sum(p.seconds for p in parts),
+        cpu=sum(p.cpu for p in parts),
+        peak_rss=max((p.peak_rss for p in parts), default=0),
+        watched=watched,
+    )

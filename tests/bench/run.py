@@ -1,29 +1,46 @@
-"""``make bench``: recpipe against what users would otherwise run, measured in one run (SPEC.md targets).
+"""``make bench``: recpipe against what users would otherwise run, over modelled links (SPEC.md targets).
 
-    python -m tests.bench.run [--tools DIR] [--cache DIR] [--hours 1] [--long-hours 4]
+    python -m tests.bench.run [--tools DIR] [--cache DIR] [--hours 1] [--long-hours 4] [--repeat 3]
+                              [--slow-repeat 1] [--memory-repeat 1] [--links loopback,4ms,40ms]
 
-On a synthetic composite recording (``tests.bench.recording``, built once and cached) served by a moto
-S3 server on 127.0.0.1, each line prints ``name: ratio`` with the absolute times beside it:
+A synthetic composite recording (``tests.bench.recording``, built once and cached) is served by a moto
+S3 server in its own process on 127.0.0.1 (``tests.bench.s3server``: with HTTP keep-alive, as S3 has),
+reached directly (``loopback``) and through the delay-line
+proxy of ``tests.bench.link`` (``4ms``: 4 ms RTT, 90 MB/s per connection, 400 MB/s total; ``40ms``: 40 ms,
+25 MB/s, 60 MB/s). For each link, runs interleaved, median of ``--repeat`` (``--slow-repeat`` on links of
+20 ms RTT or more):
 
-- ``vs_naive``: ``recpipe process`` S3 → S3 against ``aws s3 cp --recursive`` + ``ffmpeg -i playlist
-  -c copy`` + ``aws s3 cp`` (target ≤ 0.5);
-- ``vs_yt_dlp``: the same run against ``yt-dlp`` fetching and merging the playlist over HTTP (≤ 0.25);
-- ``vs_ffmpeg_local``: ``recpipe process`` on local files against bare ``ffmpeg -c copy`` (≤ 1.3);
-- ``memory_1h``: peak memory of recpipe's process tree, MB (≤ 200), and ``memory_4h_vs_1h`` (≤ 1.1).
+- ``<link>.s3_to_s3``: ``recpipe process s3://… --dest s3://…`` against the naive pipeline, ``aws s3 cp
+  --recursive`` + ``ffmpeg -i playlist -c copy -bsf:a aac_adtstoasc -movflags +faststart`` + ``aws s3 cp``
+  (≤ 0.6; loopback: reference);
+- ``<link>.s3_to_local``: ``recpipe process s3://… --dest DIR`` against the naive pipeline's first two
+  steps, timed within the same naive runs (≤ 0.9);
+- ``<link>.cpu_s3_to_s3``, ``<link>.cpu_s3_to_local``: user + sys CPU seconds of each command's process
+  tree, ffmpeg included, the S3 server and the proxy not (≤ 1.0);
+- ``<link>.vs_yt_dlp``: recpipe S3 → local against ``yt-dlp`` on the playlist's URL (reference, one run);
+- ``<link>.server_cpu``, ``<link>.proxy_cpu``: CPU seconds the S3 server and the proxy used during one
+  recpipe S3 → S3 run (reference: on a small machine they compete with the client).
 
-Every command runs as a subprocess; times include interpreter start-up. awscli and yt-dlp come from
-their own virtualenv (``--tools``, made by ``make bench``), so their pinned botocore never meets recpipe's.
+Before the links, ``ts_reader`` (reference): the diagnostic of ``tests.bench.reader``, TS reader speed over
+fetch speed. Then, on local files: ``vs_ffmpeg_local`` (``recpipe process`` against bare ``ffmpeg -c
+copy``, the floor: ≤ 1.15), ``memory_1h_mb`` (peak RSS of recpipe's process tree, ≤ 200) and
+``memory_4h_vs_1h`` (≤ 1.1), from ``--memory-repeat`` runs (peak RSS hardly varies; a 4 h run is ~20 s).
+A comparison that fails is an ``ERROR`` line with the reason and the others still run; the summary
+closes the output, and the exit status is 1 when any target was missed or anything failed.
+
+Every command runs as a subprocess, with the same ffmpeg (``RECPIPE_FFMPEG``); times include interpreter
+start-up. awscli and yt-dlp come from their own virtualenv (``--tools``, made by ``make bench``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,32 +48,57 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.storage.s3 import make_s3_client
 from stages.ffmpeg import find_ffmpeg
-from tests.bench.measure import Measured, run, run_all
+from tests.bench import reader
+from tests.bench.commands import bench_env, compile_recpipe, ffmpeg_copy, ffmpeg_version, recpipe_argv
+from tests.bench.link import LINKS, ROOT, Link, Service, running
+from tests.bench.measure import Measured, run, run_steps, total
 from tests.bench.recording import BenchRecording, cached
+from tests.bench.report import Result, Trials, failed, reason, show, summary
+
+log = logging.getLogger(__name__)
 
 BUCKET = "bench"
 MB = 1_000_000
-TARGETS = {
-    "vs_naive": 0.5,
-    "vs_yt_dlp": 0.25,
-    "vs_ffmpeg_local": 1.3,
+LOOPBACK = "loopback"
+SLOW_RTT_MS = 20
+TARGETS: dict[str, float] = {
+    **{f"{name}.s3_to_local": 0.9 for name in (LOOPBACK, *(link.name for link in LINKS))},
+    **{f"{link.name}.s3_to_s3": 0.6 for link in LINKS},
+    **{f"{name}.cpu_s3_to_s3": 1.0 for name in (LOOPBACK, *(link.name for link in LINKS))},
+    **{f"{name}.cpu_s3_to_local": 1.0 for name in (LOOPBACK, *(link.name for link in LINKS))},
+    "vs_ffmpeg_local": 1.15,
     "memory_1h_mb": 200.0,
     "memory_4h_vs_1h": 1.1,
 }
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Bench:
+    """What every comparison needs: the recording, the tools, the environment, a scratch directory."""
+
+    recording: BenchRecording
+    ffmpeg: str
+    env: Mapping[str, str]
+    tools: Path
+    cache: Path
+    work: Path
+
+
 @contextlib.contextmanager
-def s3_server() -> Iterator[str]:
-    """A moto S3 server in its own process on 127.0.0.1 (so nothing in this process slows it); its URL."""
+def s3_server() -> Iterator[Service]:
+    """A moto S3 server (``tests.bench.s3server``: with keep-alive) in its own process on 127.0.0.1, so
+    nothing in this process slows it."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.bench.s3server", "--port", str(port)],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -71,7 +113,7 @@ def s3_server() -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("the moto S3 server did not start") from None
                 time.sleep(0.1)
-        yield endpoint
+        yield Service(url=endpoint, pid=proc.pid)
     finally:
         proc.terminate()
         proc.wait()
@@ -88,161 +130,226 @@ def upload(recording: BenchRecording, *, endpoint: str, prefix: str) -> None:
         list(pool.map(lambda p: client.upload_file(str(p), BUCKET, prefix + p.name, ExtraArgs=extra), files))
 
 
-def best(times: int, measure: Callable[[], Measured]) -> Measured:
-    """The run with the median wall time of ``times`` runs."""
-    runs = sorted((measure() for _ in range(times)), key=lambda r: r.seconds)
-    return runs[len(runs) // 2]
+def fresh(directory: Path) -> Path:
+    """``directory``, emptied (outside any timing)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    return directory
 
 
-def show(name: str, ratio: float, detail: str) -> str:
-    """Print and return ``name: ratio`` with the absolute numbers, the target and whether it is met."""
-    target = TARGETS[name]
-    verdict = "ok" if ratio <= target else "MISSED"
-    text = f"{name}: {ratio:.3f}    (target ≤ {target:g}, {verdict}; {detail})"
-    print(text, flush=True)
-    return text
+def command(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    watch: Mapping[str, int] | None = None,
+    memory: bool = False,
+) -> Callable[[], list[Measured]]:
+    """One measured run of ``argv``, to hand to ``Trials.run``."""
+    return lambda: [run(argv, env=env, watch=watch, memory=memory)]
 
 
-def ffmpeg_copy(ffmpeg: str, playlist: Path, out: Path) -> list[str]:
-    """Agora's own recipe: ffmpeg reads the playlist and stream-copies it into an MP4."""
-    return [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(playlist),
-            "-c", "copy", "-bsf:a", "aac_adtstoasc", str(out)]  # fmt: skip
+def result(name: str, value: float, detail: str) -> Result:
+    """Print and return the result ``name`` against its target (or as a reference line)."""
+    return show(Result(name=name, value=value, target=TARGETS.get(name), detail=detail))
 
 
-def recpipe_argv(source: str, dest: str, recording: BenchRecording, *, endpoint: str | None) -> list[str]:
-    """``recpipe process`` as a user runs it."""
-    argv = [
-        str(Path(sys.executable).with_name("recpipe")),
-        "process",
-        source,
-        "--dest",
-        dest,
-        "--profile",
-        str(recording.profile),
-        "--force",
-        "--quiet",
+def failure(name: str, err: BaseException | str) -> Result:
+    """Print and return ``name`` as an ERROR line with the reason."""
+    why = err if isinstance(err, str) else reason(err)
+    return show(Result(name=name, value=None, target=TARGETS.get(name), detail="", error=why))
+
+
+def ratio(
+    name: str,
+    trials: Trials,
+    sides: tuple[str, str],
+    *,
+    cpu: bool = False,
+    labels: str = "recpipe naive",
+    parts: Sequence[str] = (),
+) -> Result:
+    """``sides[0] / sides[1]`` of the medians of wall time (or CPU time), as result ``name``.
+
+    :param parts: sides whose medians are shown as the steps of ``sides[1]``.
+    """
+    metric: Callable[[Measured], float] = (lambda m: m.cpu) if cpu else (lambda m: m.seconds)
+    try:
+        ours, theirs = (trials.median(side, metric) for side in sides)
+    except LookupError as err:
+        return failure(name, str(err))
+    first, second = labels.split()
+    unit = "cpu-s" if cpu else "s"
+    steps = " + ".join(f"{STEPS[part]} {trials.median(part, metric):.2f}" for part in parts)
+    runs = min(trials.count(side) for side in sides)
+    detail = f"{first} {ours:.2f} {unit}, {second} {theirs:.2f} {unit}{f' ({steps})' if steps else ''}"
+    return result(name, ours / theirs, f"{detail}; median of {runs}")
+
+
+STEPS = {"aws_down": "aws down", "ffmpeg_naive": "ffmpeg", "aws_up": "aws up"}
+
+
+SIDES = {
+    "recpipe_s3": "recpipe S3→S3",
+    "naive_s3": "naive S3→S3",
+    "recpipe_local": "recpipe S3→local",
+    "yt_dlp": "yt-dlp",
+}
+
+
+def helper_cpu(name: str, trials: Trials, helper: str) -> Result:
+    """CPU seconds ``helper`` used during the median recpipe S3 → S3 run, the other sides beside it."""
+    try:
+        value = trials.median("recpipe_s3", lambda m: m.watched[helper])
+    except LookupError as err:
+        return failure(name, str(err))
+    others = [
+        f"{label} {trials.median(side, lambda m: m.watched[helper]):.2f}"
+        for side, label in SIDES.items()
+        if trials.count(side)
     ]
-    return argv + (["--endpoint-url", endpoint] if endpoint else [])
+    return result(name, value, f"{helper} cpu-s per run with " + ", ".join(others))
 
 
-def compare(args: argparse.Namespace, *, ffmpeg: str, env: Mapping[str, str]) -> list[str]:
-    """Every comparison, as printable lines."""
-    out: list[str] = []
-    one, built = cached(args.cache, hours=args.hours, ffmpeg=ffmpeg)
-    how = f"built in {built:.1f} s" if built is not None else "cached"
-    print(f"recording: {one.slices} slices, {one.bytes / MB:.0f} MB ({how})", flush=True)
-    aws = str(args.tools / "bin" / "aws")
-    ytdlp = str(args.tools / "bin" / "yt-dlp")
-    with s3_server() as endpoint:
-        upload(one, endpoint=endpoint, prefix="rec/")
-        playlist_key = f"rec/{one.playlist.name}"
-        with tempfile.TemporaryDirectory(prefix="recpipe-bench-", dir=args.work) as tmp:
-            work = Path(tmp)
+def measure_link(bench: Bench, *, url: str, watch: Mapping[str, int], repeat: int) -> Trials:
+    """Every side of a link's comparisons: recpipe and naive ``repeat`` times, interleaved; yt-dlp once."""
+    rec, work, env = bench.recording, bench.work, bench.env
+    aws = str(bench.tools / "bin" / "aws")
+    source = f"s3://{BUCKET}/rec/"
+    s3 = ["--endpoint-url", url, "--only-show-errors"]
 
-            def ours_s3() -> Measured:
-                return run(
-                    recpipe_argv(
-                        f"s3://{BUCKET}/rec/", f"s3://{BUCKET}/out-recpipe/", one, endpoint=endpoint
-                    ),
-                    env=env,
-                )
-
-            def naive() -> Measured:
-                local = work / "naive"
-                shutil.rmtree(local, ignore_errors=True)
-                s3 = ["--endpoint-url", endpoint, "--only-show-errors"]
-                result = run_all(
-                    [
-                        [aws, "s3", "cp", "--recursive", f"s3://{BUCKET}/rec/", str(local), *s3],
-                        ffmpeg_copy(ffmpeg, local / one.playlist.name, local / "out.mp4"),
-                        [aws, "s3", "cp", str(local / "out.mp4"), f"s3://{BUCKET}/out-naive/out.mp4", *s3],
-                    ],
-                    env=env,
-                )
-                shutil.rmtree(local, ignore_errors=True)
-                return result
-
-            def yt_dlp() -> Measured:
-                target = work / "yt" / "out.mp4"
-                shutil.rmtree(target.parent, ignore_errors=True)
-                return run(
-                    [
-                        ytdlp,
-                        "--quiet",
-                        "--no-progress",
-                        "--ffmpeg-location",
-                        ffmpeg,
-                        "-o",
-                        str(target),
-                        f"{endpoint}/{BUCKET}/{playlist_key}",
-                    ],
-                    env=env,
-                )
-
-            ours = best(args.repeat, ours_s3)
-            theirs = best(args.repeat, naive)
-            detail = f"recpipe {ours.seconds:.2f} s, aws+ffmpeg+aws {theirs.seconds:.2f} s"
-            out.append(show("vs_naive", ours.seconds / theirs.seconds, detail))
-            yt = best(1, yt_dlp)
-            detail = f"recpipe {ours.seconds:.2f} s, yt-dlp {yt.seconds:.2f} s"
-            out.append(show("vs_yt_dlp", ours.seconds / yt.seconds, detail))
-    out += compare_local(args, one=one, ffmpeg=ffmpeg, env=env)
-    return out
-
-
-def compare_local(
-    args: argparse.Namespace, *, one: BenchRecording, ffmpeg: str, env: Mapping[str, str]
-) -> list[str]:
-    """recpipe on local files against bare ffmpeg, and recpipe's memory on a short and a long recording."""
-    out: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="recpipe-bench-", dir=args.work) as tmp:
-        work = Path(tmp)
-        ours = best(
-            args.repeat,
-            lambda: run(recpipe_argv(str(one.directory), str(work / "ours"), one, endpoint=None), env=env),
+    def naive() -> list[Measured]:
+        local = fresh(work / "naive")
+        steps = run_steps(
+            [
+                [aws, "s3", "cp", "--recursive", source, str(local), *s3],
+                ffmpeg_copy(bench.ffmpeg, local / rec.playlist.name, local / "out.mp4", faststart=True),
+                [aws, "s3", "cp", str(local / "out.mp4"), f"s3://{BUCKET}/out-naive/out.mp4", *s3],
+            ],
+            env=env,
+            watch=watch,
         )
-        bare = best(
-            args.repeat,
-            lambda: run(ffmpeg_copy(ffmpeg, one.playlist, work / "bare.mp4"), env=env),
-        )
-        detail = f"recpipe {ours.seconds:.2f} s, ffmpeg {bare.seconds:.2f} s"
-        out.append(show("vs_ffmpeg_local", ours.seconds / bare.seconds, detail))
-        long, built = cached(args.cache, hours=args.long_hours, ffmpeg=ffmpeg)
-        if built is not None:
-            print(f"long recording: {long.slices} slices, {long.bytes / MB:.0f} MB, built in {built:.1f} s")
+        fresh(local)
+        return [total(steps), total(steps[:2]), *steps]
 
-        def peak(recording: BenchRecording) -> float:
-            """Median over the runs of the peak RSS of recpipe's process tree, MB."""
-            argv = recpipe_argv(str(recording.directory), str(work / "mem"), recording, endpoint=None)
-            return statistics.median(
-                run(argv, env=env, memory=True).peak_rss / MB for _ in range(args.repeat)
+    def yt_dlp() -> list[Measured]:
+        target = fresh(work / "yt") / "out.mp4"
+        playlist = f"{url}/{BUCKET}/rec/{rec.playlist.name}"
+        argv = [str(bench.tools / "bin" / "yt-dlp"), "--quiet", "--no-progress",
+                "--ffmpeg-location", bench.ffmpeg, "-o", str(target), playlist]  # fmt: skip
+        return [run(argv, env=env, watch=watch)]
+
+    trials = Trials()
+    for _ in range(repeat):
+        to_s3 = recpipe_argv(source, f"s3://{BUCKET}/out-recpipe/", rec, endpoint=url)
+        trials.run(["recpipe_s3"], command(to_s3, env=env, watch=watch))
+        trials.run(["naive_s3", "naive_local", *STEPS], naive)
+        to_local = recpipe_argv(source, str(fresh(work / "recpipe")), rec, endpoint=url)
+        trials.run(["recpipe_local"], command(to_local, env=env, watch=watch))
+    trials.run(["yt_dlp"], yt_dlp)
+    return trials
+
+
+def compare_link(bench: Bench, name: str, *, url: str, watch: Mapping[str, int], repeat: int) -> list[Result]:
+    """Every comparison over one link (the S3 server reached at ``url``)."""
+    trials = measure_link(bench, url=url, watch=watch, repeat=repeat)
+    results = [
+        ratio(f"{name}.s3_to_s3", trials, ("recpipe_s3", "naive_s3"), parts=list(STEPS)),
+        ratio(f"{name}.s3_to_local", trials, ("recpipe_local", "naive_local")),
+        ratio(f"{name}.cpu_s3_to_s3", trials, ("recpipe_s3", "naive_s3"), cpu=True, parts=list(STEPS)),
+        ratio(f"{name}.cpu_s3_to_local", trials, ("recpipe_local", "naive_local"), cpu=True),
+        ratio(f"{name}.vs_yt_dlp", trials, ("recpipe_local", "yt_dlp"), labels="recpipe yt-dlp"),
+    ]
+    return results + [
+        helper_cpu(f"{name}.{role}_cpu", trials, helper) for role, helper in ROLES if helper in watch
+    ]
+
+
+ROLES = (("server", "moto"), ("proxy", "proxy"))
+
+
+def compare_s3(bench: Bench, *, links: Sequence[str], repeat: int, slow_repeat: int) -> list[Result]:
+    """Every comparison against the S3 server, on each link in ``links``."""
+    results: list[Result] = []
+    with s3_server() as server:
+        upload(bench.recording, endpoint=server.url, prefix="rec/")
+        results.append(diagnose_reader(bench, endpoint=server.url))
+        if LOOPBACK in links:
+            print(f"link {LOOPBACK}: the S3 server directly, no proxy (runs: {repeat})", flush=True)
+            results += compare_link(
+                bench, LOOPBACK, url=server.url, watch={"moto": server.pid}, repeat=repeat
             )
-
-        short_mb, long_mb = peak(one), peak(long)
-        out.append(
-            show("memory_1h_mb", short_mb, f"peak RSS of recpipe + ffmpeg, {args.hours:g} h recording")
-        )
-        detail = f"{long_mb:.0f} MB for {args.long_hours:g} h, {short_mb:.0f} MB for {args.hours:g} h"
-        out.append(show("memory_4h_vs_1h", long_mb / short_mb, detail))
-    return out
+        for link in LINKS:
+            if link.name in links:
+                proxied = functools.partial(compare_proxied, bench, link, server, repeat, slow_repeat)
+                results += guard(link.name, proxied)
+    return results
 
 
-def bench_env(ffmpeg: str) -> dict[str, str]:
-    """The environment every measured command runs in: fake credentials, the same ffmpeg everywhere."""
-    env = dict(os.environ)
-    env.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-        RECPIPE_FFMPEG=ffmpeg,
+def compare_proxied(bench: Bench, link: Link, server: Service, repeat: int, slow_repeat: int) -> list[Result]:
+    """The comparisons over ``link``: the S3 server behind the proxy."""
+    runs = slow_repeat if link.rtt_ms >= SLOW_RTT_MS else repeat
+    print(f"link {link.describe()} (runs: {runs})", flush=True)
+    with running(link, upstream=server.url.removeprefix("http://")) as proxy:
+        watch = {"moto": server.pid, "proxy": proxy.pid}
+        return compare_link(bench, link.name, url=proxy.url, watch=watch, repeat=runs)
+
+
+def diagnose_reader(bench: Bench, *, endpoint: str) -> Result:
+    """The TS reader's speed against fetching from the S3 server (a reference line, never a failure)."""
+    try:
+        speed = reader.measure(bench.ffmpeg, endpoint=endpoint)
+    except Exception as err:  # a diagnostic: report it, run the rest
+        return failure("ts_reader", err)
+    return result(
+        "ts_reader", speed.fetch_s / speed.read_s, f"reader speed / fetch speed; {speed.describe()}"
     )
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        env.pop(name, None)
-    return env
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def compare_local(bench: Bench, *, repeat: int) -> list[Result]:
+    """recpipe on local files against bare ffmpeg (the floor: no upload, no faststart), interleaved."""
+    one, work, env = bench.recording, bench.work, bench.env
+    bare = ffmpeg_copy(bench.ffmpeg, one.playlist, work / "bare.mp4")
+    trials = Trials()
+    for _ in range(repeat):
+        ours = recpipe_argv(str(one.directory), str(fresh(work / "ours")), one, endpoint=None)
+        trials.run(["recpipe"], command(ours, env=env))
+        trials.run(["ffmpeg"], command(bare, env=env))
+    return [ratio("vs_ffmpeg_local", trials, ("recpipe", "ffmpeg"), labels="recpipe ffmpeg")]
+
+
+def compare_memory(bench: Bench, *, hours: float, long_hours: float, repeat: int) -> list[Result]:
+    """Peak RSS of recpipe's process tree on local files, for the recording and a longer one."""
+    long, built = cached(bench.cache, hours=long_hours, ffmpeg=bench.ffmpeg)
+    if built is not None:
+        print(f"long recording: {long.slices} slices, {long.bytes / MB:.0f} MB, built in {built:.1f} s")
+    trials = Trials()
+    for side, recording in (("short", bench.recording), ("long", long)):
+        for _ in range(repeat):
+            argv = recpipe_argv(
+                str(recording.directory), str(fresh(bench.work / "mem")), recording, endpoint=None
+            )
+            trials.run([side], command(argv, env=bench.env, memory=True))
+    try:
+        short_mb, long_mb = (trials.median(side, lambda m: m.peak_rss / MB) for side in ("short", "long"))
+    except LookupError as err:
+        return [failure("memory_1h_mb", str(err)), failure("memory_4h_vs_1h", str(err))]
+    detail = f"peak RSS of recpipe + ffmpeg, {hours:g} h recording, median of {trials.count('short')}"
+    return [
+        result("memory_1h_mb", short_mb, detail),
+        result("memory_4h_vs_1h", long_mb / short_mb, f"{long_mb:.0f} MB for {long_hours:g} h, "
+               f"{short_mb:.0f} MB for {hours:g} h"),
+    ]  # fmt: skip
+
+
+def guard(name: str, compare: Callable[[], list[Result]]) -> list[Result]:
+    """``compare()``'s results, or one ERROR line for ``name`` if it raised (the benchmark goes on)."""
+    try:
+        return compare()
+    except Exception as err:  # whatever broke, report it and run the other comparisons
+        log.debug("%s failed", name, exc_info=True)
+        return [failure(name, err)]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--tools", type=Path, default=Path(".bench/tools"), help="virtualenv with awscli, yt-dlp"
@@ -252,18 +359,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--long-hours", type=float, default=4.0)
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing; the median is used")
-    args = parser.parse_args(argv)
+    parser.add_argument("--memory-repeat", type=int, default=1, help="runs per peak-memory measurement")
+    parser.add_argument("--slow-repeat", type=int, default=1, help=f"runs on links of ≥ {SLOW_RTT_MS} ms RTT")
+    parser.add_argument("--links", default=",".join([LOOPBACK, *(link.name for link in LINKS)]),
+                        help="comma-separated links to measure (none: only the local checks)")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     ffmpeg = find_ffmpeg(os.environ)
     env = bench_env(ffmpeg)
+    compile_recpipe()
     os.environ.update(
         {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
     )
-    print(f"machine: {os.cpu_count()} cores; ffmpeg: {ffmpeg}", flush=True)
-    lines = compare(args, ffmpeg=ffmpeg, env=env)
-    missed = [text for text in lines if "MISSED" in text]
-    print(f"{len(lines) - len(missed)} of {len(lines)} targets met")
-    return 1 if missed else 0
+    print(f"machine: {os.cpu_count()} cores; ffmpeg: {ffmpeg} ({ffmpeg_version(ffmpeg)})", flush=True)
+    one, built = cached(args.cache, hours=args.hours, ffmpeg=ffmpeg)
+    how = f"built in {built:.1f} s" if built is not None else "cached"
+    print(f"recording: {one.slices} slices, {one.bytes / MB:.0f} MB ({how})", flush=True)
+    links = [name for name in args.links.split(",") if name]
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="recpipe-bench-", dir=args.work) as tmp:
+        bench = Bench(
+            recording=one, ffmpeg=ffmpeg, env=env, tools=args.tools, cache=args.cache, work=Path(tmp)
+        )
+        results += guard(
+            "s3", lambda: compare_s3(bench, links=links, repeat=args.repeat, slow_repeat=args.slow_repeat)
+        )
+        results += guard("vs_ffmpeg_local", lambda: compare_local(bench, repeat=args.repeat))
+        results += guard("memory", lambda: compare_memory(bench, hours=args.hours, long_hours=args.long_hours,
+                                                           repeat=args.memory_repeat))  # fmt: skip
+    for line in summary(results, seconds=time.perf_counter() - started):
+        print(line)
+    return 1 if failed(results) else 0
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.model.exceptions import MediaError
 from stages.ffmpeg import remux_argv
-from stages.media.faststart import Layout, layout_of, moov_first, plan, sha256_of
+from stages.media import faststart
+from stages.media.faststart import Layout, layout_of, media_blocks, moov_first, plan, read_pieces, sha256_of
 from stages.media.fragments import read_fragmented
 from stages.media.mp4 import parse_boxes, read_mp4
 from tests.media_builders import BITEXACT, av_source_args
@@ -164,3 +167,35 @@ def test_a_truncated_fragment_is_refused(ffmpeg_exe, tmp_path):
     cut.write_bytes(data[: data.rindex(b"mdat") + 100])
     with pytest.raises(MediaError, match=r"cut\.mp4"):
         plan(cut)
+
+
+@given(
+    gaps_and_sizes=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 300)), min_size=1, max_size=30),
+    block=st.integers(1, 700),
+)
+def test_media_blocks_join_the_ranges_in_order(tmp_path_factory, gaps_and_sizes, block):
+    """Whatever the block size, the blocks are the ranges' bytes in order, each at most a block."""
+    data = bytes(range(256)) * 40
+    ranges, at = [], 0
+    for gap, size in gaps_and_sizes:
+        at += gap
+        ranges.append((at, at + size))
+        at += size
+    path = tmp_path_factory.mktemp("blocks") / "media"
+    path.write_bytes(data[:at])
+    with pytest.MonkeyPatch.context() as patch, path.open("rb") as f:
+        patch.setattr(faststart, "BLOCK", block)
+        blocks = list(media_blocks(f.fileno(), ranges, name="media"))
+    assert b"".join(blocks) == b"".join(data[a:b] for a, b in ranges)
+    assert all(len(b) <= block for b in blocks)
+
+
+def test_read_pieces_with_a_prefix_and_a_short_file(tmp_path):
+    path = tmp_path / "media"
+    path.write_bytes(b"0123456789")
+    with path.open("rb") as f:
+        assert read_pieces(f.fileno(), [(1, 2), (5, 3)], name="media", prefix=b"head:") == b"head:12567"
+        assert read_pieces(f.fileno(), [(2, 3)], name="media") == b"234"
+        assert read_pieces(f.fileno(), [], name="media", prefix=b"h") == b"h"
+        with pytest.raises(MediaError, match="ended"):
+            read_pieces(f.fileno(), [(8, 5)], name="media")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import struct
+from array import array
 
 import pytest
 
 from pipeline.model.exceptions import MediaError
-from stages.media.fragments import SampleTable, parse_fragmented, runs_append
+from stages.media.fragments import SampleTable, all_equal, parse_fragmented, runs_append
 from stages.media.moov import box, full
 
 NON_SYNC = 0x01010000
@@ -183,3 +184,12 @@ def test_runs_append():
         runs_append(runs, value)
     runs_append(runs, 5, 3)
     assert runs == [[2, 5], [1, 6], [4, 5]]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [([7], True), ([7, 7, 7], True), ([7, 7, 8], False), ([0, 1 << 31], False), ([1 << 31, 1 << 31], True)],
+)
+def test_all_equal(values, expected):
+    assert all_equal(array("I", values)) is expected
+    assert all_equal(array("I", values)[1:]) is (len(set(values[1:])) <= 1)

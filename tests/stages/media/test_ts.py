@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.model.media import PTS_WRAP, SliceMedia, unwrap
-from stages.media.retime import retime
-from stages.media.ts import TsReader, adts_header, read_slice, read_slice_file
+from stages.media.retime import retime, write_pts
+from stages.media.ts import TsReader, _decode_timestamps, adts_header, read_pts, read_slice, read_slice_file
 from tests.media_builders import packet_pid, starts_unit, ts_packets
 
 SLICES = sorted((Path(__file__).resolve().parents[3] / "sample_data" / "recordings").glob("*.ts"))
@@ -200,3 +200,111 @@ def test_mutated_slices(first, edits):
         else:
             data[at:at] = bytes([value]) * (value % 7 + 1)
     assert_sane(read_slice([bytes(data)]), len(data))
+
+
+class WalkingReader(TsReader):
+    """The reader with its bulk steps turned off: continuity counters walked packet by packet and
+    every packet visited in order: what the bulk steps must reproduce exactly."""
+
+    def _continuity_in_bulk(self, heads):  # type: ignore[no-untyped-def]
+        return False
+
+    def _settled(self) -> bool:
+        return False
+
+
+def read_walking(chunks) -> SliceMedia:  # type: ignore[no-untyped-def]
+    reader = WalkingReader()
+    for chunk in chunks:
+        reader.feed(chunk)
+    return reader.close()
+
+
+def test_bulk_and_walking_readers_agree_on_real_slices():
+    for path in SLICES:
+        data = path.read_bytes()
+        assert read_slice([data]) == read_walking([data])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 10**6),
+            st.integers(0, 255),
+            st.sampled_from(["set", "cut", "insert", "drop", "repeat", "flag"]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    chunk=st.sampled_from([188, 1000, 65536, 10**7]),
+)
+def test_bulk_and_walking_readers_agree_on_damaged_slices(first, edits, chunk):
+    """Lost, repeated and rewritten packets, flipped header bits (PUSI, TEI, counters, adaptation
+    fields), bytes cut and inserted: the bulk reader finds exactly what the walking one does."""
+    data = bytearray(first[: 188 * 600])
+    for pos, value, kind in edits:
+        packets = len(data) // 188
+        at = pos % (len(data) or 1)
+        packet = (pos % (packets or 1)) * 188
+        if kind == "set" and data:
+            data[at] = value
+        elif kind == "cut":
+            del data[at : at + value]
+        elif kind == "insert":
+            data[at:at] = bytes([value]) * (value % 7 + 1)
+        elif kind == "drop" and packets:
+            del data[packet : packet + 188]
+        elif kind == "repeat" and packets:
+            data[packet:packet] = data[packet : packet + 188]
+        elif kind == "flag" and packets:
+            data[packet + 1 + value % 3] ^= 1 << (value % 8)
+    pieces = [bytes(data[i : i + chunk]) for i in range(0, len(data), chunk)]
+    assert read_slice(pieces) == read_walking(pieces)
+
+
+def test_a_declared_discontinuity_is_not_a_continuity_error(first):
+    """A counter jump on a packet whose adaptation field sets discontinuity_indicator is legal."""
+    packets = [bytearray(p) for p in ts_packets(first)]
+    i = next(
+        i
+        for i, p in enumerate(packets)
+        if packet_pid(p) == VIDEO and i > 50 and p[3] & 0x20 and p[4] > 0 and not starts_unit(p)
+    )
+    for packet in packets[i:]:  # every counter from there on moves 5 ahead
+        if packet_pid(packet) == VIDEO:
+            packet[3] = (packet[3] & 0xF0) | ((packet[3] + 5) & 0x0F)
+    jumped = b"".join(packets)
+    assert read_slice([jumped]).cc_errors == ((VIDEO, 1),)
+    packets[i][5] |= 0x80  # discontinuity_indicator
+    declared = b"".join(packets)
+    assert read_slice([declared]).cc_errors == ()
+    assert read_walking([declared]).cc_errors == ()
+
+
+def test_many_pids_are_read_packet_by_packet(first):
+    """More PIDs than a recording has (null and stray ones) do not change what is found."""
+    stray = bytearray(188)
+    stray[0] = 0x47
+    extra = []
+    for n in range(40):
+        pid = 0x800 + n
+        packet = bytearray(stray)
+        packet[1], packet[2], packet[3] = pid >> 8, pid & 0xFF, 0x10
+        extra.append(bytes(packet))
+    packets = ts_packets(first)
+    mixed = b"".join(packets[:100] + extra + packets[100:])
+    m = read_slice([mixed])
+    assert m == read_walking([mixed])
+    assert m.packets == len(packets) + len(extra)
+    assert m.cc_errors == ()
+
+
+@given(st.lists(st.integers(0, PTS_WRAP - 1), min_size=1, max_size=50))
+def test_timestamps_are_decoded_in_bulk_as_one_by_one(values):
+    fields = []
+    for value in values:
+        field = bytearray(5)
+        write_pts(field, 0, value)
+        fields.append(bytes(field))
+    assert _decode_timestamps(fields) == [read_pts(f, 0) for f in fields] == values

@@ -1,0 +1,83 @@
+"""The benchmark's S3 server: moto's, on werkzeug's threaded server, with HTTP/1.1 keep-alive.
+
+    python -m tests.bench.s3server [--host 127.0.0.1] --port PORT
+
+werkzeug's development server (which ``python -m moto.server`` runs) answers every request with
+``Connection: close``, because http.server cannot drain an unread request body before the next
+request line. Real S3 keeps connections open, and over a modelled link (``tests.bench.link``) every
+new connection costs a round trip for its handshake, so closing them would charge each request an
+extra RTT. Here a request's body is read in full before moto sees it, so the connection can stay
+open (werkzeug's drain of unread bytes after each response, which would eat the next request, finds
+nothing); a chunked request body keeps werkzeug's ``Connection: close``. The per-request access log is
+off (it costs the server CPU on the benchmark's two cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import run_simple
+
+log = logging.getLogger(__name__)
+
+
+class KeepAliveHandler(MotoRequestHandler):
+    """moto's request handler, keeping the connection open after each request it has read in full."""
+
+    keep_alive = False
+
+    def handle_one_request(self) -> None:
+        self.keep_alive = False
+        super().handle_one_request()
+
+    def run_wsgi(self) -> None:
+        stream = self.rfile
+        try:
+            super().run_wsgi()
+        finally:
+            self.rfile = stream
+
+    def make_environ(self) -> dict[str, Any]:
+        """The request's environ, its body read in full (unless chunked); until the response is sent the
+        handler's stream is an empty one, so werkzeug's drain after it cannot eat the next request."""
+        environ = super().make_environ()
+        self.keep_alive = not environ.get("wsgi.input_terminated")  # a chunked body: close, as werkzeug does
+        if self.keep_alive:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
+            self.rfile = io.BytesIO()
+        return environ
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if self.keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+            return  # HTTP/1.1's default: the connection stays open
+        super().send_header(keyword, value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(args.host, args.port, app, threaded=True, request_handler=KeepAliveHandler)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
