@@ -451,7 +451,6 @@ class TsReader:
         of its last PES. A stream still looking for something in its payloads (the SPS, the first ADTS
         header) is read packet by packet.
         """
-        pid = stream.pid
         if stream.adts is not None:
             if stream.sample_rate is None:
                 self._one_by_one(stream, buf, start, heads, after=after)
@@ -460,12 +459,7 @@ class TsReader:
         elif stream.width is None and stream.codec == "h264":
             self._one_by_one(stream, buf, start, heads, after=after)
         else:
-            units = heads.mask(pid) & heads.starts()
-            pes = _pes_timestamps
-            b3 = heads.b3
-            for match in _NOT_ZERO.finditer(units.to_bytes(heads.count), after):
-                index = match.start()
-                pes(stream, buf, start + index * PACKET, b3[index])
+            _pes_timestamps(stream, buf, start, heads, after=after)
 
     def _one_by_one(self, stream: _Stream, buf: bytes, start: int, heads: _Heads, *, after: int) -> None:
         b1, b3 = heads.b1, heads.b3
@@ -482,17 +476,10 @@ class TsReader:
         adts = stream.adts
         assert adts is not None
         b3 = heads.b3
-        pes = _pes_timestamps
         everything = heads.mask(stream.pid)
         units = everything & heads.starts()
-        begun: list[tuple[int, bytes]] = []
-        """``(packet index, elementary-stream bytes)`` of each PES begun in this run."""
-        for match in _NOT_ZERO.finditer(units.to_bytes(heads.count), after):
-            index = match.start()
-            off = start + index * PACKET
-            es = pes(stream, buf, off, b3[index])
-            if es >= 0:
-                begun.append((index, buf[es : off + PACKET]))
+        begun = _pes_timestamps(stream, buf, start, heads, after=after)
+        """``(packet index, where its elementary-stream bytes start)`` of each PES begun in this run."""
         follow = (everything & ~units).to_bytes(heads.count)
         since = begun[-2][0] if len(begun) > 1 else after
         pieces: list[tuple[int, bytes]] = []
@@ -506,9 +493,11 @@ class TsReader:
         if not begun:
             adts.current.extend(piece for _, piece in pieces)
             return
-        last, first_piece = begun[-1]
+        last, es = begun[-1]
+        first_piece = buf[es : start + (last + 1) * PACKET]
         if len(begun) > 1:
-            before, previous = begun[-2]
+            before, es = begun[-2]
+            previous = buf[es : start + (before + 1) * PACKET]
             adts.previous = [previous, *(piece for i, piece in pieces if before < i < last)]
         else:
             adts.previous = [*adts.current, *(piece for i, piece in pieces if i < last)]
@@ -732,23 +721,35 @@ class _Heads:
         return chosen.to_bytes(self.count)
 
 
-def _pes_timestamps(stream: _Stream, buf: bytes, off: int, flags: int) -> int:
-    """Count the PES starting in the packet at ``off`` and keep its timestamp fields (``flags``: header
-    byte 3); where its elementary-stream bytes start, or -1 when there is no valid PES header.
-    (``TsReader._payload`` and ``_read_pes`` for a stream that needs nothing else from its payloads.)"""
-    if not flags & 0x10:
-        return -1
-    p = off + 4 + (1 + buf[off + 4] if flags & 0x20 else 0)
-    if off + PACKET - p < 14 or buf[p] or buf[p + 1] or buf[p + 2] != 1:
-        return -1
-    header_len = buf[p + 8]
-    pes_flags = buf[p + 7]
-    if not pes_flags & 0x80 or 9 + header_len > off + PACKET - p:
-        return -1
-    stream.pes_count += 1
-    stream.new_pts.append(buf[p + 9 : p + 14])
-    stream.new_dts.append(buf[p + 14 : p + 19] if pes_flags & 0x40 and header_len >= 10 else None)
-    return p + 9 + header_len
+def _pes_timestamps(
+    stream: _Stream, buf: bytes, start: int, heads: _Heads, *, after: int
+) -> list[tuple[int, int]]:
+    """Count the PES that ``stream``'s packets begin from packet ``after`` on and keep their timestamp
+    fields, as ``TsReader._payload`` and ``_read_pes`` do; ``(packet index, where its elementary-stream
+    bytes start)`` of each. A packet without a valid PES header begins none."""
+    b3 = heads.b3
+    units = (heads.mask(stream.pid) & heads.starts()).to_bytes(heads.count)
+    keep_pts, keep_dts = stream.new_pts.append, stream.new_dts.append
+    begun: list[tuple[int, int]] = []
+    for match in _NOT_ZERO.finditer(units, after):
+        index = match.start()
+        flags = b3[index]
+        if not flags & 0x10:
+            continue
+        off = start + index * PACKET
+        p = off + 4 + (1 + buf[off + 4] if flags & 0x20 else 0)
+        room = off + PACKET - p
+        if room < 14 or buf[p : p + 3] != b"\x00\x00\x01":
+            continue
+        header_len = buf[p + 8]
+        pes_flags = buf[p + 7]
+        if not pes_flags & 0x80 or 9 + header_len > room:
+            continue
+        keep_pts(buf[p + 9 : p + 14])
+        keep_dts(buf[p + 14 : p + 19] if pes_flags & 0x40 and header_len >= 10 else None)
+        begun.append((index, p + 9 + header_len))
+    stream.pes_count += len(begun)
+    return begun
 
 
 _SLOT = b"\x00\x00\x00"
