@@ -57,6 +57,7 @@ from tests.bench import reader
 from tests.bench.commands import bench_env, compile_recpipe, ffmpeg_copy, ffmpeg_version, recpipe_argv
 from tests.bench.link import LINKS, ROOT, Link, Service, running
 from tests.bench.measure import Measured, run, run_steps, total
+from tests.bench.profile import profile_results
 from tests.bench.recording import BenchRecording, cached
 from tests.bench.report import Result, Trials, failed, reason, show, summary
 
@@ -272,6 +273,7 @@ def compare_s3(bench: Bench, *, links: Sequence[str], repeat: int, slow_repeat: 
     with s3_server() as server:
         upload(bench.recording, endpoint=server.url, prefix="rec/")
         results.append(diagnose_reader(bench, endpoint=server.url))
+        results += guard("profile", functools.partial(profile_steps, bench, endpoint=server.url))
         if LOOPBACK in links:
             print(f"link {LOOPBACK}: the S3 server directly, no proxy (runs: {repeat})", flush=True)
             results += compare_link(
@@ -291,6 +293,14 @@ def compare_proxied(bench: Bench, link: Link, server: Service, repeat: int, slow
     with running(link, upstream=server.url.removeprefix("http://")) as proxy:
         watch = {"moto": server.pid, "proxy": proxy.pid}
         return compare_link(bench, link.name, url=proxy.url, watch=watch, repeat=runs)
+
+
+def profile_steps(bench: Bench, *, endpoint: str) -> list[Result]:
+    """Where recpipe's CPU goes, step by step (``tests.bench.profile``; reference lines)."""
+    print("profile: each step of recpipe S3 → S3 on its own, loopback", flush=True)
+    recording = bench.recording.directory
+    return profile_results(endpoint=endpoint, bucket=BUCKET, prefix="rec/", recording=recording,
+                           ffmpeg=bench.ffmpeg, env=dict(bench.env))  # fmt: skip
 
 
 def diagnose_reader(bench: Bench, *, endpoint: str) -> Result:
