@@ -40,6 +40,7 @@ from pipeline.run.app import (
     run,
 )
 from pipeline.run.lease import release_all
+from pipeline.run.malloc import limit_malloc_arenas
 from pipeline.run.runner import Result
 from pipeline.run.show import reports_to_show, write_html
 from pipeline.samples.composite import DEFECTS
@@ -839,6 +840,7 @@ def run_main() -> None:
     """The ``recpipe`` program: SIGTERM and Ctrl-C stop a run cleanly (uploads aborted, leases
     released, work directory removed) instead of killing it where it stands."""
     interrupts.install()
+    limit_malloc_arenas()
     try:
         main(prog_name="recpipe")
     finally:

@@ -38,8 +38,12 @@ from pipeline.fleet.worker import Dispatcher
 from pipeline.model.exceptions import PipelineError
 from pipeline.model.logs import setup_logging
 from pipeline.run.app import playlist_etag
+from pipeline.run.malloc import limit_malloc_arenas
 
 log = logging.getLogger("recpipe")
+
+
+limit_malloc_arenas()  # once per Lambda process, before any thread starts (pipeline.run.malloc)
 
 
 def dispatcher_for(environ: Mapping[str, str]) -> Dispatcher:

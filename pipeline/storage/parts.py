@@ -11,7 +11,7 @@ from pipeline.model.exceptions import StorageError
 from pipeline.model.objects import ObjectInfo
 from pipeline.storage.base import same_size
 
-UPLOAD_WORKERS = 3
+UPLOAD_WORKERS = 4
 """Parts sent at once (each holds its part's bytes in memory until sent)."""
 
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 """Read size when ``copy_file_range`` is not there."""
-BLOCK = 8 * 1024 * 1024
+BLOCK = 2 * 1024 * 1024
 """About how many media bytes are read, joined and hashed at a time (``media_blocks``)."""
 
 

@@ -74,6 +74,7 @@ TARGETS: dict[str, float] = {
     **{f"{name}.cpu_s3_to_local": 1.0 for name in (LOOPBACK, *(link.name for link in LINKS))},
     "vs_ffmpeg_local": 1.15,
     "memory_1h_mb": 200.0,
+    "memory_s3_to_s3_mb": 200.0,
     "memory_4h_vs_1h": 1.1,
 }
 
@@ -279,6 +280,8 @@ def compare_s3(bench: Bench, *, links: Sequence[str], repeat: int, slow_repeat: 
             results += compare_link(
                 bench, LOOPBACK, url=server.url, watch={"moto": server.pid}, repeat=repeat
             )
+            memory = functools.partial(compare_s3_memory, bench, url=server.url)
+            results += guard("memory_s3_to_s3_mb", memory)
         for link in LINKS:
             if link.name in links:
                 proxied = functools.partial(compare_proxied, bench, link, server, repeat, slow_repeat)
@@ -324,6 +327,13 @@ def compare_local(bench: Bench, *, repeat: int) -> list[Result]:
         trials.run(["recpipe"], command(ours, env=env))
         trials.run(["ffmpeg"], command(bare, env=env))
     return [ratio("vs_ffmpeg_local", trials, ("recpipe", "ffmpeg"), labels="recpipe ffmpeg")]
+
+
+def compare_s3_memory(bench: Bench, *, url: str) -> list[Result]:
+    """Peak RSS of recpipe's process tree S3 → S3 (slices in flight, parts uploading): one run."""
+    argv = recpipe_argv(f"s3://{BUCKET}/rec/", f"s3://{BUCKET}/out-memory/", bench.recording, endpoint=url)
+    peak = run(argv, env=bench.env, memory=True).peak_rss / MB
+    return [result("memory_s3_to_s3_mb", peak, "peak RSS of recpipe + ffmpeg, S3 → S3 on loopback, 1 run")]
 
 
 def compare_memory(bench: Bench, *, hours: float, long_hours: float, repeat: int) -> list[Result]:
