@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from pipeline.storage import LocalStorage, S3Storage, Storage
 from pipeline.storage.s3 import make_s3_client
 from stages.ffmpeg import find_ffmpeg
 from tests.azurite import AzureContainer, Azurite, run_azurite
+from tests.moto_server import running_moto
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -70,13 +70,8 @@ def aws_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def s3_server(aws_environment: None) -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 for the whole session (with ``aws_environment``); yields its URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with running_moto() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

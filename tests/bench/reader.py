@@ -12,23 +12,20 @@ always exits 0 (a diagnostic, not a target: ``make bench`` shows it as a referen
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from moto.server import ThreadedMotoServer
-
 from pipeline.storage.s3 import S3Storage, make_s3_client
 from stages.ffmpeg import find_ffmpeg
 from stages.media.ts import read_slice
+from tests.moto_server import running_moto
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +83,6 @@ def measure(ffmpeg: str, *, endpoint: str, slices: int = 40, mbps: float = 2.0) 
     return ReaderSpeed(total=len(data) * slices, read_s=read_s, fetch_s=fetch_s)
 
 
-@contextlib.contextmanager
-def moto() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 in this process; its URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--slices", type=int, default=40)
@@ -108,7 +93,7 @@ def main() -> int:
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
     )
     try:
-        with moto() as endpoint:
+        with running_moto() as endpoint:
             speed = measure(find_ffmpeg(os.environ), endpoint=endpoint, slices=args.slices, mbps=args.mbps)
     except Exception as err:  # a diagnostic: say what went wrong, never fail the caller
         print(f"ts reader diagnostic failed: {type(err).__name__}: {err}")
