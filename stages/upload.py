@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.model.exceptions import MediaError
 from pipeline.storage.base import Upload
+from pipeline.storage.parts import UPLOAD_WORKERS
 from stages.media.faststart import Layout, read_pieces, sha256_of
 from stages.media.mp4 import parse_box_header
 
@@ -143,9 +144,8 @@ def media_pieces(ranges: Sequence[tuple[int, int]], start: int, end: int) -> Ite
             return
 
 
-MAX_PARTS_IN_FLIGHT = 4
-"""Parts handed to the upload and not sent yet, at most (as many as it sends at once): with three, a
-40 ms link at 25 MB/s a connection fell behind ffmpeg and left six parts for the end; with four, two."""
+MAX_PARTS_IN_FLIGHT = UPLOAD_WORKERS
+"""Parts handed to the upload and not sent yet, at most: as many as it sends at once."""
 
 
 POLL_S = 0.05

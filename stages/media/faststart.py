@@ -145,9 +145,10 @@ def read_pieces(
 ) -> bytes:
     """``prefix``, then the ``(offset, count)`` pieces of the file ``fd`` (in file order), joined: one
     read of the stretch they span, and one copy of the pieces out of it."""
-    first = pieces[0][0] if pieces else 0
-    last = pieces[-1][0] + pieces[-1][1] if pieces else 0
-    stretch = os.pread(fd, last - first, first) if pieces else b""
+    if not pieces:
+        return bytes(prefix)
+    first, last = pieces[0][0], pieces[-1][0] + pieces[-1][1]
+    stretch = os.pread(fd, last - first, first)
     if len(stretch) != last - first:
         raise MediaError(f"{name} ended while being read")
     if len(pieces) == 1 and not prefix:

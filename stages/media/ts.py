@@ -487,7 +487,7 @@ class TsReader:
             index = match.start()
             flags = b3[index]
             off = start + index * PACKET
-            begin = off + 4 + (1 + buf[off + 4] if flags & 0x20 else 0)
+            begin = _payload_start(buf, off, flags)
             if flags & 0x10 and begin < off + PACKET:
                 pieces.append((index, buf[begin : off + PACKET]))
         if not begun:
@@ -511,9 +511,7 @@ class TsReader:
     def _payload(self, buf: bytes, off: int, pid: int, *, pusi: bool, b3: int) -> None:
         if not b3 & 0x10:
             return
-        start = off + 4
-        if b3 & 0x20:
-            start += 1 + buf[off + 4]
+        start = _payload_start(buf, off, b3)
         end = off + PACKET
         if start >= end:
             return
@@ -579,17 +577,10 @@ class TsReader:
             i += 5 + es_info
 
     def _read_pes(self, stream: _Stream, buf: bytes, start: int, end: int) -> None:
-        p = start
-        if end - p < 14 or buf[p] or buf[p + 1] or buf[p + 2] != 1:
+        begin = _pes_header(stream, buf, start, end)
+        if begin < 0:
             return
-        flags = buf[p + 7]
-        header_len = buf[p + 8]
-        if not flags & 0x80 or 9 + header_len > end - p:
-            return
-        stream.pes_count += 1
-        stream.new_pts.append(buf[p + 9 : p + 14])
-        stream.new_dts.append(buf[p + 14 : p + 19] if flags & 0x40 and header_len >= 10 else None)
-        es = buf[p + 9 + header_len : end]
+        es = buf[begin:end]
         if stream.first_au is not None:
             self._collect(stream, es)
         elif stream.width is None:  # the SPS may only come with a later keyframe
@@ -729,7 +720,6 @@ def _pes_timestamps(
     bytes start)`` of each. A packet without a valid PES header begins none."""
     b3 = heads.b3
     units = (heads.mask(stream.pid) & heads.starts()).to_bytes(heads.count)
-    keep_pts, keep_dts = stream.new_pts.append, stream.new_dts.append
     begun: list[tuple[int, int]] = []
     for match in _NOT_ZERO.finditer(units, after):
         index = match.start()
@@ -737,19 +727,32 @@ def _pes_timestamps(
         if not flags & 0x10:
             continue
         off = start + index * PACKET
-        p = off + 4 + (1 + buf[off + 4] if flags & 0x20 else 0)
-        room = off + PACKET - p
-        if room < 14 or buf[p : p + 3] != b"\x00\x00\x01":
-            continue
-        header_len = buf[p + 8]
-        pes_flags = buf[p + 7]
-        if not pes_flags & 0x80 or 9 + header_len > room:
-            continue
-        keep_pts(buf[p + 9 : p + 14])
-        keep_dts(buf[p + 14 : p + 19] if pes_flags & 0x40 and header_len >= 10 else None)
-        begun.append((index, p + 9 + header_len))
-    stream.pes_count += len(begun)
+        begin = _pes_header(stream, buf, _payload_start(buf, off, flags), off + PACKET)
+        if begin >= 0:
+            begun.append((index, begin))
     return begun
+
+
+def _payload_start(buf: bytes, off: int, flags: int) -> int:
+    """Where the payload of the packet at ``off`` starts (``flags``: its header byte 3), past any
+    adaptation field."""
+    return off + 4 + (1 + buf[off + 4] if flags & 0x20 else 0)
+
+
+def _pes_header(stream: _Stream, buf: bytes, p: int, end: int) -> int:
+    """Read the PES header at ``p`` (its packet's payload ends at ``end``): count the PES and keep its
+    timestamp fields; where its elementary-stream bytes start, or -1 when it is not a PES header with
+    a PTS (nothing is counted then)."""
+    if end - p < 14 or buf[p : p + 3] != b"\x00\x00\x01":
+        return -1
+    flags = buf[p + 7]
+    header_len = buf[p + 8]
+    if not flags & 0x80 or 9 + header_len > end - p:
+        return -1
+    stream.pes_count += 1
+    stream.new_pts.append(buf[p + 9 : p + 14])
+    stream.new_dts.append(buf[p + 14 : p + 19] if flags & 0x40 and header_len >= 10 else None)
+    return p + 9 + header_len
 
 
 _SLOT = b"\x00\x00\x00"
