@@ -1,8 +1,10 @@
 """A fault-injecting HTTP proxy for tests: it sits on 127.0.0.1 in front of the moto server and, for a
 chosen share of requests, answers 500 InternalError or 503 SlowDown, drops the connection in the
-middle of a response body, or stalls before answering. It also records every request it sees.
+middle of a response body, or stalls before answering (or, when asked, flips a byte of a body). It
+also records every request it sees.
 
-Which requests fail is decided from (seed, method, path, how often that request was seen), not from
+Which requests fail is decided from (seed, method, path without a presigned URL's signature, how often
+that request was seen), not from
 arrival order, so a run with eight concurrent downloads faults the same requests every time; and a
 request is never faulted more than ``max_in_a_row`` times in a row, so a client that retries enough
 always gets through (``permanent=True`` fails everything, for the other case).
@@ -20,9 +22,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 FAULTS = ("500", "503", "reset", "stall")
+SIGNED = frozenset(
+    {"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders",
+     "x-amz-signature", "x-amz-security-token", "awsaccesskeyid", "signature", "expires"}
+)  # fmt: skip
 BUCKET_NAME = re.compile(r"recpipe-test-[0-9a-f]+")
 HOP_BY_HOP = {
     "connection",
@@ -36,6 +42,13 @@ HOP_BY_HOP = {
 }
 
 
+def unsigned(path: str) -> str:
+    """The request's path and query without a presigned URL's authentication parameters."""
+    parts = urlsplit(path)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SIGNED]
+    return parts.path + (f"?{urlencode(kept)}" if kept else "")
+
+
 @dataclass
 class FaultPlan:
     """What the proxy does."""
@@ -47,6 +60,9 @@ class FaultPlan:
     stall_s: float = 0.4
     permanent: bool = False
     """Every request gets 503 SlowDown."""
+    kinds: tuple[str, ...] = FAULTS
+    """The faults drawn from; ``corrupt`` (one byte of a body flipped, as a bad network path or disk
+    would) only when asked for."""
     seen: Counter[tuple[str, str]] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -56,20 +72,21 @@ class FaultPlan:
         """The fault for this request (None: pass it through)."""
         with self.lock:
             self.requests.append((method, path))
-            n = self.seen[(method, path)]
-            self.seen[(method, path)] += 1
+            n = self.seen[(method, unsigned(path))]
+            self.seen[(method, unsigned(path))] += 1
             if self.permanent:
                 self.faults["503"] += 1
                 return "503"
             if n >= self.max_in_a_row:
                 return None
-            # The test bucket's name is random: leave it out, so a seed faults the same requests every run.
-            stable = BUCKET_NAME.sub("bucket", path)
+            # The test bucket's name is random and a presigned URL's signature and date change with every
+            # request: leave them out, so a seed faults the same requests every run.
+            stable = BUCKET_NAME.sub("bucket", unsigned(path))
             digest = hashlib.sha256(f"{self.seed}|{method}|{stable}|{n}".encode()).digest()
             draw = struct.unpack(">Q", digest[:8])[0] / 2**64
             if draw >= self.rate:
                 return None
-            fault = FAULTS[digest[8] % len(FAULTS)]
+            fault = self.kinds[digest[8] % len(self.kinds)]
             self.faults[fault] += 1
             return fault
 
@@ -118,6 +135,8 @@ class FaultProxy:
                 if self.command != "HEAD":
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if fault == "corrupt" and self.command == "GET" and data:
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
                 if fault == "reset" and len(data) > 1:  # half the body, then the connection drops
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()

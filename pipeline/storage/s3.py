@@ -1,9 +1,10 @@
 """``S3Storage``: a bucket on any S3-compatible store, through an injected boto3 client.
 
-This module and ``make_s3_client`` are the only code that imports boto3 or botocore, and
-``translate_error`` is the one place botocore errors become recpipe errors. botocore retries
-throttling, 5xx and connection errors itself (``Config(retries=...)``); we add only a small bounded
-retry for errors while streaming a body, keeping the last one (like s3transfer's ``GetObjectTask``).
+This module and ``s3_direct`` (whole-object reads on the client's connections) are the only code that
+imports boto3 or botocore, and ``translate_error`` is the one place botocore errors become recpipe
+errors. botocore retries throttling, 5xx and connection errors itself (``Config(retries=...)``); we
+add only a small bounded retry for errors while streaming a body, keeping the last one (like
+s3transfer's ``GetObjectTask``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pipeline.model.exceptions import (
 from pipeline.storage.base import Metadata, ObjectInfo, exists_by_stat, same_size
 from pipeline.storage.local import temp_name
 from pipeline.storage.parts import UPLOAD_WORKERS, PartUpload
+from pipeline.storage.s3_direct import DirectReads, ShortReadError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -65,13 +67,6 @@ DEFAULT_TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 1024 * 1024, m
 """Uploads above 16 MiB go multipart; the object appears only when the upload is completed."""
 
 _CHUNK = 1024 * 1024
-
-
-class ShortReadError(Exception):
-    """A body ended before the length the server announced."""
-
-    def __init__(self, *, received: int, expected: int) -> None:
-        super().__init__(f"received {received} of {expected} bytes")
 
 
 STREAM_ERRORS: tuple[type[Exception], ...] = (
@@ -150,6 +145,8 @@ def make_s3_client(
         "when_required" if endpoint_url else "when_supported"
     )
     config = Config(
+        # Signature V4 for presigned URLs too (``s3_direct``): botocore presigns S3 with V2 unless told.
+        signature_version="s3v4",
         retries={"mode": "standard", "max_attempts": max_retries},
         max_pool_connections=32,
         s3={"addressing_style": style} if style else None,
@@ -212,7 +209,11 @@ class S3Storage:
         read_attempts: int = DEFAULT_READ_ATTEMPTS,
         transfer_config: TransferConfig = DEFAULT_TRANSFER_CONFIG,
         page_size: int = 1000,
+        direct_reads: bool = True,
     ) -> None:
+        """:param direct_reads: ``read_bytes`` through presigned URLs on the client's connection pool
+        (``pipeline.storage.s3_direct``), boto3's GetObject only where that is not a clean answer.
+        """
         if read_attempts < 1 or page_size < 1:
             raise ValueError("read_attempts and page_size must be at least 1")
         self._client = client
@@ -220,6 +221,8 @@ class S3Storage:
         self._read_attempts = read_attempts
         self._transfer_config = transfer_config
         self._page_size = page_size
+        counter = retry_counter(client)
+        self._direct = DirectReads(client, bucket, on_retry=counter.add) if direct_reads else None
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"
@@ -372,7 +375,11 @@ class S3Storage:
         return data
 
     def _read(self, key: str, *, max_bytes: int) -> bytes:
-        """One attempt at reading a whole, size-capped object."""
+        """One attempt at reading a whole, size-capped object: direct, else through boto3."""
+        if self._direct is not None:
+            data = self._direct.read(key, max_bytes=max_bytes)
+            if data is not None:
+                return data
         response = self._get_object(key)
         body, length = response["Body"], response["ContentLength"]
         with contextlib.closing(body):

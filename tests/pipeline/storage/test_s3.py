@@ -148,7 +148,8 @@ def test_large_put_goes_multipart_and_completes(s3_bucket: S3Bucket, tmp_path: P
     assert uploads.get("Uploads", []) == []
 
 
-def test_unreachable_endpoint_is_a_storage_error(tmp_path: Path) -> None:
+def test_unreachable_endpoint_is_a_storage_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     client = make_s3_client(
         endpoint_url="http://127.0.0.1:9", region="us-east-1", access_key="k", secret_key="s", max_retries=0
     )
@@ -165,7 +166,11 @@ def test_unreachable_endpoint_is_a_storage_error(tmp_path: Path) -> None:
             operation()
         assert not isinstance(err.value, ObjectNotFound)
         assert isinstance(err.value.__cause__, EndpointConnectionError)
+        assert "Signature" not in str(err.value)  # a direct read's presigned URL is a credential
     assert list(tmp_path.iterdir()) == []
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("pipeline.")]
+    assert ours  # the direct reads said they gave way to boto3
+    assert not [m for m in ours if "Signature" in m or "X-Amz" in m]
 
 
 def test_no_credentials_is_a_storage_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -177,8 +182,9 @@ def test_no_credentials_is_a_storage_error(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
     storage = S3Storage(make_s3_client(endpoint_url="http://127.0.0.1:9", region="us-east-1"), "bucket")
-    with pytest.raises(StorageError, match="no S3 credentials"):
-        storage.stat("a.ts")
+    for operation in (lambda: storage.stat("a.ts"), lambda: storage.read_bytes("a.ts", max_bytes=10)):
+        with pytest.raises(StorageError, match="no S3 credentials"):
+            operation()
 
 
 def test_invalid_endpoint_is_a_config_error() -> None:
@@ -194,9 +200,12 @@ def test_client_config_follows_the_style_guide() -> None:
     assert config.retries == {"mode": "standard", "total_max_attempts": 6}  # 5 retries after the first
     assert config.max_pool_connections == 32
     assert config.s3 == {"addressing_style": "path"}
+    assert config.signature_version == "s3v4"  # presigned URLs too
 
 
 # --- failures a server cannot produce: botocore's Stubber -----------------------------------------------
+# These test boto3's GetObject path (``get``, and ``read_bytes`` where a direct read gives way to it): the
+# Stubber answers boto3's calls, not requests sent on the connection pool, so direct reads are off here.
 
 
 class BrokenStream(io.RawIOBase):
@@ -306,7 +315,7 @@ def test_read_bytes_retries_a_broken_stream(stubbed: Any) -> None:
     client, stubber = stubbed
     stubber.add_response("get_object", broken(b"01", length=4), PARAMS)
     stubber.add_response("get_object", good(b"0123"), PARAMS)
-    assert S3Storage(client, "bkt").read_bytes("seg.ts", max_bytes=4) == b"0123"
+    assert S3Storage(client, "bkt", direct_reads=False).read_bytes("seg.ts", max_bytes=4) == b"0123"
 
 
 def test_read_bytes_checks_the_length_before_reading(stubbed: Any) -> None:
@@ -314,14 +323,14 @@ def test_read_bytes_checks_the_length_before_reading(stubbed: Any) -> None:
     body = StreamingBody(BrokenStream(b""), 10**9)  # reading it would fail
     stubber.add_response("get_object", get_response(body, length=10**9), PARAMS)
     with pytest.raises(StorageError, match="limit"):
-        S3Storage(client, "bkt").read_bytes("seg.ts", max_bytes=1000)
+        S3Storage(client, "bkt", direct_reads=False).read_bytes("seg.ts", max_bytes=1000)
 
 
 def test_read_attempts_are_configurable(stubbed: Any) -> None:
     client, stubber = stubbed
     stubber.add_response("get_object", broken(b"", length=4), PARAMS)
     with pytest.raises(StorageError, match="after 1 attempts"):
-        S3Storage(client, "bkt", read_attempts=1).read_bytes("seg.ts", max_bytes=10)
+        S3Storage(client, "bkt", read_attempts=1, direct_reads=False).read_bytes("seg.ts", max_bytes=10)
 
 
 def test_client_errors_are_not_retried_by_us(stubbed: Any, tmp_path: Path) -> None:
