@@ -171,7 +171,7 @@ def destination_for(
     base = base_directory(source.prefix)
     if request.dest is None:
         return Destination(storage=source.storage, directory=recording.directory)
-    dest = open_destination(request.dest, endpoint_url=request.endpoint_url, environ=environ)
+    dest = open_destination(request.dest, endpoint_url=request.endpoint_url, environ=environ, source=source)
     directory = output_directory(recording, source_base=base, dest_base=base_directory(dest.prefix))
     return Destination(storage=dest.storage, directory=directory)
 

@@ -60,6 +60,10 @@ class Location:
     """``""``, a directory-like ``"dir/sub/"``, or an exact object key when a file was named."""
     display: str
     """What to show the user: ``s3://bucket/dir/sub/`` or ``/abs/path/dir/``."""
+    store: tuple[str | None, ...] | None = None
+    """What makes two locations one store (S3: endpoint and bucket, credentials from the standard chain),
+    so that a destination in the source's store uses the source's storage and its client; None: never
+    shared (local directories, Azure, a ``storageConfig``'s own keys)."""
 
 
 class StorageSpecLike(Protocol):
@@ -101,10 +105,13 @@ def open_location(text: str, *, endpoint_url: str | None = None, environ: Mappin
     raise ConfigError(f"{text}: does not exist")
 
 
-def open_destination(text: str, *, endpoint_url: str | None = None, environ: Mapping[str, str]) -> Location:
-    """The location outputs go to; a local directory is created if needed."""
+def open_destination(
+    text: str, *, endpoint_url: str | None = None, environ: Mapping[str, str], source: Location | None = None
+) -> Location:
+    """The location outputs go to; a local directory is created if needed. In the ``source``'s store,
+    the source's storage is used (one S3 client, its connections and its retry count, for both)."""
     scheme = _scheme(text)
-    remote = _remote(text, scheme=scheme, endpoint_url=endpoint_url, environ=environ)
+    remote = _remote(text, scheme=scheme, endpoint_url=endpoint_url, environ=environ, source=source)
     if remote is not None:
         return remote
     path = _local_path(text, scheme=scheme)
@@ -118,11 +125,16 @@ def open_destination(text: str, *, endpoint_url: str | None = None, environ: Map
 
 
 def _remote(
-    text: str, *, scheme: str | None, endpoint_url: str | None, environ: Mapping[str, str]
+    text: str,
+    *,
+    scheme: str | None,
+    endpoint_url: str | None,
+    environ: Mapping[str, str],
+    source: Location | None = None,
 ) -> Location | None:
     """An S3 or Azure location (nothing is created there), or None for a local one."""
     if scheme == "s3":
-        return _s3_location(text, endpoint_url=endpoint_url, environ=environ)
+        return _s3_location(text, endpoint_url=endpoint_url, environ=environ, source=source)
     if scheme == "az":
         return _azure_location(text, endpoint_url=endpoint_url, environ=environ)
     return None
@@ -263,8 +275,11 @@ def _local_path(text: str, *, scheme: str | None) -> Path:
     return Path(os.path.abspath(Path(text).expanduser()))
 
 
-def _s3_location(text: str, *, endpoint_url: str | None, environ: Mapping[str, str]) -> Location:
-    """``s3://bucket/prefix`` → an S3Storage and a prefix ending in '/' unless it names a playlist."""
+def _s3_location(
+    text: str, *, endpoint_url: str | None, environ: Mapping[str, str], source: Location | None = None
+) -> Location:
+    """``s3://bucket/prefix`` → an S3Storage (the ``source``'s, in the same store) and a prefix ending
+    in '/' unless it names a playlist."""
     bucket, _, prefix = text[len("s3://") :].partition("/")
     if not bucket:
         raise ConfigError(f"{text}: no bucket; give s3://bucket/prefix")
@@ -272,10 +287,14 @@ def _s3_location(text: str, *, endpoint_url: str | None, environ: Mapping[str, s
     if prefix and not prefix.endswith(("/", ".m3u8")):
         prefix += "/"
     endpoint = _normalise_endpoint(endpoint_url) or environ_endpoint(environ)
+    store = ("s3", endpoint.rstrip("/") if endpoint else None, bucket)
+    display = f"s3://{bucket}/{prefix}"
+    if source is not None and source.store == store:
+        return Location(storage=source.storage, prefix=prefix, display=display, store=store)
     from pipeline.storage.s3 import S3Storage, make_s3_client  # boto3 only when S3 is used
 
     storage = S3Storage(make_s3_client(endpoint_url=endpoint), bucket)
-    return Location(storage=storage, prefix=prefix, display=f"s3://{bucket}/{prefix}")
+    return Location(storage=storage, prefix=prefix, display=display, store=store)
 
 
 def _dir_display(path: Path) -> str:

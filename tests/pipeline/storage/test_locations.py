@@ -202,6 +202,33 @@ def test_destination_on_s3_is_not_created_eagerly() -> None:
     assert location.display == "s3://bucket/out/"
 
 
+@pytest.mark.parametrize(
+    ("dest", "endpoint", "shared"),
+    [
+        pytest.param("s3://bucket/out/", "http://127.0.0.1:9", True, id="same-bucket"),
+        pytest.param("s3://bucket/", "http://127.0.0.1:9/", True, id="same-endpoint-written-differently"),
+        pytest.param("s3://other-bucket/out/", "http://127.0.0.1:9", False, id="other-bucket"),
+        pytest.param("s3://bucket/out/", "http://127.0.0.2:9", False, id="other-endpoint"),
+    ],
+)
+def test_a_destination_in_the_sources_store_uses_its_storage(dest: str, endpoint: str, shared: bool) -> None:
+    """One S3 client for both (its connections, its retry count), made once."""
+    source = open_location("s3://bucket/rec/", endpoint_url="http://127.0.0.1:9", environ={})
+    location = open_destination(dest, endpoint_url=endpoint, environ={}, source=source)
+    assert (location.storage is source.storage) is shared
+    assert location.display == dest
+
+
+def test_a_storage_config_source_shares_with_no_destination() -> None:
+    """Its keys are its own: a destination named by URL uses the standard credential chain."""
+    spec = Spec(vendor=11, bucket="bucket", endpoint="http://127.0.0.1:9", access_key="AK", secret_key=SECRET)
+    source = location_from_storage_spec(spec, environ={})
+    location = open_destination(
+        "s3://bucket/out/", endpoint_url="http://127.0.0.1:9", environ={}, source=source
+    )
+    assert location.storage is not source.storage
+
+
 # --- Agora storageConfig ---------------------------------------------------------------------------------
 
 
