@@ -25,7 +25,8 @@ from pipeline.model.job import Finding, Job, Output, Segment
 from stages.base import Fetched, StageContext, check_space, space_needed
 from stages.coverage import covers, expected_tracks
 from stages.ffmpeg import FfmpegProcess, remux_argv
-from stages.media.faststart import Layout, moov_first, plan
+from stages.follow import Following
+from stages.media.faststart import Layout, moov_first
 from stages.media.mp4 import Mp4Info
 from stages.media.retime import retime
 from stages.outputs import DURATION_TOLERANCE_S, alongside_name, mp4_file_name, name_taken, owner_label
@@ -47,7 +48,8 @@ class PartFile:
     part: Part
     path: Path
     name: str
-    growing: GrowingUpload | None
+    follow: Following
+    """The thread that read the file while ffmpeg wrote it (a ``GrowingUpload`` when it also sent it)."""
 
 
 @dataclass(slots=True)
@@ -71,7 +73,7 @@ class Feeder:
         self._splicer: Splicer | None = None
         self._held: _Held | None = None
         self._proc: FfmpegProcess | None = None
-        self._opened: list[tuple[Path, str, GrowingUpload | None]] = []
+        self._opened: list[tuple[Path, str, Following]] = []
         self._files: tuple[PartFile, ...] | None = None
         self._job: Job | None = None
         self._error: PipelineError | None = None
@@ -138,8 +140,8 @@ class Feeder:
             return
         assert self._splicer is not None
         self._files = tuple(
-            PartFile(part=part, path=path, name=name, growing=growing)
-            for part, (path, name, growing) in zip(self._splicer.parts(), self._opened, strict=True)
+            PartFile(part=part, path=path, name=name, follow=follow)
+            for part, (path, name, follow) in zip(self._splicer.parts(), self._opened, strict=True)
         )
 
     def abandon(self) -> None:
@@ -148,10 +150,10 @@ class Feeder:
         if self._proc is not None:
             self._proc.kill()
             self._proc = None
-        for _, _, growing in self._opened:
-            if growing is not None:
-                growing.stop()
-                growing.upload.abort()
+        for _, _, follow in self._opened:
+            follow.stop()
+            if isinstance(follow, GrowingUpload):
+                follow.upload.abort()
 
     def _give_up_if_doomed(self, seg: Segment) -> None:
         """Under the strict policy a missing, empty or unreadable slice fails the recording whatever
@@ -196,12 +198,13 @@ class Feeder:
         upload = ctx.destination.storage.begin_upload(
             ctx.destination.directory + name, metadata=owner_label(self._job)
         )
-        growing = None
-        if upload is not None:
-            growing = GrowingUpload(upload, path, part_bytes=ctx.config.upload_part_bytes)
-        self._opened.append((path, name, growing))
-        if growing is not None:
-            growing.start()
+        follow = (
+            Following(path)
+            if upload is None
+            else GrowingUpload(upload, path, part_bytes=ctx.config.upload_part_bytes)
+        )
+        self._opened.append((path, name, follow))
+        follow.start()
 
     def _name(self, index: int, *, first: Segment | None) -> str:
         """The file name of MP4 ``index`` (whose first slice is ``first``, when known)."""
@@ -225,9 +228,7 @@ class Feeder:
         try:
             proc.close()
         finally:
-            growing = self._opened[-1][2]
-            if growing is not None:
-                growing.stop()
+            self._opened[-1][2].stop()
 
 
 def check_output(info: Mp4Info, *, expected_tracks: Sequence[str], expected_s: float) -> tuple[Finding, ...]:
@@ -271,7 +272,7 @@ class RemuxStage:
         outputs: list[Output] = []
         findings: list[Finding] = []
         for file in files:
-            layout = plan(file.path)
+            layout = file.follow.layout()
             info = layout.info()
             segs = [by_index[i] for i in file.part.entries]
             tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
@@ -301,8 +302,8 @@ def finish_output(file: PartFile, *, layout: Layout, info: Mp4Info) -> Output:
         tracks=info.track_kinds,
         start_s=file.part.start_s,
     )
-    if file.growing is not None:
-        return replace(output, sha256=file.growing.finish(layout), upload=file.growing.upload)
+    if isinstance(file.follow, GrowingUpload):
+        return replace(output, sha256=file.follow.finish(layout), upload=file.follow.upload)
     final = file.path.with_name(file.name)
     sha256 = moov_first(file.path, final, layout=layout)
     file.path.unlink()

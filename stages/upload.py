@@ -3,10 +3,7 @@ multipart uploads: the remux stage starts one per MP4, the publish stage complet
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,75 +12,38 @@ from pathlib import Path
 from pipeline.model.exceptions import MediaError
 from pipeline.storage.base import Upload
 from pipeline.storage.parts import UPLOAD_WORKERS
+from stages.follow import POLL_S, Following
 from stages.media.faststart import Layout, read_pieces, sha256_of
-from stages.media.mp4 import parse_box_header
 
 log = logging.getLogger(__name__)
 
 
-class GrowingUpload:
+class GrowingUpload(Following):
     """Uploads an MP4 while ffmpeg writes it, in the order the published file will have (moov first).
 
-    ffmpeg writes its fragmented MP4 front to back and never goes back: ``moof`` and ``mdat`` pairs.
     The published file is a head (``ftyp``, the regular ``moov``, one ``mdat`` header) followed by the
-    payloads of those ``mdat`` boxes back to back (``stages.media.faststart``). A thread follows the
-    file: once an ``mdat`` is complete its payload is final, and every ``part_bytes`` stretch of the
-    media is sent as soon as it is complete. Part 1 (the head plus the first stretch) waits for
-    ``finish``, which sends the rest and part 1 last. Nothing is visible until ``Upload.complete``.
+    payloads of ffmpeg's ``mdat`` boxes back to back (``stages.media.faststart``). Following the file
+    (``stages.follow``): once an ``mdat`` is complete its payload is final, and every ``part_bytes``
+    stretch of the media is sent as soon as it is complete. Part 1 (the head plus the first stretch)
+    waits for ``finish``, which sends the rest and part 1 last. Nothing is visible until
+    ``Upload.complete``.
     """
 
     def __init__(self, upload: Upload, path: Path, *, part_bytes: int) -> None:
+        super().__init__(path)
         self.upload = upload
-        self._path = path
         self._part = part_bytes
-        self._media: list[tuple[int, int]] = []
-        """``[start, end)`` of each complete ``mdat`` payload found so far."""
-        self._scanned = 0
         self._sent: dict[int, tuple[int, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="recpipe-follow", daemon=True)
-        self._error: BaseException | None = None
+        self._next = (2, part_bytes)
+        """The next part to send from the media found so far: its number and where it starts."""
 
-    def start(self) -> None:
-        """Begin following the file."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """ffmpeg has exited: stop following (what was sent stays sent)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _follow(self) -> None:
-        number, start = 2, self._part
-        try:
-            with contextlib.ExitStack() as stack:
-                fd = None
-                while not self._stop.wait(POLL_S):
-                    if fd is None:
-                        try:
-                            fd = stack.enter_context(self._path.open("rb")).fileno()
-                        except FileNotFoundError:
-                            continue  # ffmpeg has not created it yet
-                    self._scan(fd)
-                    known = sum(end - begin for begin, end in self._media)
-                    while start + self._part <= known and self.upload.in_flight() < MAX_PARTS_IN_FLIGHT:
-                        self._send(number, start, start + self._part, media=self._media)
-                        number, start = number + 1, start + self._part
-        except BaseException as err:  # reported by finish()
-            self._error = err
-
-    def _scan(self, fd: int) -> None:
-        """Find the top-level boxes ffmpeg has finished writing since the last look."""
-        size = os.fstat(fd).st_size
-        while self._scanned + 8 <= size:
-            header = os.pread(fd, 16, self._scanned)
-            box = parse_box_header(header, offset=self._scanned, limit=1 << 62)
-            if box.size == 0 or box.end > size:  # still being written
-                return
-            if box.type == "mdat" and box.end > box.body:
-                self._media.append((box.body, box.end))
-            self._scanned = box.end
+    def _looked(self) -> None:
+        number, start = self._next
+        known = sum(end - begin for begin, end in self.media)
+        while start + self._part <= known and self.upload.in_flight() < MAX_PARTS_IN_FLIGHT:
+            self._send(number, start, start + self._part, media=self.media)
+            number, start = number + 1, start + self._part
+        self._next = (number, start)
 
     def _send(
         self,
@@ -111,7 +71,7 @@ class GrowingUpload:
         self.stop()
         if self._error is not None:
             raise self._error
-        if tuple(self._media) != layout.ranges[: len(self._media)]:
+        if tuple(self.media) != layout.ranges[: len(self.media)]:
             raise MediaError("the MP4 changed after parts of it were uploaded")
         streamed = len(self._sent)
         body = sum(end - start for start, end in layout.ranges)
@@ -146,6 +106,3 @@ def media_pieces(ranges: Sequence[tuple[int, int]], start: int, end: int) -> Ite
 
 MAX_PARTS_IN_FLIGHT = UPLOAD_WORKERS
 """Parts handed to the upload and not sent yet, at most: as many as it sends at once."""
-
-
-POLL_S = 0.05

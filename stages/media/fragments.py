@@ -196,29 +196,49 @@ def read_fragmented(path: Path) -> Fragmented:
 
 def parse_fragmented(read_at: ReadAt, *, size: int) -> Fragmented:
     """Read a fragmented MP4 of ``size`` bytes through ``read_at``."""
-    moov = b""
-    defaults: dict[int, Defaults] = {}
-    tables: dict[int, SampleTable] = {}
-    media: list[tuple[int, int]] = []
+    reader = FragmentedReader()
     for box in iter_boxes(read_at, start=0, end=size):
+        reader.add(box, read_at)
+    return reader.result()
+
+
+class FragmentedReader:
+    """``parse_fragmented`` one top-level box at a time, in file order: boxes can be given as ffmpeg
+    finishes writing them (``stages.follow``), so the tables are ready when it exits."""
+
+    def __init__(self) -> None:
+        self.moov: Box | None = None
+        """Where the ``moov`` is."""
+        self.moov_bytes = b""
+        """The ``moov`` as read."""
+        self._defaults: dict[int, Defaults] = {}
+        self._tables: dict[int, SampleTable] = {}
+        self.media: list[tuple[int, int]] = []
+        """``[start, end)`` of every ``mdat``'s payload so far."""
+
+    def add(self, box: Box, read_at: ReadAt) -> None:
+        """Take the next top-level box (complete in the file)."""
         if box.type in ("moov", "moof") and box.size > MAX_HEADER_BYTES:
             raise MediaError(f"{box.type} at offset {box.offset} is {box.size} bytes, over the limit")
         if box.type == "moov":
-            if moov:
+            if self.moov_bytes:
                 raise MediaError("more than one moov box")
-            moov = whole(read_at, box)
-            defaults = read_trex(moov)
-            tables = {track_id: SampleTable(track_id) for track_id in defaults}
+            self.moov, self.moov_bytes = box, whole(read_at, box)
+            self._defaults = read_trex(self.moov_bytes)
+            self._tables = {track_id: SampleTable(track_id) for track_id in self._defaults}
         elif box.type == "moof":
-            if not moov:
+            if not self.moov_bytes:
                 raise MediaError("a moof comes before the moov")
-            read_moof(whole(read_at, box), at=box.offset, defaults=defaults, tables=tables)
+            read_moof(whole(read_at, box), at=box.offset, defaults=self._defaults, tables=self._tables)
         elif box.type == "mdat":
-            media.append((box.body, box.end))
-    if not moov:
-        raise MediaError("not an MP4: no moov box")
-    check_chunks_in_media(tables.values(), media=media)
-    return Fragmented(moov=moov, media=tuple(media), tables=tables)
+            self.media.append((box.body, box.end))
+
+    def result(self) -> Fragmented:
+        """The file read (after its last box)."""
+        if not self.moov_bytes:
+            raise MediaError("not an MP4: no moov box")
+        check_chunks_in_media(self._tables.values(), media=self.media)
+        return Fragmented(moov=self.moov_bytes, media=tuple(self.media), tables=self._tables)
 
 
 def whole(read_at: ReadAt, box: Box) -> bytes:
