@@ -7,8 +7,8 @@ CPU-seconds an hour's GETs take. Here the same GetObject is signed as a presigne
 query-string form, by botocore's own signer and endpoint resolution) and sent on the same connection
 pool, with the same TLS verification, proxies and timeouts; only the answer we expect is handled here:
 
-- 200: the body, its length checked against Content-Length and, where the client validates response
-  checksums (AWS: ``response_checksum_validation=when_supported``), its full-object checksum;
+- 200 with a Content-Length: the body, its length checked against it and, where the client validates
+  response checksums (AWS: ``response_checksum_validation=when_supported``), its full-object checksum;
 - 404: ``ObjectNotFound``.
 
 Anything else — a redirect to another region, 403, throttling, a 5xx, a connection that cannot be
@@ -143,7 +143,7 @@ class DirectReads:
         raw = response.raw
         try:
             status = response.status_code
-            if status == 200:
+            if status == 200 and str(response.headers.get("content-length", "")).isdigit():
                 return self._body(raw, response.headers, key=key, max_bytes=max_bytes)
             if status == 404:
                 raise self._not_found(raw, key=key)
