@@ -9,7 +9,8 @@ ffmpeg remuxing to a fragmented MP4 (the pipe writes are recpipe's, the remux ff
 moov-first layout from the fragments, copy the media behind it (the faststart copy), hash the result,
 and upload it in parts. Prints one JSON object: CPU-seconds (user + sys, every thread of this process;
 ffmpeg's from its own rusage) per step, and the bytes each step handled. ``make bench`` runs it three
-times and prints each step's median as ``profile.<step>`` reference lines. The steps overlap in a real run; their sum is the CPU a run needs.
+times and prints each step's median as ``profile.<step>`` reference lines. The steps overlap in a real
+run; their sum is the CPU a run needs.
 """
 
 from __future__ import annotations
