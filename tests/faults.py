@@ -72,8 +72,9 @@ class FaultPlan:
         """The fault for this request (None: pass it through)."""
         with self.lock:
             self.requests.append((method, path))
-            n = self.seen[(method, unsigned(path))]
-            self.seen[(method, unsigned(path))] += 1
+            path = unsigned(path)
+            n = self.seen[(method, path)]
+            self.seen[(method, path)] += 1
             if self.permanent:
                 self.faults["503"] += 1
                 return "503"
@@ -81,7 +82,7 @@ class FaultPlan:
                 return None
             # The test bucket's name is random and a presigned URL's signature and date change with every
             # request: leave them out, so a seed faults the same requests every run.
-            stable = BUCKET_NAME.sub("bucket", unsigned(path))
+            stable = BUCKET_NAME.sub("bucket", path)
             digest = hashlib.sha256(f"{self.seed}|{method}|{stable}|{n}".encode()).digest()
             draw = struct.unpack(">Q", digest[:8])[0] / 2**64
             if draw >= self.rate:

@@ -109,14 +109,15 @@ class DirectReads:
         self._client = client
         self._bucket = bucket
         self._on_retry = on_retry
-        self._session: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        self._session: Any = session if callable(getattr(session, "send", None)) else None
         validation = getattr(client.meta.config, "response_checksum_validation", None)
         self._checksums = validation == "when_supported"
 
     @property
     def usable(self) -> bool:
         """Whether reads go direct."""
-        return self._session is not None and callable(getattr(self._session, "send", None))
+        return self._session is not None
 
     def read(self, key: str, *, max_bytes: int) -> bytes | None:
         """The whole object, or None where boto3 must answer (see the module's docstring).
