@@ -16,6 +16,7 @@ from pipeline.model.exceptions import NoSpace
 from pipeline.model.job import Job, Segment
 from pipeline.model.progress import NullProgress, Progress
 from pipeline.storage.base import Storage
+from pipeline.storage.local import LocalStorage
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,12 @@ class Destination:
     storage: Storage
     directory: str
     """Key prefix for this recording's outputs ("" or ending with "/")."""
+
+    @property
+    def links_files(self) -> bool:
+        """Whether a finished local output is published by linking it into place (a local directory):
+        then it is made durable where it is written, not copied (``moov_first(sync=True)``)."""
+        return isinstance(self.storage, LocalStorage)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -277,7 +277,8 @@ class RemuxStage:
             segs = [by_index[i] for i in file.part.entries]
             tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
             findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
-            outputs.append(finish_output(file, layout=layout, info=info))
+            durable = ctx.destination.links_files
+            outputs.append(finish_output(file, layout=layout, info=info, durable=durable))
         return replace(
             job,
             outputs=(*job.outputs, *outputs),
@@ -290,9 +291,9 @@ class RemuxStage:
         self.feeder.abandon()
 
 
-def finish_output(file: PartFile, *, layout: Layout, info: Mp4Info) -> Output:
+def finish_output(file: PartFile, *, layout: Layout, info: Mp4Info, durable: bool) -> Output:
     """The checked MP4 as an output with ``moov`` first: its upload finished (all but completing it),
-    or a moov-first copy written beside it in the work directory."""
+    or a moov-first copy written beside it in the work directory (on disk already when ``durable``)."""
     output = Output(
         key=file.name,
         kind="mp4",
@@ -305,6 +306,6 @@ def finish_output(file: PartFile, *, layout: Layout, info: Mp4Info) -> Output:
     if isinstance(file.follow, GrowingUpload):
         return replace(output, sha256=file.follow.finish(layout), upload=file.follow.upload)
     final = file.path.with_name(file.name)
-    sha256 = moov_first(file.path, final, layout=layout)
+    sha256 = moov_first(file.path, final, layout=layout, sync=durable)
     file.path.unlink()
     return replace(output, sha256=sha256, local=final)

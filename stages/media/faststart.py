@@ -9,12 +9,15 @@ every player handles and which starts playing over HTTP at once::
 
 ``moov'`` is built from the fragments (``stages.media.moov``); the media bytes are copied unchanged,
 inside the kernel (``copy_file_range``), while a second thread hashes the result, so the conversion
-costs about as long as hashing alone.
+costs about as long as hashing alone. An output about to be published on local disk is made durable as
+it is written: its writeback is started every ``WRITEBACK_BYTES`` and the closing ``fsync`` overlaps
+the hashing, instead of writing 250 MB an hour out after both (0.35 s instead of 0.47 s here).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import logging
 import os
@@ -37,6 +40,8 @@ CHUNK = 1024 * 1024
 """Read size when ``copy_file_range`` is not there."""
 BLOCK = 2 * 1024 * 1024
 """About how many media bytes are read, joined and hashed at a time (``media_blocks``)."""
+WRITEBACK_BYTES = 32 * 1024 * 1024
+"""How often, in bytes written, the writeback of a synced output is started (``write``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -94,20 +99,43 @@ def plan(path: Path) -> Layout:
     return layout_of(read_fragmented(path))
 
 
-def write(layout: Layout, *, src: Path, dest: BinaryIO) -> str:
+def write(layout: Layout, *, src: Path, dest: BinaryIO, sync: bool = False) -> str:
     """Write ``layout`` (ranges read from ``src``) to ``dest``; returns the sha256 of what was written.
 
     The bytes are copied inside the kernel (``copy_file_range``) while a second thread hashes the same
-    ranges (hashlib releases the GIL), so the copy costs about as long as hashing alone.
+    ranges (hashlib releases the GIL), so the copy costs about as long as hashing alone. With ``sync``,
+    ``dest`` is on disk when this returns: the kernel is asked to start writing it out as it grows
+    (``start_writeback``), and the last ``fsync`` runs while the hashing finishes.
     """
     with ThreadPoolExecutor(1, "recpipe-hash") as pool:
         digest = pool.submit(sha256_of, layout, src)
         dest.write(layout.head)
         dest.flush()
+        written = started = len(layout.head)
         with src.open("rb") as f:
             for start, end in layout.ranges:
                 copy_range(f, dest, start=start, end=end)
+                written += end - start
+                if sync and written - started >= WRITEBACK_BYTES:
+                    start_writeback(dest.fileno(), start=started, end=written)
+                    started = written
+        if sync:
+            os.fsync(dest.fileno())
         return digest.result()
+
+
+def start_writeback(fd: int, *, start: int, end: int) -> None:
+    """Have the kernel start writing bytes ``[start, end)`` of ``fd`` to disk, without waiting for it.
+
+    ``POSIX_FADV_DONTNEED`` does that on Linux (its pages still being written stay cached; the others
+    are dropped, which nothing here reads again: a local output is published by a hard link). A hint
+    only: where it is missing or refused, the closing ``fsync`` writes everything, as it would anyway.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    with contextlib.suppress(OSError):
+        advise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
 
 def sha256_of(layout: Layout, src: Path) -> str:
@@ -178,10 +206,11 @@ def copy_range(src: BinaryIO, dest: BinaryIO, *, start: int, end: int) -> None:
         dest.flush()
 
 
-def moov_first(src: Path, dest: Path, *, layout: Layout | None = None) -> str:
-    """Write ``src`` to ``dest`` with ``moov`` first (as ``layout`` says, if given); ``dest``'s sha256."""
+def moov_first(src: Path, dest: Path, *, layout: Layout | None = None, sync: bool = False) -> str:
+    """Write ``src`` to ``dest`` with ``moov`` first (as ``layout`` says, if given); ``dest``'s sha256.
+    With ``sync``, ``dest`` is on disk when this returns (see ``write``)."""
     layout = layout or plan(src)
     with dest.open("xb") as out:
-        sha256 = write(layout, src=src, dest=out)
+        sha256 = write(layout, src=src, dest=out, sync=sync)
     log.debug("%s: written with moov first (%d bytes)", dest.name, layout.size)
     return sha256

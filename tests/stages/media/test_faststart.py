@@ -4,6 +4,7 @@ regular MP4 of the same input holds, with moov first. Real ffmpeg, real recordin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -151,6 +152,52 @@ def test_sha256_of_matches_what_is_written(ffmpeg_exe, tmp_path):
     source = fragmented(ffmpeg_exe, make_ts(ffmpeg_exe, tmp_path / "in.ts"), tmp_path / "frag.mp4")
     layout = plan(source)
     assert sha256_of(layout, source) == moov_first(source, tmp_path / "copy.mp4")
+
+
+def test_a_synced_output_is_written_out_as_it_grows_then_fsynced(ffmpeg_exe, tmp_path, monkeypatch):
+    """With ``sync`` the bytes are the same; the kernel is asked to write them out every
+    ``WRITEBACK_BYTES`` (contiguous ranges from the end of the head), and the file is fsynced before
+    ``moov_first`` returns."""
+    source = fragmented(ffmpeg_exe, make_ts(ffmpeg_exe, tmp_path / "in.ts", seconds=21), tmp_path / "f.mp4")
+    layout = plan(source)
+    every = layout.size // 8
+    monkeypatch.setattr(faststart, "WRITEBACK_BYTES", every)
+    advised: list[tuple[int, int, int]] = []
+    synced: list[int] = []
+    real_advise, real_fsync = faststart.os.posix_fadvise, faststart.os.fsync
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        advised.append((offset, length, advice))
+        real_advise(fd, offset, length, advice)
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(faststart.os, "posix_fadvise", advise)
+    monkeypatch.setattr(faststart.os, "fsync", fsync)
+    sha256 = moov_first(source, tmp_path / "synced.mp4", layout=layout, sync=True)
+    assert synced, "the output was not fsynced"
+    monkeypatch.setattr(faststart.os, "fsync", real_fsync)
+    assert sha256 == moov_first(source, tmp_path / "plain.mp4", layout=layout)
+    assert (tmp_path / "synced.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
+    assert len(advised) >= 4
+    assert {advice for _, _, advice in advised} == {faststart.os.POSIX_FADV_DONTNEED}
+    assert advised[0][0] == len(layout.head)
+    for (offset, length, _), (following, _, _) in itertools.pairwise(advised):
+        assert offset + length == following
+        assert length >= every
+    assert advised[-1][0] + advised[-1][1] <= layout.size
+
+
+def test_an_unsynced_output_is_left_to_the_kernel(ffmpeg_exe, tmp_path, monkeypatch):
+    source = fragmented(ffmpeg_exe, make_ts(ffmpeg_exe, tmp_path / "in.ts"), tmp_path / "f.mp4")
+    monkeypatch.setattr(faststart, "WRITEBACK_BYTES", 1024)
+    calls: list[str] = []
+    monkeypatch.setattr(faststart.os, "posix_fadvise", lambda *args: calls.append("fadvise"))
+    monkeypatch.setattr(faststart.os, "fsync", lambda fd: calls.append("fsync"))
+    moov_first(source, tmp_path / "out.mp4")
+    assert calls == []
 
 
 def test_not_an_mp4(tmp_path):
