@@ -1,7 +1,8 @@
 """ffmpeg: the one module that finds it, builds its command lines and runs it.
 
 - **Finding it**: ``$RECPIPE_FFMPEG`` (must be an executable file), else ``ffmpeg`` on ``PATH``, else
-  the binary shipped in the ``imageio-ffmpeg`` wheel; ``ffmpeg_version`` asks it for its version.
+  the binary shipped in the ``imageio-ffmpeg`` wheel; ``VersionProbe`` asks it for its version while the
+  run gets on with other work (``ffmpeg_version`` waits for the answer at once).
 - **Command lines**, each built with ``ffmpeg-python`` and each a pure function (an argv table test
   covers every one): ``remux_argv`` (the slices on stdin → a fragmented MP4), ``merge_argv`` (a user's
   retimed streams → one MP4), ``silence_argv`` (AAC silence for a user's audio holes) and
@@ -94,16 +95,50 @@ def _bundled_ffmpeg() -> str:
 
 def ffmpeg_version(exe: str) -> str:
     """The version token of ``exe -version`` (e.g. ``"n9.0.2"``); ToolError if it cannot run."""
-    argv = [exe, "-hide_banner", "-version"]
-    try:
-        done = subprocess.run(argv, capture_output=True, check=False, timeout=VERSION_TIMEOUT_S)
-    except (OSError, subprocess.SubprocessError) as err:
-        raise ToolError(f"cannot run {exe!r} -version: {err}") from err
-    first = done.stdout.decode("utf-8", "replace").partition("\n")[0]
-    version = parse_version_line(first)
-    if done.returncode != 0 or version is None:
-        raise ToolError(f"{exe!r} -version failed (exit code {done.returncode}): {first.strip()!r}")
-    return version
+    return VersionProbe(exe).result()
+
+
+class VersionProbe:
+    """``exe -version``, started at once and read by ``result``: ffmpeg loads every library it is linked
+    with before it answers (0.1–0.25 s here), time a run can spend listing and reading the recording."""
+
+    def __init__(self, exe: str) -> None:
+        self.exe = exe
+        self._argv = [exe, "-hide_banner", "-version"]
+        self._error: OSError | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        try:
+            self._proc = subprocess.Popen(
+                self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+        except OSError as err:
+            self._error = err
+
+    def result(self) -> str:
+        """The version token (e.g. ``"n9.0.2"``); ToolError if ffmpeg could not run or did not say."""
+        if self._proc is None:
+            raise ToolError(f"cannot run {self.exe!r} -version: {self._error}")
+        try:
+            out, _ = self._proc.communicate(timeout=VERSION_TIMEOUT_S)
+        except subprocess.TimeoutExpired as err:
+            self._proc.kill()
+            self._proc.communicate()
+            raise ToolError(f"cannot run {self.exe!r} -version: {err}") from err
+        first = out.decode("utf-8", "replace").partition("\n")[0]
+        version = parse_version_line(first)
+        if self._proc.returncode != 0 or version is None:
+            raise ToolError(
+                f"{self.exe!r} -version failed (exit code {self._proc.returncode}): {first.strip()!r}"
+            )
+        return version
+
+    def close(self) -> None:
+        """Stop waiting for an answer nobody will read (the run ended first)."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        self._proc.communicate()
 
 
 def parse_version_line(line: str) -> str | None:

@@ -29,6 +29,7 @@ from pipeline.run.individual import (
     stream_report,
     users_of,
 )
+from pipeline.run.malloc import keep_freed_heap
 from pipeline.run.raw import process_raw_users, raw_users
 from pipeline.run.runner import Result, RunOptions, execute, make_job, output_directory
 from pipeline.storage import LocalStorage
@@ -36,7 +37,7 @@ from pipeline.storage.locations import Location, location_from_storage_spec, ope
 from stages.base import Destination, StageContext
 from stages.discover import find_recordings, inputs_digest, select_recording, split_key
 from stages.fetch import read_playlists
-from stages.ffmpeg import ffmpeg_version, find_ffmpeg
+from stages.ffmpeg import VersionProbe, find_ffmpeg
 from stages.publish import read_existing_report, report_key
 
 log = logging.getLogger(__name__)
@@ -186,22 +187,31 @@ def run(
 ) -> Result:
     """Discover, then run the stages for one recording (process, verify, dry run)."""
     profile = read_profile(request.profile)
-    source = open_source(request, profile=profile, environ=environ)
-    found = discover(source, sid=request.sid, profile=profile)
-    recording = found[0]
-    if profile is not None and profile.mode == "web" and recording.uid is None:
-        recording = replace(recording, mode="web")  # named like a composite recording
     want_mp4 = wants_mp4(request, profile=profile)
     config = recording_config(config, profile=profile)
     publish = request.publish and not request.dry_run
     ffmpeg = (config.ffmpeg or find_ffmpeg(environ)) if want_mp4 and publish else None
+    version = VersionProbe(ffmpeg) if ffmpeg else None  # answers while the recording is found
+    try:
+        source = open_source(request, profile=profile, environ=environ)
+        found = discover(source, sid=request.sid, profile=profile)
+        recording = found[0]
+        if profile is not None and profile.mode == "web" and recording.uid is None:
+            recording = replace(recording, mode="web")  # named like a composite recording
+        destination = destination_for(recording, request=request, source=source, environ=environ)
+    except BaseException:
+        if version is not None:
+            version.close()
+        raise
+    if ffmpeg and destination.links_files:
+        keep_freed_heap()  # its buffers are slices, not upload parts (pipeline.run.malloc)
     ctx = StageContext(
         storage=source.storage,
-        destination=destination_for(recording, request=request, source=source, environ=environ),
+        destination=destination,
         workdir=Path("."),
         config=config,
         ffmpeg=ffmpeg or "ffmpeg",
-        tool={"recpipe": recpipe_version(), "ffmpeg": ffmpeg_version(ffmpeg) if ffmpeg else ""},
+        tool={"recpipe": recpipe_version(), "ffmpeg": version.result() if version else ""},
         logger=logger or logging.getLogger("recpipe"),
         progress=progress or NullProgress(),
     )

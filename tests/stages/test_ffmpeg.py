@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import imageio_ffmpeg
 import pytest
 
 from pipeline.model.exceptions import RemuxError, ToolError
+from stages import ffmpeg as ffmpeg_module
 from stages.ffmpeg import (
     FfmpegProcess,
     SampleMedia,
+    VersionProbe,
     ffmpeg_version,
     find_ffmpeg,
     merge_argv,
@@ -99,6 +102,38 @@ def test_version_of_something_else(tmp_path):
     exe = make_executable(tmp_path / "ffmpeg", "#!/bin/sh\necho hello\n")
     with pytest.raises(ToolError):
         ffmpeg_version(str(exe))
+
+
+def test_the_version_is_asked_for_when_the_probe_is_made(tmp_path):
+    """The probe's ffmpeg runs while the caller does other work; ``result`` only collects its answer."""
+    marker = tmp_path / "ran"
+    exe = make_executable(tmp_path / "ffmpeg", f"#!/bin/sh\ntouch '{marker}'\necho 'ffmpeg version n7.1 x'\n")
+    probe = VersionProbe(str(exe))
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the probe did not start ffmpeg"
+        time.sleep(0.01)
+    assert probe.result() == "n7.1"
+
+
+def test_a_version_that_never_comes(tmp_path, monkeypatch):
+    monkeypatch.setattr(ffmpeg_module, "VERSION_TIMEOUT_S", 0.2)
+    exe = make_executable(tmp_path / "ffmpeg", "#!/bin/sh\nexec sleep 30\n")
+    probe = VersionProbe(str(exe))
+    started = time.monotonic()
+    with pytest.raises(ToolError, match=r"cannot run .* -version: .*timed out"):
+        probe.result()
+    assert time.monotonic() - started < 10
+
+
+def test_a_probe_nobody_reads_is_stopped(tmp_path):
+    exe = make_executable(tmp_path / "ffmpeg", "#!/bin/sh\nexec sleep 30\n")
+    probe = VersionProbe(str(exe))
+    started = time.monotonic()
+    probe.close()
+    assert time.monotonic() - started < 10
+    assert probe._proc is not None
+    assert probe._proc.returncode is not None
 
 
 @pytest.mark.parametrize(
