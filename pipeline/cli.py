@@ -15,15 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from pipeline.fleet.batch import BatchLine, batch_exit_code, batch_summary, enqueue_recordings, run_batch
-from pipeline.fleet.metrics import Metrics
-from pipeline.fleet.settings import job_defaults, worker_settings
-from pipeline.fleet.triggers import JobOptions
 from pipeline.model.config import PipelineConfig, load_config
 from pipeline.model.exceptions import ConfigError, PipelineError
 from pipeline.model.job import ABSENT_CHOICES, BACKUPED_NOW, POLICIES
@@ -47,8 +39,12 @@ from pipeline.samples.composite import DEFECTS
 from pipeline.samples.make import SAMPLE_MODES, describe, make_sample
 from stages.ffmpeg import find_ffmpeg
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # imported where they are used: a run loads neither the fleet nor rich's tables
+    from rich.console import Console
+
+    from pipeline.fleet.batch import BatchLine
+    from pipeline.fleet.metrics import Metrics
+    from pipeline.fleet.triggers import JobOptions
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +107,8 @@ def metrics_options(fn: F) -> F:
 
 def _metrics(port: int | None, host: str) -> Metrics | None:
     """The process's metrics, exposed when a port is given."""
+    from pipeline.fleet.metrics import Metrics
+
     if port is None:
         return None
     metrics = Metrics()
@@ -395,6 +393,11 @@ STATE_STYLE = {
 
 def _ls_table(listings: Sequence[Listing], *, console: Console | None = None) -> None:
     """``recpipe ls`` on a terminal: an aligned table, each state in its colour."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name, justify in (("state", "left"), ("slices", "right"), ("duration", "right"), ("mode", "left"),
                           ("sid", "left"), ("cname", "left"), ("user", "left")):  # fmt: skip
@@ -505,6 +508,8 @@ def sample(
 
 def _job_options(opts: Mapping[str, Any], *, embed_profile: bool) -> JobOptions:
     """dest/policy/avFileType/force/profile from flags, as jobs take them."""
+    from pipeline.fleet.settings import job_defaults
+
     try:
         return job_defaults(
             profile=opts.get("profile"),
@@ -649,6 +654,7 @@ def worker(obj: Mapping[str, Any], /, queue_url: str, endpoint_url: str | None, 
     A message is deleted only once its outputs and report are committed; one recpipe
     cannot understand goes to the queue's dead-letter queue. Stop with SIGTERM or Ctrl-C.
     """
+    from pipeline.fleet.settings import worker_settings
     from pipeline.fleet.worker import run_worker
 
     names = ("concurrency", "wait_s", "visibility_s", "pending_delay_s", "retry_delay_s", "max_pending_age_s",
@@ -688,6 +694,8 @@ def enqueue(
     --force and the --profile (without storage credentials). Workers skip recordings already
     processed with the same inputs unless --force.
     """
+    from pipeline.fleet.batch import enqueue_recordings
+
     as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
     options = _job_options(opts, embed_profile=True)
     try:
@@ -729,6 +737,8 @@ def batch(obj: Mapping[str, Any], /, location: str, jobs: int, endpoint_url: str
     One line per recording as it finishes. Exit code: 1 if any failed, else 4 if any was
     rejected, 3 if any is degraded, 75 if any is still recording, else 0.
     """
+    from pipeline.fleet.batch import batch_exit_code, batch_summary, run_batch
+
     as_json, quiet = opts.pop("as_json"), opts.pop("quiet")
 
     def show(done: int, total: int, line: BatchLine) -> None:  # one line per finished recording
@@ -809,6 +819,7 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
     answers), else 503 with the reason; GET /livez answers 200. Stop with SIGTERM or Ctrl-C.
     """
     from pipeline.fleet.serve import parse_listen, serve_notifications
+    from pipeline.fleet.settings import worker_settings
 
     secret = os.environ.get(secret_env, "")
     event_grid_key = os.environ.get(event_grid_key_env, "")

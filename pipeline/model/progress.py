@@ -1,24 +1,17 @@
-"""Progress reporting for long work: a small protocol, a silent sink and a terminal bar (``rich``)."""
+"""Progress reporting for long work: a small protocol, a silent sink and a terminal bar (``rich``).
+
+``rich`` is imported when a bar is made: runs without a terminal (batch jobs, workers, ``--quiet``) do
+not load it (40 ms)."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichProgress
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +53,8 @@ class TerminalProgress:
     def __init__(
         self, stream: TextIO, *, force_terminal: bool | None = None, width: int | None = None
     ) -> None:
+        from rich.console import Console
+
         self._console = Console(
             file=stream, force_terminal=force_terminal, width=width, stderr=stream is sys.stderr
         )
@@ -68,6 +63,18 @@ class TerminalProgress:
 
     def start(self, task: str, *, total: int, unit: str) -> None:
         """Begin a bar for ``task``."""
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
         self.finish()
         amount = DownloadColumn() if unit == "B" else MofNCompleteColumn()
         rate = TransferSpeedColumn() if unit == "B" else TextColumn("")

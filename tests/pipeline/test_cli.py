@@ -218,3 +218,15 @@ def test_ls_on_a_terminal_is_an_aligned_coloured_table(tmp_path):
     header = next(line for line in text.splitlines() if "slices" in line)
     assert "state" in header
     assert "duration" in header
+
+
+def test_the_command_line_loads_what_a_run_needs_only():
+    """The fleet (queues, metrics), rich and boto3 are imported by the commands that use them: every
+    ``recpipe process`` pays for its imports, a local one for no S3 client."""
+    code = (
+        "import sys, pipeline.cli; "
+        "print(sorted({m.split('.')[0] if not m.startswith('pipeline.') else m for m in sys.modules}))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for module in ("pipeline.fleet", "rich", "prometheus_client", "boto3", "botocore", "azure"):
+        assert f"'{module}" not in loaded, f"{module} is imported with the command line"
