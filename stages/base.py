@@ -30,10 +30,20 @@ class Destination:
     """Key prefix for this recording's outputs ("" or ending with "/")."""
 
     @property
-    def links_files(self) -> bool:
-        """Whether a finished local output is published by linking it into place (a local directory):
-        then it is made durable where it is written, not copied (``moov_first(sync=True)``)."""
+    def is_local(self) -> bool:
+        """Whether outputs go to a local directory: published whole, nothing uploaded part by part."""
         return isinstance(self.storage, LocalStorage)
+
+    def links_from(self, workdir: Path) -> bool:
+        """Whether a file finished in ``workdir`` is published by linking it into place (a local
+        directory on the same file system): then it is made durable where it is written
+        (``moov_first(sync=True)``), since it is not copied (and read) again."""
+        if not isinstance(self.storage, LocalStorage):
+            return False
+        try:
+            return workdir.stat().st_dev == self.storage.root.stat().st_dev
+        except OSError:
+            return False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -180,7 +180,7 @@ def merge_user(
     info = layout.info()
     findings = check_merged(info, plan_=plan_)
     final = workdir / name
-    sha256 = moov_first(raw, final, layout=layout, sync=ctx.destination.links_files)
+    sha256 = moov_first(raw, final, layout=layout, sync=ctx.destination.links_from(ctx.workdir))
     raw.unlink()
     output = Output(
         key=name,

@@ -277,7 +277,7 @@ class RemuxStage:
             segs = [by_index[i] for i in file.part.entries]
             tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
             findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
-            durable = ctx.destination.links_files
+            durable = ctx.destination.links_from(ctx.workdir)
             outputs.append(finish_output(file, layout=layout, info=info, durable=durable))
         return replace(
             job,

@@ -203,7 +203,7 @@ def run(
         if version is not None:
             version.close()
         raise
-    if ffmpeg and destination.links_files:
+    if ffmpeg and destination.is_local:
         keep_freed_heap()  # its buffers are slices, not upload parts (pipeline.run.malloc)
     ctx = StageContext(
         storage=source.storage,
