@@ -618,6 +618,8 @@ class TsReader:
 _TEI = bytes(range(0x80, 0x100))
 """Header byte 1 values with transport_error_indicator set."""
 _PUSI = bytes(0xFF if v & 0x40 else 0 for v in range(256))
+_PAYLOAD = bytes(0xFF if v & 0x10 else 0 for v in range(256))
+"""Header byte 3 → 0xFF for packets that carry a payload."""
 _PID_HIGH = bytes(v & 0x1F for v in range(256))
 _COUNTER = bytes(0x10 | (v & 0x0F) if v & 0x10 else 0 for v in range(256))
 """Header byte 3 → its continuity counter, marked with 0x10, for packets that carry a payload; else 0."""
@@ -717,20 +719,70 @@ def _pes_timestamps(
 ) -> list[tuple[int, int]]:
     """Count the PES that ``stream``'s packets begin from packet ``after`` on and keep their timestamp
     fields, as ``TsReader._payload`` and ``_read_pes`` do; ``(packet index, where its elementary-stream
-    bytes start)`` of each. A packet without a valid PES header begins none."""
+    bytes start)`` of each. A packet without a valid PES header begins none.
+
+    The headers are read together (``_pes_in_bulk``) when every one of them is whole and well formed,
+    as a recording's are; otherwise one at a time."""
     b3 = heads.b3
-    units = (heads.mask(stream.pid) & heads.starts()).to_bytes(heads.count)
-    begun: list[tuple[int, int]] = []
-    for match in _NOT_ZERO.finditer(units, after):
-        index = match.start()
-        flags = b3[index]
-        if not flags & 0x10:
-            continue
+    units = heads.mask(stream.pid) & heads.starts() & int.from_bytes(b3.translate(_PAYLOAD))
+    indexes = [match.start() for match in _NOT_ZERO.finditer(units.to_bytes(heads.count), after)]
+    begun = _pes_in_bulk(stream, buf, start, b3, indexes)
+    if begun is not None:
+        return begun
+    begun = []
+    for index in indexes:
         off = start + index * PACKET
-        begin = _pes_header(stream, buf, _payload_start(buf, off, flags), off + PACKET)
+        begin = _pes_header(stream, buf, _payload_start(buf, off, b3[index]), off + PACKET)
         if begin >= 0:
             begun.append((index, begin))
     return begun
+
+
+PES_HEAD = 19
+"""Bytes of a PES header from its start code to the end of a DTS field."""
+_PTS_FLAG = bytes(range(0x80, 0x100))
+"""PES header flag bytes that announce a PTS."""
+_NO_DTS_FLAG = bytes(v for v in range(0x100) if not v & 0x40)
+"""PES header flag bytes that announce no DTS."""
+
+
+def _pes_in_bulk(
+    stream: _Stream, buf: bytes, start: int, b3: bytes, indexes: list[int]
+) -> list[tuple[int, int]] | None:
+    """``_pes_timestamps`` for the packets at ``indexes`` (each with a payload) when each begins a PES
+    header with a PTS that its packet holds whole, room for a DTS field included: their first
+    ``PES_HEAD`` bytes are joined and checked and read as strided slices. None, with nothing counted,
+    when any of them is not such a header (then they are read one by one)."""
+    if not indexes:
+        return []
+    heads = [start + index * PACKET + 4 for index in indexes]
+    fields = [buf[at] + 1 if b3[index] & 0x20 else 0 for at, index in zip(heads, indexes, strict=True)]
+    if max(fields) > PACKET - 4 - PES_HEAD:  # an adaptation field leaves no room for the header
+        return None
+    at = list(map(operator.add, heads, fields))
+    joined = b"".join([buf[p : p + PES_HEAD] for p in at])
+    count = len(at)
+    flags, lengths = joined[7::PES_HEAD], joined[8::PES_HEAD]
+    if (
+        joined[0::PES_HEAD] != bytes(count)
+        or joined[1::PES_HEAD] != bytes(count)
+        or joined[2::PES_HEAD] != b"\x01" * count
+        or flags.translate(None, _PTS_FLAG)
+        or max(map(operator.add, lengths, fields)) > PACKET - 4 - 9  # the header overruns its packet
+    ):
+        return None
+    stream.pes_count += count
+    stream.new_pts.extend([joined[i : i + 5] for i in range(9, len(joined), PES_HEAD)])
+    if not flags.translate(None, _NO_DTS_FLAG):  # the usual case: no DTS at all
+        stream.new_dts.extend([None] * count)
+    else:
+        stream.new_dts.extend(
+            [
+                joined[i * PES_HEAD + 14 : (i + 1) * PES_HEAD] if flag & 0x40 and length >= 10 else None
+                for i, (flag, length) in enumerate(zip(flags, lengths, strict=True))
+            ]
+        )
+    return list(zip(indexes, [p + 9 + length for p, length in zip(at, lengths, strict=True)], strict=True))
 
 
 def _payload_start(buf: bytes, off: int, flags: int) -> int:

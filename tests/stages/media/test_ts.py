@@ -308,3 +308,52 @@ def test_timestamps_are_decoded_in_bulk_as_one_by_one(values):
         write_pts(field, 0, value)
         fields.append(bytes(field))
     assert _decode_timestamps(fields) == [read_pts(f, 0) for f in fields] == values
+
+
+def pes_packets(data: bytes, pid: int) -> list[int]:
+    """Indexes of the packets that begin a PES of ``pid``."""
+    return [
+        i
+        for i, packet in enumerate(ts_packets(data))
+        if packet_pid(packet) == pid and starts_unit(packet) and packet[3] & 0x10
+    ]
+
+
+def squeezed(packet: bytes, *, room: int) -> bytes:
+    """``packet`` with an adaptation field of stuffing that leaves the first ``room`` bytes of its payload."""
+    payload = packet[5 + packet[4] :] if packet[3] & 0x20 else packet[4:]
+    af = 188 - 4 - room  # the adaptation field, its length byte included
+    header = bytes([packet[0], packet[1], packet[2], packet[3] | 0x30])
+    return header + bytes([af - 1]) + (b"\x00" + b"\xff" * (af - 2) if af > 1 else b"") + payload[:room]
+
+
+@pytest.mark.parametrize(
+    ("room", "change", "counted"),
+    [
+        pytest.param(14, None, True, id="a PTS-only header filling its packet"),
+        pytest.param(18, None, True, id="no room for a DTS field"),
+        pytest.param(40, "overrun", False, id="a header longer than its packet"),
+        pytest.param(40, "no start code", False, id="no start code"),
+        pytest.param(40, "no PTS", False, id="no PTS"),
+    ],
+)
+def test_pes_headers_the_bulk_step_leaves_to_the_walk(first, room, change, counted):
+    """The PES headers of a run are read together only when each is whole and well formed; one that is
+    not (squeezed by an adaptation field, too long, no start code, no PTS) sends the run to the
+    packet-by-packet walk, which counts the good ones and not the bad one."""
+    packets = ts_packets(first)
+    index = pes_packets(first, VIDEO)[100]  # past the first picture: where the bulk steps run
+    packet = bytearray(squeezed(packets[index], room=room))
+    pes = 188 - room
+    if change == "overrun":
+        packet[pes + 8] = room  # header_len: 9 + room bytes, more than the packet holds
+    elif change == "no start code":
+        packet[pes + 2] = 0x02
+    elif change == "no PTS":
+        packet[pes + 7] &= 0x3F
+    data = b"".join([*packets[:index], bytes(packet), *packets[index + 1 :]])
+    before = {s.pid: s.pes_count for s in read_slice([first]).streams}
+    after = read_slice([data])
+    assert after == read_walking([data])
+    video = next(s for s in after.streams if s.pid == VIDEO)
+    assert video.pes_count == before[VIDEO] - (0 if counted else 1)
