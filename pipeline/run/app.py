@@ -137,6 +137,20 @@ def _discover_one(
     return select_recording(recordings, sid=sid, cname=cname, playlist_key=exact, where=source.display)
 
 
+def early_version_probe(
+    request: Request, *, profile: Profile | None, config: PipelineConfig, environ: Mapping[str, str]
+) -> VersionProbe | None:
+    """ffmpeg asked for its version before the recording is found (it answers meanwhile), when the run
+    will remux. None when it will not — or when something is wrong: the same checks, made again after
+    discovery, report it where they always did (a missing recording before a missing ffmpeg)."""
+    try:
+        if not (request.publish and not request.dry_run and wants_mp4(request, profile=profile)):
+            return None
+        return VersionProbe(config.ffmpeg or find_ffmpeg(environ))
+    except PipelineError:
+        return None
+
+
 def recording_config(config: PipelineConfig, *, profile: Profile | None) -> PipelineConfig:
     """The settings for this recording: a web page recording's MP4s are split where its recorder splits
     them (``serviceParam.maxVideoDuration``) rather than at ``RECPIPE_MAX_MP4_SECONDS``."""
@@ -187,22 +201,28 @@ def run(
 ) -> Result:
     """Discover, then run the stages for one recording (process, verify, dry run)."""
     profile = read_profile(request.profile)
-    want_mp4 = wants_mp4(request, profile=profile)
-    config = recording_config(config, profile=profile)
-    publish = request.publish and not request.dry_run
-    ffmpeg = (config.ffmpeg or find_ffmpeg(environ)) if want_mp4 and publish else None
-    version = VersionProbe(ffmpeg) if ffmpeg else None  # answers while the recording is found
+    early = early_version_probe(request, profile=profile, config=config, environ=environ)
     try:
         source = open_source(request, profile=profile, environ=environ)
         found = discover(source, sid=request.sid, profile=profile)
         recording = found[0]
         if profile is not None and profile.mode == "web" and recording.uid is None:
             recording = replace(recording, mode="web")  # named like a composite recording
+        want_mp4 = wants_mp4(request, profile=profile)
+        config = recording_config(config, profile=profile)
+        publish = request.publish and not request.dry_run
+        ffmpeg = None
+        if want_mp4 and publish:  # found already when the probe started early
+            ffmpeg = early.exe if early is not None else config.ffmpeg or find_ffmpeg(environ)
         destination = destination_for(recording, request=request, source=source, environ=environ)
     except BaseException:
-        if version is not None:
-            version.close()
+        if early is not None:
+            early.close()
         raise
+    if early is not None and early.exe != ffmpeg:
+        early.close()
+        early = None
+    version = early or (VersionProbe(ffmpeg) if ffmpeg else None)
     if ffmpeg and destination.is_local:
         keep_freed_heap()  # its buffers are slices, not upload parts (pipeline.run.malloc)
     ctx = StageContext(
