@@ -271,13 +271,13 @@ class RemuxStage:
         by_index = {s.index: s for s in job.segments}
         outputs: list[Output] = []
         findings: list[Finding] = []
+        durable = ctx.destination.links_from(ctx.workdir)
         for file in files:
             layout = file.follow.layout()
             info = layout.info()
             segs = [by_index[i] for i in file.part.entries]
             tracks = expected_tracks(segs, stream_types=job.expect.stream_types)
             findings += check_output(info, expected_tracks=tracks, expected_s=file.part.duration_s)
-            durable = ctx.destination.links_from(ctx.workdir)
             outputs.append(finish_output(file, layout=layout, info=info, durable=durable))
         return replace(
             job,

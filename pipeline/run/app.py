@@ -137,18 +137,26 @@ def _discover_one(
     return select_recording(recordings, sid=sid, cname=cname, playlist_key=exact, where=source.display)
 
 
+def remux_ffmpeg(
+    request: Request, *, profile: Profile | None, config: PipelineConfig, environ: Mapping[str, str]
+) -> str | None:
+    """The ffmpeg a run remuxes with; None when it remuxes nothing (a dry run, no MP4 wanted)."""
+    if request.dry_run or not request.publish or not wants_mp4(request, profile=profile):
+        return None
+    return config.ffmpeg or find_ffmpeg(environ)
+
+
 def early_version_probe(
     request: Request, *, profile: Profile | None, config: PipelineConfig, environ: Mapping[str, str]
 ) -> VersionProbe | None:
     """ffmpeg asked for its version before the recording is found (it answers meanwhile), when the run
-    will remux. None when it will not — or when something is wrong: the same checks, made again after
-    discovery, report it where they always did (a missing recording before a missing ffmpeg)."""
+    will remux. None when it will not — or when something is wrong: ``remux_ffmpeg``, asked again after
+    discovery, reports it where it always did (a missing recording before a missing ffmpeg)."""
     try:
-        if not (request.publish and not request.dry_run and wants_mp4(request, profile=profile)):
-            return None
-        return VersionProbe(config.ffmpeg or find_ffmpeg(environ))
+        exe = remux_ffmpeg(request, profile=profile, config=config, environ=environ)
     except PipelineError:
         return None
+    return VersionProbe(exe) if exe else None
 
 
 def recording_config(config: PipelineConfig, *, profile: Profile | None) -> PipelineConfig:
@@ -211,17 +219,15 @@ def run(
         want_mp4 = wants_mp4(request, profile=profile)
         config = recording_config(config, profile=profile)
         publish = request.publish and not request.dry_run
-        ffmpeg = None
-        if want_mp4 and publish:  # found already when the probe started early
-            ffmpeg = early.exe if early is not None else config.ffmpeg or find_ffmpeg(environ)
+        if early is not None:  # the same question, answered before discovery
+            ffmpeg: str | None = early.exe
+        else:
+            ffmpeg = remux_ffmpeg(request, profile=profile, config=config, environ=environ)
         destination = destination_for(recording, request=request, source=source, environ=environ)
     except BaseException:
         if early is not None:
             early.close()
         raise
-    if early is not None and early.exe != ffmpeg:
-        early.close()
-        early = None
     version = early or (VersionProbe(ffmpeg) if ffmpeg else None)
     if ffmpeg and destination.is_local:
         keep_freed_heap()  # its buffers are slices, not upload parts (pipeline.run.malloc)

@@ -755,11 +755,11 @@ def _pes_in_bulk(
     when any of them is not such a header (then they are read one by one)."""
     if not indexes:
         return []
-    heads = [start + index * PACKET + 4 for index in indexes]
-    fields = [buf[at] + 1 if b3[index] & 0x20 else 0 for at, index in zip(heads, indexes, strict=True)]
+    after_header = [start + index * PACKET + 4 for index in indexes]  # an adaptation field, or the payload
+    fields = [buf[at] + 1 if b3[i] & 0x20 else 0 for at, i in zip(after_header, indexes, strict=True)]
     if max(fields) > PACKET - 4 - PES_HEAD:  # an adaptation field leaves no room for the header
         return None
-    at = list(map(operator.add, heads, fields))
+    at = list(map(operator.add, after_header, fields))
     joined = b"".join([buf[p : p + PES_HEAD] for p in at])
     count = len(at)
     flags, lengths = joined[7::PES_HEAD], joined[8::PES_HEAD]
