@@ -45,7 +45,7 @@ from pipeline.model.exceptions import (
 from pipeline.storage.base import Metadata, ObjectInfo, exists_by_stat, same_size
 from pipeline.storage.local import temp_name
 from pipeline.storage.parts import UPLOAD_WORKERS, PartUpload
-from pipeline.storage.s3_direct import DirectReads, ShortReadError
+from pipeline.storage.s3_direct import BrokenBodyError, DirectReads, ShortReadError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -79,6 +79,7 @@ STREAM_ERRORS: tuple[type[Exception], ...] = (
     ResponseStreamingError,
     FlexibleChecksumError,
     ShortReadError,
+    BrokenBodyError,
 )
 """Errors while reading a body that are worth fetching it again for."""
 

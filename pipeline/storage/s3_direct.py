@@ -1,11 +1,19 @@
-"""Whole-object reads through presigned URLs, sent on the S3 client's own connection pool.
+"""Whole-object reads through presigned URLs, sent on a bare HTTP connection or the S3 client's own pool.
 
 A fetch is hundreds of small GetObject requests (an hour of recording: 375 slices of ~0.7 MB). Through
 boto3 each one costs ~1 ms of CPU beyond its bytes (a dozen events, a request built and signed, every
-response header parsed into a typed dict, the Last-Modified date through dateutil): ~0.3 of the ~1.0
-CPU-seconds an hour's GETs take. Here the same GetObject is signed as a presigned URL (Signature V4,
-query-string form, by botocore's own signer and endpoint resolution) and sent on the same connection
-pool, with the same TLS verification, proxies and timeouts; only the answer we expect is handled here:
+response header parsed into a typed dict, the Last-Modified date through dateutil). Here the same
+GetObject is signed as a presigned URL (Signature V4, query-string form: botocore's own signer and
+endpoint resolution for the first, and the same signature computed directly for the rest, ``presign``) and
+sent
+
+- on keep-alive ``http.client`` connections of our own (``pipeline.storage.keepalive``), with the TLS
+  certificates, timeouts and socket options the client's session would use, when nothing else stands
+  in the way (``bare_origin``: no proxy, no client certificate, certificates verified): urllib3's and
+  botocore's layers cost as much CPU again as ``http.client`` itself;
+- else on the client's own connection pool (its session), proxies and all.
+
+Only the answer we expect is handled here:
 
 - 200 with a Content-Length: the body, its length checked against it and, where the client validates
   response checksums (AWS: ``response_checksum_validation=when_supported``), its full-object checksum;
@@ -24,17 +32,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import logging
+import os
 import re
+import ssl
+import threading
 import zlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, FlexibleChecksumError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from pipeline.model.exceptions import ObjectNotFound, ObjectTooLarge
+from pipeline.storage.keepalive import ConnectionPool, Origin
+from pipeline.storage.presign import Presigner
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -54,6 +69,10 @@ class ShortReadError(Exception):
 
     def __init__(self, *, received: int, expected: int) -> None:
         super().__init__(f"received {received} of {expected} bytes")
+
+
+class BrokenBodyError(Exception):
+    """The connection failed while a body was read on a bare connection (a reset, a timeout, TLS)."""
 
 
 def _crc32(data: bytes) -> bytes:
@@ -101,9 +120,136 @@ def check_checksum(data: bytes, headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def bare_origin(client: S3Client, session: Any, url: str) -> Origin | None:
+    """Where ``url`` (presigned) can be sent on a bare connection, made as the client's ``session`` would
+    make it: its certificate bundle, timeouts and socket options. None where the session must send it
+    itself: a proxy for the URL, a client certificate, certificate checks turned off, another scheme, or a
+    session that does not show these settings (another botocore)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    proxies = getattr(session, "_proxy_config", None)
+    if proxies is None or proxies.proxy_url_for(url) or getattr(session, "_cert_file", True) is not None:
+        return None
+    options = getattr(session, "_socket_options", None)
+    verify = getattr(session, "_verify", None)
+    if not isinstance(options, list) or not isinstance(verify, (bool, str)):
+        return None
+    context = None
+    if parts.scheme == "https":
+        if verify is False:
+            return None
+        bundle = verify if isinstance(verify, str) else _default_bundle()
+        if bundle is None:
+            return None
+        context = _tls_context(bundle)
+    config = client.meta.config
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return Origin(
+        parts.scheme,
+        parts.hostname,
+        port,
+        ssl_context=context,
+        connect_timeout=getattr(config, "connect_timeout", 60),
+        read_timeout=getattr(config, "read_timeout", 60),
+        socket_options=tuple(options),
+    )
+
+
+def _default_bundle() -> str | None:
+    """The certificate bundle botocore verifies with by default (certifi's, or its own)."""
+    try:
+        from botocore.httpsession import get_cert_path
+    except ImportError:
+        return None
+    path = get_cert_path(True)
+    return path if isinstance(path, str) else None
+
+
+def _tls_context(bundle: str) -> ssl.SSLContext:
+    """Certificates checked against ``bundle`` only (a file, or a directory of hashed ones), hostnames
+    checked, TLS 1.2 at least: what botocore asks of urllib3."""
+    if os.path.isdir(bundle):
+        context = ssl.create_default_context(capath=bundle)
+    else:
+        context = ssl.create_default_context(cafile=bundle)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class _Answer(Protocol):
+    """A response whose body has not been read, from either transport."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def read(self, amount: int | None = None) -> bytes:
+        """The body (or its first ``amount`` bytes); stream errors when the connection fails."""
+        ...
+
+    def close(self) -> None:
+        """Done with it: the connection goes back to its pool if the body was read whole."""
+        ...
+
+
+class _SessionAnswer:
+    """An answer from the client's session (urllib3 underneath: its errors are stream errors already)."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return int(self._response.status_code)
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers  # type: ignore[no-any-return]
+
+    def read(self, amount: int | None = None) -> bytes:
+        return self._response.raw.read(amount)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._response.raw.close()  # after a complete body the connection is back in the pool already
+
+
+class _BareAnswer:
+    """An answer on a bare connection; ``http.client``'s and the socket's errors become stream errors."""
+
+    def __init__(self, response: http.client.HTTPResponse, finish: Callable[[], None]) -> None:
+        self._response = response
+        self._finish = finish
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return cast("Mapping[str, str]", self._response.headers)  # an email Message: get() ignores case
+
+    def read(self, amount: int | None = None) -> bytes:
+        try:
+            return self._response.read(amount)
+        except http.client.IncompleteRead as err:
+            expected = len(err.partial) + (err.expected or 0)
+            raise ShortReadError(received=len(err.partial), expected=expected) from err
+        except (OSError, http.client.HTTPException) as err:
+            raise BrokenBodyError(f"connection broken while reading: {type(err).__name__}: {err}") from err
+
+    def close(self) -> None:
+        self._finish()
+
+
 class DirectReads:
     """``read(key, max_bytes)`` for one bucket through one client; ``usable`` False when this botocore's
-    client has no connection pool to borrow (then every read is left to boto3)."""
+    client has no session to borrow (then every read is left to boto3)."""
 
     def __init__(self, client: S3Client, bucket: str, *, on_retry: Callable[[int], None]) -> None:
         self._client = client
@@ -113,6 +259,11 @@ class DirectReads:
         self._session: Any = session if callable(getattr(session, "send", None)) else None
         validation = getattr(client.meta.config, "response_checksum_validation", None)
         self._checksums = validation == "when_supported"
+        # the checksum mode is signed as a header by Signature V4
+        self._headers = {"x-amz-checksum-mode": "ENABLED"} if self._checksums else {}
+        self._presigner = Presigner(client, bucket, lifetime=URL_LIFETIME_S)
+        self._pools: dict[str, ConnectionPool | None] = {}
+        self._pools_lock = threading.Lock()
 
     @property
     def usable(self) -> bool:
@@ -127,49 +278,67 @@ class DirectReads:
         """
         if not self.usable:
             return None
-        params: dict[str, str] = {"Bucket": self._bucket, "Key": key}
-        headers = {}
-        if self._checksums:
-            params["ChecksumMode"] = "ENABLED"
-            headers["x-amz-checksum-mode"] = "ENABLED"  # signed as a header by Signature V4
-        url = self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=URL_LIFETIME_S)
-        request = AWSRequest(method="GET", url=url, headers=headers).prepare()
-        request.stream_output = True
-        try:
-            response = self._session.send(request)
-        except BotoCoreError as err:  # boto3 tries again; its message would carry the signed URL
-            log.debug("s3://%s/%s: direct GET: %s; through boto3", self._bucket, key, type(err).__name__)
-            self._on_retry(1)
+        url = self._presigner.url(key, self._headers)
+        answer = self._send(url, self._headers, key=key)
+        if answer is None:
             return None
-        raw = response.raw
         try:
-            status = response.status_code
-            if status == 200 and str(response.headers.get("content-length", "")).isdigit():
-                return self._body(raw, response.headers, key=key, max_bytes=max_bytes)
+            status = answer.status
+            if status == 200 and str(answer.headers.get("content-length", "")).isdigit():
+                return self._body(answer, key=key, max_bytes=max_bytes)
             if status == 404:
-                raise self._not_found(raw, key=key)
+                raise self._not_found(answer, key=key)
             if status in TRANSIENT_STATUSES:
                 self._on_retry(1)
             log.debug("s3://%s/%s: direct GET answered %d; through boto3", self._bucket, key, status)
             return None
         finally:
-            raw.close()  # after a complete body the connection is back in the pool already
+            answer.close()
 
-    def _body(self, raw: Any, headers: Mapping[str, str], *, key: str, max_bytes: int) -> bytes:
-        length = int(headers["content-length"])
+    def pool(self, url: str) -> ConnectionPool | None:
+        """The bare connections for ``url``'s origin (decided once per origin), None: the session's."""
+        origin_key = url.partition("?")[0].partition("://")[2].partition("/")[0]
+        if origin_key in self._pools:
+            return self._pools[origin_key]
+        with self._pools_lock:
+            if origin_key not in self._pools:
+                origin = bare_origin(self._client, self._session, url)
+                limit = int(getattr(self._client.meta.config, "max_pool_connections", 10) or 10)
+                self._pools[origin_key] = ConnectionPool(origin, max_idle=limit) if origin else None
+            return self._pools[origin_key]
+
+    def _send(self, url: str, headers: Mapping[str, str], *, key: str) -> _Answer | None:
+        """The answer's status and headers, or None (counted as a retry) when no answer came."""
+        pool = self.pool(url)
+        try:
+            if pool is None:
+                request = AWSRequest(method="GET", url=url, headers=dict(headers)).prepare()
+                request.stream_output = True
+                return _SessionAnswer(self._session.send(request))
+            parts = urlsplit(url)
+            exchange = pool.request("GET", f"{parts.path}?{parts.query}", headers)
+            return _BareAnswer(exchange.response, exchange.finish)
+        except (BotoCoreError, OSError, http.client.HTTPException) as err:
+            # boto3 tries again; the error's message could carry the signed URL
+            log.debug("s3://%s/%s: direct GET: %s; through boto3", self._bucket, key, type(err).__name__)
+            self._on_retry(1)
+            return None
+
+    def _body(self, answer: _Answer, *, key: str, max_bytes: int) -> bytes:
+        length = int(answer.headers["content-length"])
         if length > max_bytes:
             raise ObjectTooLarge(f"object is {length} bytes, over the {max_bytes}-byte limit", key=key)
-        data: bytes = raw.read()
+        data = answer.read()
         if len(data) != length:
             raise ShortReadError(received=len(data), expected=length)
         if self._checksums:
-            check_checksum(data, headers)
+            check_checksum(data, answer.headers)
         return data
 
-    def _not_found(self, raw: Any, *, key: str) -> ObjectNotFound:
+    def _not_found(self, answer: _Answer, *, key: str) -> ObjectNotFound:
         try:
-            body = raw.read(_ERROR_BODY_BYTES)
-        except Urllib3Error:
+            body = answer.read(_ERROR_BODY_BYTES)
+        except (Urllib3Error, BrokenBodyError, ShortReadError):
             body = b""
         found = _ERROR_CODE.search(body)
         code = found.group(1).decode() if found else "404"

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import FlexibleChecksumError
 
-from pipeline.model.exceptions import ObjectNotFound, ObjectTooLarge
+from pipeline.model.exceptions import ObjectNotFound, ObjectTooLarge, StorageError
 from pipeline.storage import S3Storage
+from pipeline.storage.keepalive import Origin
 from pipeline.storage.s3 import make_s3_client
 from pipeline.storage.s3_direct import DirectReads, check_checksum
 from tests.faults import FaultPlan, FaultProxy
+from tests.tls import TlsFront
 
 if TYPE_CHECKING:
     from tests.conftest import S3Bucket
@@ -59,6 +65,119 @@ def test_the_client_has_a_pool_to_lend() -> None:
     """If a botocore upgrade moves the client's connection pool, reads would quietly all go through boto3."""
     client = make_s3_client(endpoint_url="http://127.0.0.1:9", region="us-east-1")
     assert DirectReads(client, "bucket", on_retry=lambda n: None).usable
+
+
+def presigned(client: Any, bucket: str, key: str) -> str:
+    return str(client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}))
+
+
+def test_reads_go_on_bare_connections(s3_bucket: S3Bucket) -> None:
+    """recpipe's clients read on connections of their own, with the client's timeouts (if a botocore
+    upgrade hid the session's settings, reads would quietly go through urllib3 again)."""
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="a.ts", Body=DATA)
+    with FaultProxy(s3_bucket.endpoint, FaultPlan(rate=0.0)) as proxy:  # keeps connections open, as S3 does
+        client = make_s3_client(endpoint_url=proxy.url, region="us-east-1")
+        retries: list[int] = []
+        reads = DirectReads(client, s3_bucket.name, on_retry=retries.append)
+        for _ in range(3):
+            assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
+        pool = reads.pool(presigned(client, s3_bucket.name, "a.ts"))
+    assert pool is not None
+    assert pool.opened == 1
+    port = int(proxy.url.rpartition(":")[2])
+    nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # botocore's default socket option
+    assert pool.origin == Origin("http", "127.0.0.1", port, None, 60, 60, (nodelay,))
+    assert retries == []
+
+
+def client_with(endpoint: str, *, verify: bool | str | None = None, **config: Any) -> Any:
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        verify=verify,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, **config),
+    )
+
+
+def origin_of(client: Any) -> Origin | None:
+    pool = DirectReads(client, "bucket", on_retry=lambda n: None).pool(presigned(client, "bucket", "k"))
+    return None if pool is None else pool.origin
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "verify", "config", "bare"),
+    [
+        ("http://127.0.0.1:9", None, {}, True),
+        ("http://127.0.0.1:9", None, {"proxies": {"http": "http://127.0.0.1:3128"}}, False),
+        ("http://127.0.0.1:9", None, {"proxies": {"https": "http://127.0.0.1:3128"}}, True),  # not for http
+        ("https://127.0.0.1:9", None, {"proxies": {"https": "http://127.0.0.1:3128"}}, False),
+        ("https://127.0.0.1:9", None, {"client_cert": "/nonexistent/cert.pem"}, False),
+        ("https://127.0.0.1:9", False, {}, False),  # certificates not checked: left to the session
+        ("https://127.0.0.1:9", None, {}, True),
+    ],
+)
+def test_bare_only_where_nothing_stands_between(
+    endpoint: str, verify: bool | None, config: dict[str, Any], bare: bool
+) -> None:
+    assert (origin_of(client_with(endpoint, verify=verify, **config)) is not None) is bare
+
+
+def test_proxies_from_the_environment_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    assert origin_of(client_with("http://127.0.0.1:9")) is None
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert origin_of(client_with("http://127.0.0.1:9")) is not None
+
+
+def test_the_clients_timeouts_keepalive_and_certificates_are_carried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = origin_of(
+        client_with("http://127.0.0.1:9", connect_timeout=3, read_timeout=7, tcp_keepalive=True)
+    )
+    assert origin is not None
+    assert (origin.connect_timeout, origin.read_timeout) == (3, 7)
+    assert (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1) in origin.socket_options
+    with TlsFront("http://127.0.0.1:9", tmp_path) as front:
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(front.authority))
+        origin = origin_of(client_with("https://127.0.0.1:9"))
+    assert origin is not None
+    assert origin.ssl_context is not None
+    assert origin.ssl_context.check_hostname
+    [authority] = origin.ssl_context.get_ca_certs()
+    assert dict(name[0] for name in authority["subject"])["commonName"] == "recpipe test authority"
+
+
+def test_https_reads_trust_what_the_client_trusts(
+    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="a.ts", Body=DATA)
+    with TlsFront(s3_bucket.endpoint, tmp_path) as front:
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(front.authority))
+        client = make_s3_client(endpoint_url=front.url, region="us-east-1")
+        retries: list[int] = []
+        reads = DirectReads(client, s3_bucket.name, on_retry=retries.append)
+        assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
+        assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
+        pool = reads.pool(presigned(client, s3_bucket.name, "a.ts"))
+        assert pool is not None
+        assert pool.origin.scheme == "https"
+        assert pool.opened == front.connections  # one a read: moto's server closes each after answering
+        assert retries == []
+
+
+def test_https_reads_refuse_a_certificate_the_client_does_not_trust(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    """Without AWS_CA_BUNDLE the client trusts certifi's authorities, not the test's: neither the bare
+    connection nor boto3 reads a byte."""
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="a.ts", Body=DATA)
+    with TlsFront(s3_bucket.endpoint, tmp_path) as front:
+        client = make_s3_client(endpoint_url=front.url, region="us-east-1", max_retries=0)
+        with pytest.raises(StorageError, match="certificate verify failed"):
+            S3Storage(client, s3_bucket.name).read_bytes("a.ts", max_bytes=len(DATA))
+    assert front.connections == 0
 
 
 @pytest.mark.parametrize(("bucket_exists", "what"), [(True, "key"), (False, "bucket")])
