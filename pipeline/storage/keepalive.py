@@ -6,8 +6,9 @@ urllib3's and botocore's layers above it. TLS, timeouts and socket options are t
 would use; the caller works them out (``s3_direct.bare_origin``).
 
 A connection that sat idle may have been closed by the server in the meantime (S3 closes idle ones after
-a few seconds): a request that cannot be sent on it, or gets no answer at all, is sent once more on
-another, which is safe for the only requests made here (GETs), and is not a failure.
+a few seconds): one that has something to read before a request is sent (the server's end) is not used,
+and a request that cannot be sent on one, or gets no answer at all, is sent once more on a new
+connection, which is safe for the only requests made here (GETs), and is not a failure.
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-_STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.BadStatusLine)
+_STALE = (
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    http.client.BadStatusLine,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
 """What a request on a connection the server has already closed fails with (``RemoteDisconnected`` is
-both a reset and a bad status line)."""
+both a reset and a bad status line; over TLS the end may come as a TLS error)."""
 
 
 class Origin(NamedTuple):
@@ -52,8 +60,10 @@ class Exchange:
         """Status and headers read; the body is the caller's to read."""
 
     def finish(self) -> None:
-        """Give the connection back if its body was read whole and the server keeps it open; else close it."""
-        if self.response.isclosed() and not self.response.will_close:
+        """Give the connection back if the body was read to its announced length and the server keeps the
+        connection open; close it otherwise (a body read in part, cut short, chunked or without a length)."""
+        response = self.response
+        if response.isclosed() and not response.will_close and not response.chunked and response.length == 0:
             self._pool.give_back(self._conn)
         else:
             self._conn.close()
@@ -77,26 +87,35 @@ class ConnectionPool:
         """Where the connections go."""
         return self._origin
 
+    @property
+    def idle(self) -> int:
+        """Connections kept for the next requests."""
+        return len(self._idle)
+
     def request(self, method: str, target: str, headers: Mapping[str, str]) -> Exchange:
         """Send a request and read the answer's status and headers; the body is the caller's to read.
 
         :param target: the path and query, already percent-encoded.
         :raises OSError, http.client.HTTPException: no answer (the connection is closed).
         """
-        while True:
-            conn, reused = self._take()
-            try:
-                conn.request(method, target, headers=dict(headers))
-                response = conn.getresponse()
-            except _STALE:
-                conn.close()
-                if reused:
-                    continue  # closed by the server while idle: ask again on another
+        conn, reused = self._take()
+        try:
+            return self._exchange(conn, method, target, headers)
+        except _STALE:
+            if not reused:
                 raise
-            except BaseException:
-                conn.close()
-                raise
-            return Exchange(self, conn, response)
+        # closed by the server while it was idle: once more, on a new connection
+        return self._exchange(self._new(), method, target, headers)
+
+    def _exchange(
+        self, conn: http.client.HTTPConnection, method: str, target: str, headers: Mapping[str, str]
+    ) -> Exchange:
+        try:
+            conn.request(method, target, headers=dict(headers))
+            return Exchange(self, conn, conn.getresponse())
+        except BaseException:
+            conn.close()
+            raise
 
     def give_back(self, conn: http.client.HTTPConnection) -> None:
         """Keep an idle connection for the next request (closed if enough are kept)."""

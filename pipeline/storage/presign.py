@@ -5,8 +5,11 @@ botocore builds each presigned URL through its request pipeline (events, endpoin
 — scheme, host, the path up to the key, region, lifetime, signed headers — so the first URL is botocore's,
 and ``sigv4`` is asked to sign the same request at the same instant with the same credentials: only if it
 gives botocore's signature are the following URLs signed here (with the client's credentials of the
-moment, so refreshed ones are used), else every URL stays botocore's. A URL this gets wrong anyway would
-be refused by the store (403) and the read left to boto3 (``s3_direct``); it cannot read another object.
+moment, so refreshed ones are used), else every URL stays botocore's. A URL refused or redirected
+(``forget``, by ``s3_direct``) makes the next one botocore's again and its shape is learnt anew: a
+bucket in another region than the client was told is found out by boto3's GetObject, and botocore's
+next URL goes to that region. A URL this gets wrong anyway is refused by the store (403) and the read
+left to boto3; it cannot read another object.
 
 The URLs and the credentials are secrets: nothing here logs them.
 """
@@ -47,12 +50,29 @@ def key_path(key: str) -> str:
     return quote(key, safe="/~")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_header(url: str) -> str:
+    """The Host header a request of ``url`` sends and Signature V4 signs: the host in lower case
+    (an IPv6 address in brackets), and the port unless it is the scheme's default."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    return host if port is None or port == _DEFAULT_PORTS.get(parts.scheme) else f"{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Shape:
     """What every presigned GET of a bucket shares; the key and the time complete it."""
 
     scheme: str
     host: str
+    """As the URL has it."""
+    signed_host: str
+    """As the request's Host header has it: lower case, no default port."""
     prefix: str
     """The path before the key (``/bucket/`` path-style, ``/`` virtual-host style)."""
     region: str
@@ -82,6 +102,7 @@ def shape_of(url: str, *, key: str, headers: Mapping[str, str]) -> tuple[Shape, 
     shape = Shape(
         scheme=parts.scheme,
         host=parts.netloc,
+        signed_host=host_header(url),
         prefix=parts.path[: -len(path)],
         region=region,
         service=service,
@@ -139,6 +160,13 @@ class Presigner:
                     self._decided = True
         return url
 
+    def forget(self) -> None:
+        """A URL was refused or sent elsewhere (a bucket in another region than the client's, found out
+        by boto3 since): the next URL is botocore's, and its shape is learnt again."""
+        with self._lock:
+            self._shape = None
+            self._decided = False
+
     def _botocore_url(self, key: str, headers: Mapping[str, str]) -> str:
         params: dict[str, str] = {"Bucket": self._bucket, "Key": key}
         if headers.get("x-amz-checksum-mode"):
@@ -189,7 +217,7 @@ class Presigner:
             self._key = (date, credentials.secret_key, signing_key)
         query = sigv4.presigned_query(
             method="GET",
-            host=shape.host,
+            host=shape.signed_host,
             path=path,
             credentials=credentials,
             region=shape.region,

@@ -22,8 +22,10 @@ Only the answer we expect is handled here:
 Anything else — a redirect to another region, 403, throttling, a 5xx, a connection that cannot be
 made — is answered with ``None``: the caller then asks boto3's own GetObject, which parses the error,
 retries with backoff and translates it (``pipeline.storage.s3``). A transient failure here is counted as
-one retry. Body errors (a connection dropped mid-body, a short body, a checksum mismatch) raise the
-stream errors the caller already fetches again for.
+one retry (a request sent again on a new connection because the idle one it went on had been closed by
+the server is not a failure, and not counted: ``keepalive``); a refusal or a redirect makes the next URL
+botocore's again (``presign``). Body errors (a connection dropped mid-body, a short body, a checksum
+mismatch) raise the stream errors the caller already fetches again for.
 
 The signed URL is a credential: it is never logged, and errors raised from here never carry it.
 """
@@ -60,6 +62,8 @@ URL_LIFETIME_S = 900
 """How long a presigned URL is valid; each is used at once, for one request."""
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 """Answers boto3's standard retry mode sends again: the direct attempt counts as a retry."""
+_IDENTITY = {"User-Agent": "recpipe (direct GetObject)"}
+"""Who asks, in the store's access logs (not signed)."""
 _ERROR_BODY_BYTES = 16 * 1024
 _ERROR_CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
@@ -142,7 +146,10 @@ def bare_origin(client: S3Client, session: Any, url: str) -> Origin | None:
         bundle = verify if isinstance(verify, str) else _default_bundle()
         if bundle is None:
             return None
-        context = _tls_context(bundle)
+        try:
+            context = _tls_context(bundle)
+        except (OSError, ValueError):  # a missing or unreadable bundle: botocore reports it, in its words
+            return None
     config = client.meta.config
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -290,6 +297,8 @@ class DirectReads:
                 raise self._not_found(answer, key=key)
             if status in TRANSIENT_STATUSES:
                 self._on_retry(1)
+            else:  # a redirect to the bucket's region, 400, 403: the next URL is botocore's again
+                self._presigner.forget()
             log.debug("s3://%s/%s: direct GET answered %d; through boto3", self._bucket, key, status)
             return None
         finally:
@@ -309,14 +318,14 @@ class DirectReads:
 
     def _send(self, url: str, headers: Mapping[str, str], *, key: str) -> _Answer | None:
         """The answer's status and headers, or None (counted as a retry) when no answer came."""
-        pool = self.pool(url)
         try:
+            pool = self.pool(url)
             if pool is None:
                 request = AWSRequest(method="GET", url=url, headers=dict(headers)).prepare()
                 request.stream_output = True
                 return _SessionAnswer(self._session.send(request))
             parts = urlsplit(url)
-            exchange = pool.request("GET", f"{parts.path}?{parts.query}", headers)
+            exchange = pool.request("GET", f"{parts.path}?{parts.query}", {**headers, **_IDENTITY})
             return _BareAnswer(exchange.response, exchange.finish)
         except (BotoCoreError, OSError, http.client.HTTPException) as err:
             # boto3 tries again; the error's message could carry the signed URL

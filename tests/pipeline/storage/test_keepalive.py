@@ -41,13 +41,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/stall":
             time.sleep(1.0)
         self.send_response(200)
-        self.send_header("Content-Length", str(len(BODY)))
+        self.send_header("Content-Length", str(len(BODY) + (10 if self.path == "/short" else 0)))
         if self.path == "/close":
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(BODY)
         self.answered += 1
-        if self.path in ("/close", "/then-hang-up"):
+        if self.path in ("/close", "/then-hang-up", "/short"):
             self.close_connection = True
 
 
@@ -142,6 +142,31 @@ def test_no_answer_on_a_new_connection_is_an_error(server: ThreadingHTTPServer) 
     with pytest.raises(http.client.RemoteDisconnected):
         get(pool, "/unanswered")  # nothing idle: a new connection, no second try
     assert pool.opened == 3
+
+
+def test_a_request_is_sent_again_once_at_most(server: ThreadingHTTPServer) -> None:
+    """With idle connections to spare, a request no connection answers is still sent twice only."""
+    pool = pool_for(server)
+    held = [pool.request("GET", "/ok", {}) for _ in range(3)]
+    for exchange in held:
+        exchange.response.read()
+        exchange.finish()
+    assert pool.idle == 3
+    with pytest.raises(http.client.RemoteDisconnected):
+        get(pool, "/unanswered")
+    assert [path for _, path in server.log].count("/unanswered") == 2  # type: ignore[attr-defined]
+    assert pool.opened == 4
+
+
+def test_a_body_cut_short_closes_its_connection(server: ThreadingHTTPServer) -> None:
+    pool = pool_for(server)
+    exchange = pool.request("GET", "/short", {})
+    with pytest.raises(http.client.IncompleteRead):
+        exchange.response.read()
+    exchange.finish()
+    assert pool.idle == 0
+    assert get(pool, "/ok") == BODY
+    assert pool.idle == 1
 
 
 def test_an_answer_read_in_part_closes_its_connection(server: ThreadingHTTPServer) -> None:

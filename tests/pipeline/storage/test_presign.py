@@ -29,6 +29,9 @@ KEYS = [
 ]
 
 
+PATH_STYLE = {"signature_version": "s3v4", "s3": {"addressing_style": "path"}}
+
+
 @pytest.fixture
 def frozen_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: INSTANT)
@@ -74,12 +77,10 @@ def same(ours: str, theirs: str) -> None:
             {"signature_version": "s3v4", "s3": {"addressing_style": "path"}},
         ),
         ("https://oss-cn-hangzhou.aliyuncs.com", "cn-hangzhou", None, {"signature_version": "s3v4"}),
-        (
-            "https://storage.example:8443",
-            "auto",
-            "t",
-            {"signature_version": "s3v4", "s3": {"addressing_style": "path"}},
-        ),
+        ("https://storage.example:8443", "auto", "t", PATH_STYLE),
+        ("https://Storage.Example:443", "us-east-1", None, PATH_STYLE),  # default port, capitals
+        ("http://storage.example:80", "us-east-1", None, PATH_STYLE),
+        ("http://[::1]:9000", "us-east-1", None, PATH_STYLE),
     ],
 )
 @pytest.mark.parametrize("checksums", [False, True])

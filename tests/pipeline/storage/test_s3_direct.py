@@ -152,19 +152,39 @@ def test_the_clients_timeouts_keepalive_and_certificates_are_carried(
 def test_https_reads_trust_what_the_client_trusts(
     s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Through TLS (in front of the fault proxy, which keeps connections open as S3 does): one handshake
+    carries every read."""
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="a.ts", Body=DATA)
-    with TlsFront(s3_bucket.endpoint, tmp_path) as front:
+    with (
+        FaultProxy(s3_bucket.endpoint, FaultPlan(rate=0.0)) as proxy,
+        TlsFront(proxy.url, tmp_path) as front,
+    ):
         monkeypatch.setenv("AWS_CA_BUNDLE", str(front.authority))
         client = make_s3_client(endpoint_url=front.url, region="us-east-1")
         retries: list[int] = []
         reads = DirectReads(client, s3_bucket.name, on_retry=retries.append)
-        assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
-        assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
+        for _ in range(3):
+            assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
         pool = reads.pool(presigned(client, s3_bucket.name, "a.ts"))
         assert pool is not None
         assert pool.origin.scheme == "https"
-        assert pool.opened == front.connections  # one a read: moto's server closes each after answering
+        assert pool.opened == front.connections == 1
         assert retries == []
+
+
+def test_a_bundle_that_cannot_be_read_is_botocores_to_report(
+    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not taken for a local file error: the session sends the request, and botocore names the problem."""
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with TlsFront(s3_bucket.endpoint, tmp_path) as front:
+        client = make_s3_client(endpoint_url=front.url, region="us-east-1", max_retries=0)
+        reads = DirectReads(client, s3_bucket.name, on_retry=lambda n: None)
+        assert reads.pool(presigned(client, s3_bucket.name, "a.ts")) is None
+        with pytest.raises(StorageError) as err:
+            S3Storage(client, s3_bucket.name).read_bytes("a.ts", max_bytes=10)
+    assert "local copy" not in str(err.value)
+    assert "SSL validation failed" in str(err.value)
 
 
 def test_https_reads_refuse_a_certificate_the_client_does_not_trust(
@@ -308,3 +328,48 @@ def test_a_body_without_a_length_is_left_to_boto3() -> None:
     assert "X-Amz-Signature=" in presigned
     assert "X-Amz-Signature=" not in signed
     assert storage.retries == 0  # not a failure: only an answer boto3 reads better
+
+
+class RefusesPresigned(BaseHTTPRequestHandler):
+    """Answers a presigned GET 403 (as S3 does a URL signed for the wrong region), a signed one 200."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        status, body = (403, b"<Error><Code>AccessDenied</Code></Error>")
+        if "X-Amz-Signature=" not in self.path:
+            status, body = 200, ChunkedToPresigned.body
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"abc"')
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_refused_url_makes_the_next_one_botocores() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusesPresigned)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = make_s3_client(
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", region="us-east-1"
+        )
+        botocore_urls: list[str] = []
+        generate = client.generate_presigned_url
+
+        def counted(*args: Any, **kwargs: Any) -> str:
+            botocore_urls.append(generate(*args, **kwargs))
+            return botocore_urls[-1]
+
+        client.generate_presigned_url = counted  # type: ignore[method-assign]
+        storage = S3Storage(client, "bucket")
+        for n in range(3):
+            assert storage.read_bytes(f"{n}.ts", max_bytes=100) == ChunkedToPresigned.body
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(botocore_urls) == 3  # learnt, refused, forgotten: each read's URL botocore's
+    assert storage.retries == 0  # a refusal is not a transient failure
