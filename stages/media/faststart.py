@@ -85,13 +85,14 @@ def layout_of(fragmented: Fragmented, *, wide: bool | None = None) -> Layout:
 
         return regular_moov(fragmented.moov, fragmented.tables, where=where, wide=wide)
 
-    draft = build(wide=bool(wide), head=0)  # the values of chunk offsets do not change its size
+    moov_size = len(build(wide=bool(wide), head=0))  # the values of chunk offsets do not change its size
     if wide is None:
-        wide = len(ftyp) + len(draft) + len(mdat_header(body)) + body >= U32
+        wide = len(ftyp) + moov_size + len(mdat_header(body)) + body >= U32
         if wide:
-            draft = build(wide=True, head=0)
-    head = len(ftyp) + len(draft) + len(mdat_header(body))
-    return Layout(head=ftyp + build(wide=wide, head=head) + mdat_header(body), ranges=ranges)
+            moov_size = len(build(wide=True, head=0))
+    head = len(ftyp) + moov_size + len(mdat_header(body))
+    # one copy of a moov at a time (4 h: 1.7 MB each)
+    return Layout(head=b"".join((ftyp, build(wide=wide, head=head), mdat_header(body))), ranges=ranges)
 
 
 def plan(path: Path) -> Layout:

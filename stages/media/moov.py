@@ -251,7 +251,7 @@ def chunk_offsets_box(offsets: Sequence[int], *, wide: bool) -> Node:
 def sample_boxes(table: SampleTable, *, codec: str, where: ChunkOffset, wide: bool) -> list[Node]:
     """The sample-table boxes after ``stsd``, in ffmpeg's order."""
     boxes = [Node("stts", runs_payload(table.durations))]
-    if len(table.sync) < table.sample_count:
+    if not table.all_sync:
         boxes.append(Node("stss", full(0) + struct.pack(">I", len(table.sync)) + be32(table.sync)))
     if any(value for _, value in table.offsets):
         signed = any(value < 0 for _, value in table.offsets)

@@ -89,6 +89,27 @@ def test_per_sample_fields_and_first_sample_flags():
     assert (table.start, table.end, table.duration) == (0, 9001, 9001)
 
 
+def test_sync_samples_are_listed_from_the_first_that_is_not_one():
+    """All sync so far: nothing kept; the first non-sync sample lists every sample before it."""
+    head = moov(1, duration=1000, size=5, flags=SYNC)
+    frag1 = fragment_before_its_data(lambda at: tfhd(1) + tfdt(0) + trun([()] * 3, fields=0, data_offset=at))
+    table = read(head + frag1 + box("mdat", bytes(15)))[1]
+    assert (table.all_sync, list(table.sync)) == (True, [])
+    frag2 = fragment_before_its_data(
+        lambda at: (
+            tfhd(1, sample_flags=NON_SYNC)
+            + tfdt(3000)
+            + trun([()] * 3, fields=0, data_offset=at, first_flags=SYNC)
+        )
+    )
+    frag3 = fragment_before_its_data(
+        lambda at: tfhd(1) + tfdt(6000) + trun([()] * 2, fields=0, data_offset=at)
+    )
+    mdat = box("mdat", bytes(15))
+    table = read(head + frag1 + mdat + frag2 + mdat + frag3 + box("mdat", bytes(10)))[1]
+    assert (table.all_sync, list(table.sync)) == (False, [1, 2, 3, 4, 7, 8])
+
+
 def test_defaults_from_trex_and_tfhd():
     head = moov(1, duration=1024, size=7, flags=SYNC)
     frag1 = fragment_before_its_data(lambda at: tfhd(1) + tfdt(0) + trun([()] * 4, fields=0, data_offset=at))
@@ -96,10 +117,11 @@ def test_defaults_from_trex_and_tfhd():
         lambda at: tfhd(1, duration=1000, size=5) + tfdt(4096) + trun([()] * 2, fields=0, data_offset=at)
     )
     table = read(head + frag1 + box("mdat", bytes(28)) + frag2 + box("mdat", bytes(10)))[1]
-    assert (list(table.sizes), table.durations, list(table.sync), table.per_chunk) == (
+    assert (list(table.sizes), table.durations, table.all_sync, list(table.sync), table.per_chunk) == (
         [7, 7, 7, 7, 5, 5],
         [[4, 1024], [2, 1000]],
-        [1, 2, 3, 4, 5, 6],
+        True,  # every sample a sync sample: none listed
+        [],
         [[1, 4, 1], [2, 2, 1]],
     )
 
