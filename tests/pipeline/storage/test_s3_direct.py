@@ -19,7 +19,7 @@ from botocore.exceptions import FlexibleChecksumError
 
 from pipeline.model.exceptions import ObjectNotFound, ObjectTooLarge, StorageError
 from pipeline.storage import S3Storage
-from pipeline.storage.keepalive import Origin
+from pipeline.storage.keepalive import ConnectionPool, Origin
 from pipeline.storage.s3 import make_s3_client
 from pipeline.storage.s3_direct import DirectReads, check_checksum
 from tests.faults import FaultPlan, FaultProxy
@@ -71,18 +71,24 @@ def presigned(client: Any, bucket: str, key: str) -> str:
     return str(client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}))
 
 
+def read_thrice(endpoint: str, bucket: str) -> tuple[ConnectionPool, list[int]]:
+    """Read ``a.ts`` (``DATA``) three times directly: the pool the reads went on, the retries counted."""
+    client = make_s3_client(endpoint_url=endpoint, region="us-east-1")
+    retries: list[int] = []
+    reads = DirectReads(client, bucket, on_retry=retries.append)
+    for _ in range(3):
+        assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
+    pool = reads.pool(presigned(client, bucket, "a.ts"))
+    assert pool is not None, "the reads went on the session's connections"
+    return pool, retries
+
+
 def test_reads_go_on_bare_connections(s3_bucket: S3Bucket) -> None:
     """recpipe's clients read on connections of their own, with the client's timeouts (if a botocore
     upgrade hid the session's settings, reads would quietly go through urllib3 again)."""
     s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="a.ts", Body=DATA)
     with FaultProxy(s3_bucket.endpoint, FaultPlan(rate=0.0)) as proxy:  # keeps connections open, as S3 does
-        client = make_s3_client(endpoint_url=proxy.url, region="us-east-1")
-        retries: list[int] = []
-        reads = DirectReads(client, s3_bucket.name, on_retry=retries.append)
-        for _ in range(3):
-            assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
-        pool = reads.pool(presigned(client, s3_bucket.name, "a.ts"))
-    assert pool is not None
+        pool, retries = read_thrice(proxy.url, s3_bucket.name)
     assert pool.opened == 1
     port = int(proxy.url.rpartition(":")[2])
     nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # botocore's default socket option
@@ -160,13 +166,7 @@ def test_https_reads_trust_what_the_client_trusts(
         TlsFront(proxy.url, tmp_path) as front,
     ):
         monkeypatch.setenv("AWS_CA_BUNDLE", str(front.authority))
-        client = make_s3_client(endpoint_url=front.url, region="us-east-1")
-        retries: list[int] = []
-        reads = DirectReads(client, s3_bucket.name, on_retry=retries.append)
-        for _ in range(3):
-            assert reads.read("a.ts", max_bytes=len(DATA)) == DATA
-        pool = reads.pool(presigned(client, s3_bucket.name, "a.ts"))
-        assert pool is not None
+        pool, retries = read_thrice(front.url, s3_bucket.name)
         assert pool.origin.scheme == "https"
         assert pool.opened == front.connections == 1
         assert retries == []

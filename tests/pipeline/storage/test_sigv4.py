@@ -10,18 +10,21 @@ from pipeline.storage import sigv4
 EXAMPLE = sigv4.Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
 
+example = functools.partial(
+    sigv4.presigned_query,
+    method="GET",
+    host="examplebucket.s3.amazonaws.com",
+    path="/test.txt",
+    credentials=EXAMPLE,
+    region="us-east-1",
+    amz_date="20130524T000000Z",
+    expires=86400,
+)
+"""S3's documentation, "Authenticating Requests: Using Query Parameters", example GET of test.txt."""
+
+
 def test_awss_example_presigned_get() -> None:
-    """S3's documentation, "Authenticating Requests: Using Query Parameters", example GET of test.txt."""
-    query = sigv4.presigned_query(
-        method="GET",
-        host="examplebucket.s3.amazonaws.com",
-        path="/test.txt",
-        credentials=EXAMPLE,
-        region="us-east-1",
-        amz_date="20130524T000000Z",
-        expires=86400,
-    )
-    assert query == (
+    assert example() == (
         "X-Amz-Algorithm=AWS4-HMAC-SHA256"
         "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
         "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
@@ -30,19 +33,9 @@ def test_awss_example_presigned_get() -> None:
 
 
 def test_a_kept_signing_key_signs_the_same() -> None:
-    sign = functools.partial(
-        sigv4.presigned_query,
-        method="GET",
-        host="examplebucket.s3.amazonaws.com",
-        path="/test.txt",
-        credentials=EXAMPLE,
-        region="us-east-1",
-        amz_date="20130524T000000Z",
-        expires=86400,
-    )
     key = sigv4.signing_key(EXAMPLE.secret_key, "20130524", "us-east-1", "s3")
-    assert sign(key=key) == sign()
-    assert sign(key=sigv4.signing_key(EXAMPLE.secret_key, "20130525", "us-east-1", "s3")) != sign()
+    assert example(key=key) == example()
+    assert example(key=sigv4.signing_key(EXAMPLE.secret_key, "20130525", "us-east-1", "s3")) != example()
 
 
 def test_a_token_and_headers_are_signed() -> None:
