@@ -135,8 +135,8 @@ class Presigner:
         self._lock = threading.Lock()
         self._shape: Shape | None = None
         self._decided = False
-        self._key: tuple[str, str, bytes] = ("", "", b"")
-        """(date, secret key, signing key) of the last URL signed here."""
+        self._key: tuple[tuple[str, str, str, str], bytes] = (("", "", "", ""), b"")
+        """((secret key, date, region, service), signing key) of the last URL signed here."""
 
     @property
     def signs_itself(self) -> bool:
@@ -210,11 +210,11 @@ class Presigner:
         amz_date: str,
     ) -> str:
         path = shape.prefix + key_path(key)
-        date = amz_date[:8]
-        cached_date, cached_secret, signing_key = self._key
-        if (cached_date, cached_secret) != (date, credentials.secret_key):
-            signing_key = sigv4.signing_key(credentials.secret_key, date, shape.region, shape.service)
-            self._key = (date, credentials.secret_key, signing_key)
+        scope = (credentials.secret_key, amz_date[:8], shape.region, shape.service)
+        cached, signing_key = self._key
+        if cached != scope:
+            signing_key = sigv4.signing_key(*scope)
+            self._key = (scope, signing_key)
         query = sigv4.presigned_query(
             method="GET",
             host=shape.signed_host,

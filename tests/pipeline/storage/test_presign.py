@@ -109,6 +109,24 @@ def test_the_client_of_the_moment_signs(monkeypatch: pytest.MonkeyPatch) -> None
     assert "AKIDNEW" in url
 
 
+@pytest.mark.usefixtures("frozen_botocore")
+def test_a_shape_learnt_again_signs_for_its_own_region() -> None:
+    """After ``forget`` (a bucket found in another region), the next shape's region gets its own signing
+    key, not the one kept for the first region on the same day."""
+    presigner = Presigner(
+        client(endpoint=None, region="us-east-1", signature_version="s3v4"), "b", lifetime=900, clock=clock
+    )
+    presigner.url("first.ts", {})
+    presigner.url("second.ts", {})  # signed here: a signing key kept for us-east-1
+    elsewhere = client(endpoint=None, region="eu-west-1", signature_version="s3v4")
+    presigner._client = elsewhere  # what botocore's redirect cache does to the next URL's region
+    presigner.forget()
+    presigner.url("third.ts", {})
+    url = presigner.url("fourth.ts", {})
+    assert presigner.signs_itself
+    same(url, botocores(elsewhere, "b", "fourth.ts", False))
+
+
 @pytest.mark.parametrize(
     "config",
     [
