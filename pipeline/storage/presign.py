@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from pipeline.storage import sigv4
@@ -80,9 +80,17 @@ class Shape:
     expires: int
 
 
-def shape_of(url: str, *, key: str, headers: Mapping[str, str]) -> tuple[Shape, sigv4.Credentials, str, str]:
-    """The shape of botocore's presigned GET of ``key``, with what it was signed with: (shape, the
-    access key and token in it (no secret), its date, its signature).
+class Signed(NamedTuple):
+    """What a presigned URL says it was signed with, and its signature."""
+
+    access_key: str
+    token: str | None
+    amz_date: str
+    signature: str
+
+
+def shape_of(url: str, *, key: str, headers: Mapping[str, str]) -> tuple[Shape, Signed]:
+    """The shape of botocore's presigned GET of ``key``, and what it was signed with.
 
     :raises ValueError: not a Signature V4 presigned URL of that key that this module can sign alike.
     """
@@ -108,8 +116,7 @@ def shape_of(url: str, *, key: str, headers: Mapping[str, str]) -> tuple[Shape, 
         service=service,
         expires=int(params["X-Amz-Expires"]),
     )
-    signer = sigv4.Credentials(access_key, "", params.get("X-Amz-Security-Token"))
-    return shape, signer, amz_date, params["X-Amz-Signature"]
+    return shape, Signed(access_key, params.get("X-Amz-Security-Token"), amz_date, params["X-Amz-Signature"])
 
 
 class Presigner:
@@ -185,18 +192,15 @@ class Presigner:
         """``url``'s shape if signing its request here gives its signature; None otherwise."""
         credentials = self._credentials()
         try:
-            shape, signed_with, amz_date, signature = shape_of(url, key=key, headers=headers)
+            shape, signed = shape_of(url, key=key, headers=headers)
         except (ValueError, KeyError) as err:
             log.debug("s3://%s: presigned URLs stay botocore's: %s", self._bucket, err)
             return None
-        if credentials is None or (credentials.access_key, credentials.token) != (
-            signed_with.access_key,
-            signed_with.token,
-        ):
+        if credentials is None or (credentials.access_key, credentials.token) != signed[:2]:
             log.debug("s3://%s: presigned URLs stay botocore's: credentials not readable", self._bucket)
             return None
-        ours = self._sign(shape, key, headers, credentials, amz_date)
-        if not ours.endswith(f"&X-Amz-Signature={signature}"):
+        ours = self._sign(shape, key, headers, credentials, signed.amz_date)
+        if not ours.endswith(f"&X-Amz-Signature={signed.signature}"):
             log.debug("s3://%s: presigned URLs stay botocore's: signatures differ", self._bucket)
             return None
         return shape

@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, FlexibleChecksumError
+from botocore.httpsession import get_cert_path
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from pipeline.model.exceptions import ObjectNotFound, ObjectTooLarge
@@ -143,7 +144,7 @@ def bare_origin(client: S3Client, session: Any, url: str) -> Origin | None:
     if parts.scheme == "https":
         if verify is False:
             return None
-        bundle = verify if isinstance(verify, str) else _default_bundle()
+        bundle = verify if isinstance(verify, str) else get_cert_path(True)  # certifi's, as botocore's
         if bundle is None:
             return None
         try:
@@ -164,16 +165,6 @@ def bare_origin(client: S3Client, session: Any, url: str) -> Origin | None:
         read_timeout=getattr(config, "read_timeout", 60),
         socket_options=tuple(options),
     )
-
-
-def _default_bundle() -> str | None:
-    """The certificate bundle botocore verifies with by default (certifi's, or its own)."""
-    try:
-        from botocore.httpsession import get_cert_path
-    except ImportError:
-        return None
-    path = get_cert_path(True)
-    return path if isinstance(path, str) else None
 
 
 def _tls_context(bundle: str) -> ssl.SSLContext:
@@ -306,7 +297,7 @@ class DirectReads:
 
     def pool(self, url: str) -> ConnectionPool | None:
         """The bare connections for ``url``'s origin (decided once per origin), None: the session's."""
-        origin_key = url.partition("?")[0].partition("://")[2].partition("/")[0]
+        origin_key = urlsplit(url).netloc
         if origin_key in self._pools:
             return self._pools[origin_key]
         with self._pools_lock:
