@@ -20,6 +20,7 @@ import bisect
 import contextlib
 import hashlib
 import logging
+import mmap
 import os
 import struct
 from collections.abc import Iterator, Sequence
@@ -140,12 +141,39 @@ def start_writeback(fd: int, *, start: int, end: int) -> None:
 
 
 def sha256_of(layout: Layout, src: Path) -> str:
-    """The sha256 of the output ``layout`` describes."""
+    """The sha256 of the output ``layout`` describes.
+
+    The media is hashed from a read-only mapping of ``src``: each block is copied once, out of the page
+    cache, where reading it would copy it twice (0.17 instead of 0.25 cpu-s an hour here). Where the
+    file cannot be mapped it is read (``media_blocks``)."""
     digest = hashlib.sha256(layout.head)
     with src.open("rb") as f:
-        for block in media_blocks(f.fileno(), layout.ranges, name=src.name):
-            digest.update(block)
+        try:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as err:  # an empty file, a file system that cannot map
+            log.debug("cannot map %s (%s); reading it", src.name, err)
+            for block in media_blocks(f.fileno(), layout.ranges, name=src.name):
+                digest.update(block)
+        else:
+            with mapped, memoryview(mapped) as view:
+                for group in block_groups(layout.ranges):
+                    digest.update(mapped_block(view, group, name=src.name))
     return digest.hexdigest()
+
+
+def block_groups(ranges: Sequence[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
+    """The ``(offset, count)`` pieces of ``ranges``, in order, grouped so that each group spans at most
+    ``BLOCK`` bytes of the file."""
+    group: list[tuple[int, int]] = []
+    for start, end in ranges:
+        for at in range(start, end, BLOCK):
+            piece = (at, min(BLOCK, end - at))
+            if group and piece[0] + piece[1] - group[0][0] > BLOCK:
+                yield group
+                group = []
+            group.append(piece)
+    if group:
+        yield group
 
 
 def media_blocks(fd: int, ranges: Sequence[tuple[int, int]], *, name: str) -> Iterator[bytes]:
@@ -157,16 +185,20 @@ def media_blocks(fd: int, ranges: Sequence[tuple[int, int]], *, name: str) -> It
     for another thread's turn (milliseconds), which for thousands of small steps costs more than
     the hashing itself.
     """
-    group: list[tuple[int, int]] = []
-    for start, end in ranges:
-        for at in range(start, end, BLOCK):
-            piece = (at, min(BLOCK, end - at))
-            if group and piece[0] + piece[1] - group[0][0] > BLOCK:
-                yield read_pieces(fd, group, name=name)
-                group = []
-            group.append(piece)
-    if group:
+    for group in block_groups(ranges):
         yield read_pieces(fd, group, name=name)
+
+
+def mapped_block(view: memoryview, pieces: Sequence[tuple[int, int]], *, name: str) -> bytes | memoryview:
+    """The ``(offset, count)`` pieces of a mapped file, joined (one copy; none for a single piece).
+    Joined, for the reason ``media_blocks`` gives: a few dozen digest updates an hour, not one a
+    fragment."""
+    if pieces and pieces[-1][0] + pieces[-1][1] > len(view):
+        raise MediaError(f"{name} ended while being read")
+    if len(pieces) == 1:
+        offset, count = pieces[0]
+        return view[offset : offset + count]
+    return b"".join([view[offset : offset + count] for offset, count in pieces])
 
 
 def read_pieces(

@@ -237,6 +237,46 @@ def test_media_blocks_join_the_ranges_in_order(tmp_path_factory, gaps_and_sizes,
     assert all(len(b) <= block for b in blocks)
 
 
+@given(
+    gaps_and_sizes=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 300)), min_size=0, max_size=30),
+    block=st.integers(1, 700),
+)
+def test_the_hash_of_a_layout_is_that_of_its_bytes_mapped_or_read(tmp_path_factory, gaps_and_sizes, block):
+    """sha256_of hashes the head and the ranges from a mapping of the file, in blocks; the digest is
+    that of the bytes the layout describes, whatever the block size, and the same when the file is
+    read instead of mapped."""
+    data = bytes(range(256)) * 40
+    ranges, at = [], 0
+    for gap, size in gaps_and_sizes:
+        at += gap
+        ranges.append((at, at + size))
+        at += size
+    path = tmp_path_factory.mktemp("hash") / "media"
+    path.write_bytes(data[:at])
+    layout = Layout(head=b"head", ranges=tuple(ranges))
+    expected = hashlib.sha256(b"head" + b"".join(data[a:b] for a, b in ranges)).hexdigest()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(faststart, "BLOCK", block)
+        assert sha256_of(layout, path) == expected
+        patch.setattr(faststart.mmap, "mmap", refuse_to_map)
+        assert sha256_of(layout, path) == expected
+
+
+def refuse_to_map(*args: object, **kwargs: object) -> None:
+    raise OSError("no mapping here")
+
+
+def test_a_file_shorter_than_its_layout_is_refused_mapped_or_read(tmp_path, monkeypatch):
+    path = tmp_path / "media"
+    path.write_bytes(b"0123456789")
+    layout = Layout(head=b"h", ranges=((2, 4), (6, 14)))
+    with pytest.raises(MediaError, match="media ended"):
+        sha256_of(layout, path)
+    monkeypatch.setattr(faststart.mmap, "mmap", refuse_to_map)
+    with pytest.raises(MediaError, match="media ended"):
+        sha256_of(layout, path)
+
+
 def test_read_pieces_with_a_prefix_and_a_short_file(tmp_path):
     path = tmp_path / "media"
     path.write_bytes(b"0123456789")
