@@ -8,7 +8,7 @@ differences are plain subtraction.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,22 @@ class SliceMedia:
     """``(pid, count)`` of continuity-counter jumps: lost or reordered packets."""
     transport_errors: int = 0
     """Packets whose transport_error_indicator is set."""
+    # Worked out once (``__post_init__``): verification and the timeline ask for them dozens of times a
+    # slice.
+    media_streams: tuple[StreamFacts, ...] = field(init=False, repr=False, compare=False)
+    """Video and audio streams that carry timestamped data."""
+    start_ticks: int | None = field(init=False, repr=False, compare=False)
+    """The earliest presentation time of any media stream."""
+    end_ticks: int | None = field(init=False, repr=False, compare=False)
+    """The latest end of any media stream."""
 
-    @property
-    def media_streams(self) -> tuple[StreamFacts, ...]:
-        """Video and audio streams that carry timestamped data."""
-        return tuple(s for s in self.streams if s.kind != "other" and s.has_media)
+    def __post_init__(self) -> None:
+        media = tuple(s for s in self.streams if s.kind != "other" and s.has_media)
+        starts = [s.start_ticks for s in media if s.start_ticks is not None]
+        ends = [s.end_ticks for s in media if s.end_ticks is not None]
+        object.__setattr__(self, "media_streams", media)
+        object.__setattr__(self, "start_ticks", min(starts) if starts else None)
+        object.__setattr__(self, "end_ticks", max(ends) if ends else None)
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -117,18 +128,6 @@ class SliceMedia:
     def readable(self) -> bool:
         """Whether the slice holds any usable media (program tables and timestamped audio or video)."""
         return self.has_pmt and bool(self.media_streams)
-
-    @property
-    def start_ticks(self) -> int | None:
-        """The earliest presentation time of any media stream."""
-        starts = [s.start_ticks for s in self.media_streams if s.start_ticks is not None]
-        return min(starts) if starts else None
-
-    @property
-    def end_ticks(self) -> int | None:
-        """The latest end of any media stream."""
-        ends = [s.end_ticks for s in self.media_streams if s.end_ticks is not None]
-        return max(ends) if ends else None
 
     @property
     def duration_s(self) -> float | None:

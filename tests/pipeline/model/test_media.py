@@ -16,6 +16,18 @@ def test_duration_is_the_union_of_the_streams():
     assert m.readable
 
 
+def test_what_is_worked_out_once_follows_a_replaced_slice():
+    """The media streams and the start and end are computed when the record is made (and made again
+    by ``replace``); they take no part in equality."""
+    m = media(10.0, 15.0)
+    video = replace(m, streams=tuple(s for s in m.streams if s.kind == "video"))
+    assert video.kinds == {"video"}
+    assert video.end_ticks - video.start_ticks == 15 * 90_000
+    assert replace(m, streams=()).start_ticks is None
+    assert replace(m, streams=()).media_streams == ()
+    assert replace(m) == m
+
+
 def test_nothing_readable():
     m = SliceMedia(size=0, packets=0)
     assert (m.duration_s, m.kinds, m.resolution, m.readable) == (None, frozenset(), None, False)
