@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -100,13 +102,23 @@ def ffmpeg_version(exe: str) -> str:
 
 class VersionProbe:
     """``exe -version``, started at once and read by ``result``: ffmpeg loads every library it is linked
-    with before it answers (0.1–0.25 s here), time a run can spend listing and reading the recording."""
+    with before it answers (0.1–0.25 s here), time a run can spend listing and reading the recording.
 
-    def __init__(self, exe: str) -> None:
+    With a ``cache`` file (``version_cache``), an ffmpeg whose binary has not changed since it last
+    answered (same path, inode, size, times) is not asked again: its answer is read from the cache.
+    """
+
+    def __init__(self, exe: str, *, cache: Path | None = None) -> None:
         self.exe = exe
         self._argv = [exe, "-hide_banner", "-version"]
         self._error: OSError | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._cache = cache
+        self._identity = binary_identity(exe) if cache is not None else None
+        self._known = cached_version(cache, self._identity) if cache and self._identity else None
+        if self._known is not None:
+            log.debug("%s: version %s, as it answered before", exe, self._known)
+            return
         try:
             self._proc = subprocess.Popen(
                 self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -116,6 +128,8 @@ class VersionProbe:
 
     def result(self) -> str:
         """The version token (e.g. ``"n9.0.2"``); ToolError if ffmpeg could not run or did not say."""
+        if self._known is not None:
+            return self._known
         if self._proc is None:
             raise ToolError(f"cannot run {self.exe!r} -version: {self._error}")
         try:
@@ -130,6 +144,9 @@ class VersionProbe:
             raise ToolError(
                 f"{self.exe!r} -version failed (exit code {self._proc.returncode}): {first.strip()!r}"
             )
+        self._known = version
+        if self._cache is not None and self._identity is not None:
+            remember_version(self._cache, self._identity, version)
         return version
 
     def close(self) -> None:
@@ -139,6 +156,87 @@ class VersionProbe:
         with contextlib.suppress(OSError):
             self._proc.kill()
         self._proc.communicate()
+
+
+# --- the versions ffmpeg gave before ------------------------------------------------------------------------
+
+VERSION_CACHE = Path("recpipe") / "ffmpeg-versions.json"
+"""Under the user's cache directory (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
+CACHED_BINARIES = 16
+"""How many ffmpeg binaries the cache remembers (the most recent)."""
+VERSION_TOKEN = re.compile(r"[\w.+~:-]{1,100}")
+"""What a version read back from the cache must look like (it goes into reports)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryIdentity:
+    """An ffmpeg binary as the file system has it: a changed or replaced binary has another identity."""
+
+    path: str
+    """The real path, symbolic links resolved."""
+    stat: tuple[int, ...]
+    """Device, inode, size, and modification and change times in nanoseconds."""
+
+
+def version_cache(environ: Mapping[str, str]) -> Path | None:
+    """The cache file of ffmpeg versions: under ``$XDG_CACHE_HOME`` (when absolute), else ``~/.cache``;
+    None without either."""
+    base = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        home = environ.get("HOME", "")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    return Path(base) / VERSION_CACHE
+
+
+def binary_identity(exe: str) -> BinaryIdentity | None:
+    """The identity of the binary ``exe`` names (looked up on PATH when it is a bare name)."""
+    found = shutil.which(exe) or exe
+    try:
+        path = os.path.realpath(found)
+        st = os.stat(path)
+    except OSError:
+        return None
+    return BinaryIdentity(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+
+def _read_cache(cache: Path) -> dict[str, object]:
+    try:
+        data = json.loads(cache.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cached_version(cache: Path, identity: BinaryIdentity) -> str | None:
+    """The version the binary answered before, when the cache has it for this very identity."""
+    entry = _read_cache(cache).get(identity.path)
+    if not isinstance(entry, dict) or entry.get("stat") != list(identity.stat):
+        return None
+    version = entry.get("version")
+    return version if isinstance(version, str) and VERSION_TOKEN.fullmatch(version) else None
+
+
+def remember_version(cache: Path, identity: BinaryIdentity, version: str) -> None:
+    """Add the answer to the cache (written to a temporary file, then renamed over it). A cache that
+    cannot be written (a read-only home) only means ffmpeg is asked again next time."""
+    entries = {k: v for k, v in _read_cache(cache).items() if k != identity.path}
+    entries[identity.path] = {"stat": list(identity.stat), "version": version}
+    kept = dict(list(entries.items())[-CACHED_BINARIES:])
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".ffmpeg-versions-", dir=cache.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(kept, f)
+            os.replace(temp, cache)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+    except OSError as err:
+        log.debug("cannot write the ffmpeg version cache %s: %s", cache, err)
 
 
 def parse_version_line(line: str) -> str | None:

@@ -51,6 +51,16 @@ class S3Bucket:
             self.client.upload_file(str(path), self.name, f"{prefix}{path.name}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """recpipe's cache (ffmpeg's versions) in a directory of the session's, not the user's home: runs
+    started by the tests (in process or as ``recpipe``) share it."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(cache))
+        yield cache
+
+
 @pytest.fixture(scope="session")
 def ffmpeg_exe() -> str:
     """The ffmpeg binary recpipe would use (``$RECPIPE_FFMPEG``, PATH, else imageio-ffmpeg's)."""

@@ -37,7 +37,7 @@ from pipeline.storage.locations import Location, location_from_storage_spec, ope
 from stages.base import Destination, StageContext
 from stages.discover import find_recordings, inputs_digest, select_recording, split_key
 from stages.fetch import read_playlists
-from stages.ffmpeg import VersionProbe, find_ffmpeg
+from stages.ffmpeg import VersionProbe, find_ffmpeg, version_cache
 from stages.publish import read_existing_report, report_key
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def early_version_probe(
         exe = remux_ffmpeg(request, profile=profile, config=config, environ=environ)
     except PipelineError:
         return None
-    return VersionProbe(exe) if exe else None
+    return VersionProbe(exe, cache=version_cache(environ)) if exe else None
 
 
 def recording_config(config: PipelineConfig, *, profile: Profile | None) -> PipelineConfig:
@@ -228,7 +228,7 @@ def run(
         if early is not None:
             early.close()
         raise
-    version = early or (VersionProbe(ffmpeg) if ffmpeg else None)
+    version = early or (VersionProbe(ffmpeg, cache=version_cache(environ)) if ffmpeg else None)
     if ffmpeg and destination.is_local:
         keep_freed_heap()  # its buffers are slices, not upload parts (pipeline.run.malloc)
     ctx = StageContext(

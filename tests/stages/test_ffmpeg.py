@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -25,6 +26,7 @@ from stages.ffmpeg import (
     run,
     sample_argv,
     silence_argv,
+    version_cache,
 )
 
 GLOBAL = ["/bin/ff", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
@@ -134,6 +136,116 @@ def test_a_probe_nobody_reads_is_stopped(tmp_path):
     assert time.monotonic() - started < 10
     assert probe._proc is not None
     assert probe._proc.returncode is not None
+
+
+def counting_ffmpeg(path: Path, version: str = "n7.1") -> tuple[Path, Path]:
+    """A fake ffmpeg that answers ``version`` and notes each time it is run."""
+    runs = path.with_name(path.name + ".runs")
+    return make_executable(path, f"#!/bin/sh\necho x >> '{runs}'\necho 'ffmpeg version {version} x'\n"), runs
+
+
+def times_run(runs: Path) -> int:
+    return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+
+def test_an_unchanged_binary_is_not_asked_its_version_again(tmp_path):
+    cache = tmp_path / "cache" / "recpipe" / "ffmpeg-versions.json"
+    exe, runs = counting_ffmpeg(tmp_path / "ffmpeg")
+    assert VersionProbe(str(exe), cache=cache).result() == "n7.1"
+    assert VersionProbe(str(exe), cache=cache).result() == "n7.1"
+    assert times_run(runs) == 1
+    assert VersionProbe(str(exe)).result() == "n7.1"  # no cache: asked
+    assert times_run(runs) == 2
+
+
+def test_a_changed_or_replaced_binary_is_asked_again(tmp_path):
+    cache = tmp_path / "versions.json"
+    exe, runs = counting_ffmpeg(tmp_path / "ffmpeg")
+    VersionProbe(str(exe), cache=cache).result()
+    counting_ffmpeg(tmp_path / "ffmpeg", version="n8.0.1")  # rewritten: another size, new times
+    assert VersionProbe(str(exe), cache=cache).result() == "n8.0.1"
+    replacement, _ = counting_ffmpeg(tmp_path / "new-ffmpeg", version="n9.0")
+    os.replace(replacement, exe)  # another inode
+    assert VersionProbe(str(exe), cache=cache).result() == "n9.0"
+    assert times_run(runs) == 2
+    link = tmp_path / "link"
+    link.symlink_to(exe)
+    assert VersionProbe(str(link), cache=cache).result() == "n9.0"  # the same binary, by its real path
+    assert times_run(runs) == 2
+
+
+def test_a_failed_answer_is_not_remembered(tmp_path):
+    cache = tmp_path / "versions.json"
+    exe = make_executable(tmp_path / "ffmpeg", "#!/bin/sh\necho hello\n")
+    with pytest.raises(ToolError):
+        VersionProbe(str(exe), cache=cache).result()
+    assert not cache.exists()
+    with pytest.raises(ToolError):
+        VersionProbe(str(exe), cache=cache).result()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"not json", id="not-json"),
+        pytest.param(b"[1, 2]", id="not-an-object"),
+        pytest.param(json.dumps({"x": 1}).encode(), id="another-binary"),
+    ],
+)
+def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path, content):
+    cache = tmp_path / "versions.json"
+    cache.write_bytes(content)
+    exe, runs = counting_ffmpeg(tmp_path / "ffmpeg")
+    assert VersionProbe(str(exe), cache=cache).result() == "n7.1"
+    assert VersionProbe(str(exe), cache=cache).result() == "n7.1"
+    assert times_run(runs) == 1
+
+
+def test_a_cached_version_that_is_not_a_version_is_not_believed(tmp_path):
+    """The cache is a file anyone with the user's rights can edit; what it says goes into reports."""
+    cache = tmp_path / "versions.json"
+    exe, runs = counting_ffmpeg(tmp_path / "ffmpeg")
+    VersionProbe(str(exe), cache=cache).result()
+    data = json.loads(cache.read_text())
+    [entry] = data.values()
+    entry["version"] = "<script>alert(1)</script>"
+    cache.write_text(json.dumps(data))
+    assert VersionProbe(str(exe), cache=cache).result() == "n7.1"
+    assert times_run(runs) == 2
+
+
+def test_an_unwritable_cache_only_means_asking_again(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    cache = blocked / "recpipe" / "versions.json"  # its directory cannot be made
+    exe, runs = counting_ffmpeg(tmp_path / "ffmpeg")
+    assert VersionProbe(str(exe), cache=cache).result() == "n7.1"
+    assert VersionProbe(str(exe), cache=cache).result() == "n7.1"
+    assert times_run(runs) == 2
+
+
+def test_the_cache_keeps_the_most_recent_binaries(tmp_path, monkeypatch):
+    monkeypatch.setattr(ffmpeg_module, "CACHED_BINARIES", 2)
+    cache = tmp_path / "versions.json"
+    exes = [counting_ffmpeg(tmp_path / f"ffmpeg{i}")[0] for i in range(3)]
+    for exe in exes:
+        VersionProbe(str(exe), cache=cache).result()
+    assert sorted(json.loads(cache.read_text())) == sorted(os.path.realpath(e) for e in exes[1:])
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param({"XDG_CACHE_HOME": "/c", "HOME": "/h"}, "/c/recpipe/ffmpeg-versions.json", id="xdg"),
+        pytest.param({"XDG_CACHE_HOME": "rel", "HOME": "/h"}, "/h/.cache/recpipe/ffmpeg-versions.json",
+                     id="relative-xdg-ignored"),
+        pytest.param({"HOME": "/h"}, "/h/.cache/recpipe/ffmpeg-versions.json", id="home"),
+        pytest.param({}, None, id="neither"),
+    ],
+)  # fmt: skip
+def test_where_the_cache_is(environ, expected):
+    found = version_cache(environ)
+    assert (str(found) if found else None) == expected
 
 
 @pytest.mark.parametrize(
