@@ -19,12 +19,16 @@ proxy of ``tests.bench.link`` (``4ms``: 4 ms RTT, 90 MB/s per connection, 400 MB
   tree, ffmpeg included, the S3 server and the proxy not (≤ 1.0);
 - ``<link>.vs_yt_dlp``: recpipe S3 → local against ``yt-dlp`` on the playlist's URL (reference, one run);
 - ``<link>.server_cpu``, ``<link>.proxy_cpu``: CPU seconds the S3 server and the proxy used during one
-  recpipe S3 → S3 run (reference: on a small machine they compete with the client).
+  recpipe S3 → S3 run (reference: on a small machine they compete with the client);
+- ``<link>.s3_to_s3_floor``: the least ``s3_to_s3`` this machine allows, recpipe's CPU seconds with
+  the server's and the proxy's spread perfectly over its cores (reference).
 
 Before the links, ``ts_reader`` (reference): the diagnostic of ``tests.bench.reader``, TS reader speed over
 fetch speed. Then, on local files: ``vs_ffmpeg_local`` (``recpipe process`` against bare ``ffmpeg -c
-copy``, the floor: ≤ 1.15), ``memory_1h_mb`` (peak RSS of recpipe's process tree, ≤ 200) and
-``memory_4h_vs_1h`` (≤ 1.1), from ``--memory-repeat`` runs (peak RSS hardly varies; a 4 h run is ~20 s).
+copy``, the floor: ≤ 1.15), ``local_floor`` and ``vs_local_floor`` (``tests.bench.floor``, only what
+every run must do beyond bare ffmpeg, against bare ffmpeg and against recpipe; references),
+``memory_1h_mb`` (peak RSS of recpipe's process tree, ≤ 200) and ``memory_4h_vs_1h`` (≤ 1.1), from
+``--memory-repeat`` runs (peak RSS hardly varies; a 4 h run is ~20 s).
 A comparison that fails is an ``ERROR`` line with the reason and the others still run; the summary
 closes the output, and the exit status is 1 when any target was missed or anything failed.
 
@@ -67,6 +71,7 @@ BUCKET = "bench"
 MB = 1_000_000
 LOOPBACK = "loopback"
 SLOW_RTT_MS = 20
+FLOOR = Path(__file__).with_name("floor.py")
 TARGETS: dict[str, float] = {
     **{f"{name}.s3_to_local": 0.9 for name in (LOOPBACK, *(link.name for link in LINKS))},
     **{f"{link.name}.s3_to_s3": 0.6 for link in LINKS},
@@ -144,9 +149,17 @@ def command(
     env: Mapping[str, str],
     watch: Mapping[str, int] | None = None,
     memory: bool = False,
+    mkdir: bool = False,
 ) -> Callable[[], list[Measured]]:
-    """One measured run of ``argv``, to hand to ``Trials.run``."""
-    return lambda: [run(argv, env=env, watch=watch, memory=memory)]
+    """One measured run of ``argv``, to hand to ``Trials.run`` (with ``mkdir``, its last argument is a
+    directory made first, outside the timing)."""
+
+    def measure() -> list[Measured]:
+        if mkdir:
+            Path(argv[-1]).mkdir(parents=True, exist_ok=True)
+        return [run(argv, env=env, watch=watch, memory=memory)]
+
+    return measure
 
 
 def result(name: str, value: float, detail: str) -> Result:
@@ -260,9 +273,25 @@ def compare_link(bench: Bench, name: str, *, url: str, watch: Mapping[str, int],
         ratio(f"{name}.cpu_s3_to_local", trials, ("recpipe_local", "naive_local"), cpu=True),
         ratio(f"{name}.vs_yt_dlp", trials, ("recpipe_local", "yt_dlp"), labels="recpipe yt-dlp"),
     ]
-    return results + [
-        helper_cpu(f"{name}.{role}_cpu", trials, helper) for role, helper in ROLES if helper in watch
-    ]
+    helpers = [helper_cpu(f"{name}.{role}_cpu", trials, helper) for role, helper in ROLES if helper in watch]
+    return [*results, cpu_floor(f"{name}.s3_to_s3_floor", trials), *helpers]
+
+
+def cpu_floor(name: str, trials: Trials) -> Result:
+    """The least wall time recpipe S3 → S3 could take on this machine, against naive: the CPU seconds its
+    median run used, with the S3 server's and the proxy's meanwhile (they share the cores), spread
+    perfectly over every core, start-up and tail included (a reference line)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        busy = trials.median("recpipe_s3", lambda m: m.cpu + sum(m.watched.values()))
+        naive = trials.median("naive_s3", lambda m: m.seconds)
+    except LookupError as err:
+        return failure(name, str(err))
+    detail = (
+        f"{busy:.2f} cpu-s (recpipe, S3 server, proxy) over {cores} cores: {busy / cores:.2f} s at best, "
+        f"naive {naive:.2f} s"
+    )
+    return result(name, busy / cores / naive, detail)
 
 
 ROLES = (("server", "moto"), ("proxy", "proxy"))
@@ -318,7 +347,9 @@ def diagnose_reader(bench: Bench, *, endpoint: str) -> Result:
 
 
 def compare_local(bench: Bench, *, repeat: int) -> list[Result]:
-    """recpipe on local files against bare ffmpeg (the floor: no upload, no faststart), interleaved."""
+    """recpipe on local files against bare ffmpeg (no upload, no faststart), and the floor of a local run
+    (``tests.bench.floor``: what every run must do beyond bare ffmpeg, one step after another), all
+    interleaved."""
     one, work, env = bench.recording, bench.work, bench.env
     bare = ffmpeg_copy(bench.ffmpeg, one.playlist, work / "bare.mp4")
     trials = Trials()
@@ -326,7 +357,13 @@ def compare_local(bench: Bench, *, repeat: int) -> list[Result]:
         ours = recpipe_argv(str(one.directory), str(fresh(work / "ours")), one, endpoint=None)
         trials.run(["recpipe"], command(ours, env=env))
         trials.run(["ffmpeg"], command(bare, env=env))
-    return [ratio("vs_ffmpeg_local", trials, ("recpipe", "ffmpeg"), labels="recpipe ffmpeg")]
+        floor = [sys.executable, str(FLOOR), str(one.playlist.parent), str(fresh(work / "floor"))]
+        trials.run(["floor"], command(floor, env=env, mkdir=True))
+    return [
+        ratio("vs_ffmpeg_local", trials, ("recpipe", "ffmpeg"), labels="recpipe ffmpeg"),
+        ratio("local_floor", trials, ("floor", "ffmpeg"), labels="floor ffmpeg"),
+        ratio("vs_local_floor", trials, ("recpipe", "floor"), labels="recpipe floor"),
+    ]
 
 
 def compare_s3_memory(bench: Bench, *, url: str) -> list[Result]:
