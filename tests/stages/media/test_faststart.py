@@ -218,20 +218,28 @@ def test_a_truncated_fragment_is_refused(ffmpeg_exe, tmp_path):
         plan(cut)
 
 
-@given(
-    gaps_and_sizes=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 300)), min_size=1, max_size=30),
-    block=st.integers(1, 700),
-)
-def test_media_blocks_join_the_ranges_in_order(tmp_path_factory, gaps_and_sizes, block):
-    """Whatever the block size, the blocks are the ranges' bytes in order, each at most a block."""
+def media_with_gaps(
+    tmp_path_factory: pytest.TempPathFactory, gaps_and_sizes: list[tuple[int, int]]
+) -> tuple[Path, list[tuple[int, int]], bytes]:
+    """A file of known bytes and ranges of it, each after a gap: its path, the ranges, its bytes."""
     data = bytes(range(256)) * 40
     ranges, at = [], 0
     for gap, size in gaps_and_sizes:
         at += gap
         ranges.append((at, at + size))
         at += size
-    path = tmp_path_factory.mktemp("blocks") / "media"
+    path = tmp_path_factory.mktemp("media") / "media"
     path.write_bytes(data[:at])
+    return path, ranges, data
+
+
+@given(
+    gaps_and_sizes=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 300)), min_size=1, max_size=30),
+    block=st.integers(1, 700),
+)
+def test_media_blocks_join_the_ranges_in_order(tmp_path_factory, gaps_and_sizes, block):
+    """Whatever the block size, the blocks are the ranges' bytes in order, each at most a block."""
+    path, ranges, data = media_with_gaps(tmp_path_factory, gaps_and_sizes)
     with pytest.MonkeyPatch.context() as patch, path.open("rb") as f:
         patch.setattr(faststart, "BLOCK", block)
         blocks = list(media_blocks(f.fileno(), ranges, name="media"))
@@ -247,14 +255,7 @@ def test_the_hash_of_a_layout_is_that_of_its_bytes_mapped_or_read(tmp_path_facto
     """sha256_of hashes the head and the ranges from a mapping of the file, in blocks; the digest is
     that of the bytes the layout describes, whatever the block size, and the same when the file is
     read instead of mapped."""
-    data = bytes(range(256)) * 40
-    ranges, at = [], 0
-    for gap, size in gaps_and_sizes:
-        at += gap
-        ranges.append((at, at + size))
-        at += size
-    path = tmp_path_factory.mktemp("hash") / "media"
-    path.write_bytes(data[:at])
+    path, ranges, data = media_with_gaps(tmp_path_factory, gaps_and_sizes)
     layout = Layout(head=b"head", ranges=tuple(ranges))
     expected = hashlib.sha256(b"head" + b"".join(data[a:b] for a, b in ranges)).hexdigest()
     with pytest.MonkeyPatch.context() as patch:
