@@ -144,7 +144,7 @@ def sha256_of(layout: Layout, src: Path) -> str:
     """The sha256 of the output ``layout`` describes.
 
     Each block of media is hashed from a read-only mapping of just that stretch of ``src``, copied once
-    out of the page cache, where reading it would copy it twice (0.17 instead of 0.25 cpu-s an hour
+    out of the page cache, where reading it would copy it twice (0.22 instead of 0.25–0.32 cpu-s an hour
     here); a stretch is unmapped once hashed, so the process never holds more than a block of the file.
     Where a stretch cannot be mapped it is read (``read_pieces``)."""
     digest = hashlib.sha256(layout.head)
