@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 """Read size when ``copy_file_range`` is not there."""
 BLOCK = 2 * 1024 * 1024
-"""About how many media bytes are read, joined and hashed at a time (``media_blocks``)."""
+"""About how many media bytes are read, joined and hashed at a time (``block_groups``)."""
 WRITEBACK_BYTES = 32 * 1024 * 1024
 """How often, in bytes written, the writeback of a synced output is started (``write``)."""
 
@@ -166,7 +166,7 @@ def hash_mapped(
 ) -> None:
     """Pass the ``(offset, count)`` pieces of the file ``fd`` (in file order, within it) to ``update``,
     from a mapping of the stretch they span: joined (one copy) into one update, for the reason
-    ``media_blocks`` gives; a single piece is hashed from the mapping itself."""
+    ``block_groups`` gives; a single piece is hashed from the mapping itself."""
     first, last = pieces[0][0], pieces[-1][0] + pieces[-1][1]
     base = first - first % mmap.ALLOCATIONGRANULARITY
     with (
@@ -181,7 +181,13 @@ def hash_mapped(
 
 def block_groups(ranges: Sequence[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
     """The ``(offset, count)`` pieces of ``ranges``, in order, grouped so that each group spans at most
-    ``BLOCK`` bytes of the file."""
+    ``BLOCK`` bytes of the file.
+
+    The ranges (one per fragment, a few hundred KB, a few bytes apart) are hashed a group at a time, so
+    an hour of media takes a few dozen digest updates, not one or two per fragment: each of those lets
+    go of Python's lock, and getting it back can wait for another thread's turn (milliseconds), which
+    for thousands of small steps costs more than the hashing itself.
+    """
     group: list[tuple[int, int]] = []
     for start, end in ranges:
         for at in range(start, end, BLOCK):
@@ -192,19 +198,6 @@ def block_groups(ranges: Sequence[tuple[int, int]]) -> Iterator[list[tuple[int, 
             group.append(piece)
     if group:
         yield group
-
-
-def media_blocks(fd: int, ranges: Sequence[tuple[int, int]], *, name: str) -> Iterator[bytes]:
-    """The bytes of ``ranges`` of the file ``fd``, in order, as blocks of at most ``BLOCK`` bytes.
-
-    The ranges (one per fragment, a few hundred KB, a few bytes apart) are read a stretch at a time
-    (``read_pieces``), so hashing an hour of media takes a few dozen reads and digest updates, not
-    one or two per fragment: each of those lets go of Python's lock, and getting it back can wait
-    for another thread's turn (milliseconds), which for thousands of small steps costs more than
-    the hashing itself.
-    """
-    for group in block_groups(ranges):
-        yield read_pieces(fd, group, name=name)
 
 
 def read_pieces(

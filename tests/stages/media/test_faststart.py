@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 from pipeline.model.exceptions import MediaError
 from stages.ffmpeg import remux_argv
 from stages.media import faststart
-from stages.media.faststart import Layout, layout_of, media_blocks, moov_first, plan, read_pieces, sha256_of
+from stages.media.faststart import (
+    Layout,
+    block_groups,
+    layout_of,
+    moov_first,
+    plan,
+    read_pieces,
+    sha256_of,
+)
 from stages.media.fragments import read_fragmented
 from stages.media.mp4 import parse_boxes, read_mp4
 from tests.media_builders import BITEXACT, av_source_args
@@ -237,12 +245,12 @@ def media_with_gaps(
     gaps_and_sizes=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 300)), min_size=1, max_size=30),
     block=st.integers(1, 700),
 )
-def test_media_blocks_join_the_ranges_in_order(tmp_path_factory, gaps_and_sizes, block):
-    """Whatever the block size, the blocks are the ranges' bytes in order, each at most a block."""
+def test_block_groups_join_the_ranges_in_order(tmp_path_factory, gaps_and_sizes, block):
+    """Whatever the block size, the groups' bytes are the ranges' bytes in order, each at most a block."""
     path, ranges, data = media_with_gaps(tmp_path_factory, gaps_and_sizes)
     with pytest.MonkeyPatch.context() as patch, path.open("rb") as f:
         patch.setattr(faststart, "BLOCK", block)
-        blocks = list(media_blocks(f.fileno(), ranges, name="media"))
+        blocks = [read_pieces(f.fileno(), group, name="media") for group in block_groups(ranges)]
     assert b"".join(blocks) == b"".join(data[a:b] for a, b in ranges)
     assert all(len(b) <= block for b in blocks)
 
