@@ -156,7 +156,12 @@ def early_version_probe(
         exe = remux_ffmpeg(request, profile=profile, config=config, environ=environ)
     except PipelineError:
         return None
-    return VersionProbe(exe, cache=version_cache(environ)) if exe else None
+    return version_probe(exe, environ=environ) if exe else None
+
+
+def version_probe(exe: str, *, environ: Mapping[str, str]) -> VersionProbe:
+    """``exe -version`` asked for now, or its answer read from the user's cache (``version_cache``)."""
+    return VersionProbe(exe, cache=version_cache(environ))
 
 
 def recording_config(config: PipelineConfig, *, profile: Profile | None) -> PipelineConfig:
@@ -228,7 +233,7 @@ def run(
         if early is not None:
             early.close()
         raise
-    version = early or (VersionProbe(ffmpeg, cache=version_cache(environ)) if ffmpeg else None)
+    version = early or (version_probe(ffmpeg, environ=environ) if ffmpeg else None)
     if ffmpeg and destination.is_local:
         keep_freed_heap()  # its buffers are slices, not upload parts (pipeline.run.malloc)
     ctx = StageContext(
