@@ -12,13 +12,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3.session
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -67,6 +71,22 @@ DEFAULT_TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 1024 * 1024, m
 """Uploads above 16 MiB go multipart; the object appears only when the upload is completed."""
 
 _CHUNK = 1024 * 1024
+
+_S3_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z", re.ASCII)
+"""How S3 writes a timestamp in an XML body (every listed key's ``LastModified``): ISO 8601, UTC."""
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, with S3's XML form read by ``datetime.fromisoformat``.
+
+    botocore reads every timestamp with dateutil's general parser, 0.08 ms each: listing an hour of
+    slices (376 keys) took 0.042 cpu-s, 0.012 with this (a day's, 5,760 keys, ~0.45 s less), on the
+    path to a run's first fetch. The same instant, timezone-aware, in UTC; any other form (an HTTP
+    date in a header, epoch seconds) and anything that is not a date go to botocore's own parser."""
+    if isinstance(value, str) and _S3_TIMESTAMP.fullmatch(value):
+        with contextlib.suppress(ValueError):  # no such date (30 February): botocore says so its way
+            return datetime.fromisoformat(value)
+    return botocore.utils.parse_timestamp(value)
 
 
 STREAM_ERRORS: tuple[type[Exception], ...] = (
@@ -155,7 +175,9 @@ def make_s3_client(
         response_checksum_validation=checksums,
     )
     try:
-        session = boto3.session.Session()
+        core = botocore.session.get_session()
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+        session = boto3.session.Session(botocore_session=core)
         client = session.client(
             "s3",
             endpoint_url=endpoint_url,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import boto3.session
+import botocore.utils
 import pytest
 from botocore.exceptions import (
     ClientError,
@@ -23,7 +26,7 @@ from urllib3.exceptions import ProtocolError
 
 from pipeline.model.exceptions import ConfigError, ObjectNotFound, StorageError
 from pipeline.storage import S3Storage
-from pipeline.storage.s3 import ShortReadError, make_s3_client, translate_error
+from pipeline.storage.s3 import ShortReadError, make_s3_client, parse_timestamp, translate_error
 
 if TYPE_CHECKING:
     from tests.conftest import S3Bucket
@@ -131,6 +134,64 @@ def test_list_pages_through_many_objects(s3_bucket: S3Bucket) -> None:
         storage.put_bytes(b"", key)
     storage.put_bytes(b"", "other/x.ts")
     assert [i.key for i in storage.list("rec/")] == keys
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-03-02T14:00:09.600Z",
+        "2026-03-02T14:00:09Z",
+        "2026-03-02T14:00:09.6Z",
+        "2026-03-02T14:00:09.123456Z",
+        "1999-12-31T23:59:59.999Z",
+        "2024-02-29T00:00:00.000Z",
+    ],
+)
+def test_s3_timestamps_are_read_as_botocore_reads_them(value: str) -> None:
+    parsed = parse_timestamp(value)
+    assert parsed == botocore.utils.parse_timestamp(value)
+    assert parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Mon, 02 Mar 2026 14:00:09 GMT",  # an HTTP date, as in Last-Modified headers
+        "2026-03-02T14:00:09.1234567Z",  # more digits than a datetime keeps
+        "2026-03-02T14:00:09+01:00",
+        "2026-03-02 14:00:09Z",
+        "1772460009",
+        1772460009,
+        1772460009.5,
+    ],
+)
+def test_other_timestamps_are_left_to_botocore(value: str | float) -> None:
+    assert parse_timestamp(value) == botocore.utils.parse_timestamp(value)
+
+
+@pytest.mark.parametrize("value", ["", "yesterday", "2026-13-02T14:00:09Z", "2026-02-30T14:00:09.000Z"])
+def test_bad_timestamps_fail_as_botocore_fails(value: str) -> None:
+    with pytest.raises(ValueError, match="Invalid timestamp") as theirs:
+        botocore.utils.parse_timestamp(value)
+    with pytest.raises(ValueError, match="Invalid timestamp") as ours:
+        parse_timestamp(value)
+    assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.integration
+def test_listed_and_headed_timestamps_are_the_stores_own(s3_bucket: S3Bucket) -> None:
+    client = make_s3_client(endpoint_url=s3_bucket.endpoint)
+    plain = boto3.session.Session().client("s3", endpoint_url=s3_bucket.endpoint)
+    for key in ("rec/a.ts", "rec/b.ts"):
+        client.put_object(Bucket=s3_bucket.name, Key=key, Body=b"x")
+    listed = client.list_objects_v2(Bucket=s3_bucket.name, Prefix="rec/")["Contents"]
+    reference = plain.list_objects_v2(Bucket=s3_bucket.name, Prefix="rec/")["Contents"]
+    assert [o["LastModified"] for o in listed] == [o["LastModified"] for o in reference]
+    assert all(o["LastModified"].tzinfo is UTC for o in listed)  # read by recpipe's parser, not dateutil
+    head = client.head_object(Bucket=s3_bucket.name, Key="rec/a.ts")["LastModified"]
+    assert head == plain.head_object(Bucket=s3_bucket.name, Key="rec/a.ts")["LastModified"]
+    assert abs(head - listed[0]["LastModified"]).total_seconds() < 1
+    assert head <= datetime.now(UTC)
 
 
 @pytest.mark.integration
