@@ -1,7 +1,7 @@
 """``make bench``: recpipe against what users would otherwise run, over modelled links (SPEC.md targets).
 
-    python -m tests.bench.run [--tools DIR] [--cache DIR] [--hours 1] [--long-hours 4] [--repeat 3]
-                              [--slow-repeat 3] [--memory-repeat 1] [--links loopback,4ms,40ms]
+    python -m tests.bench.run [--tools DIR] [--cache DIR] [--hours 1] [--long-hours 4] [--repeat 5]
+                              [--slow-repeat 5] [--memory-repeat 1] [--links loopback,4ms,40ms]
 
 A synthetic composite recording (``tests.bench.recording``, built once and cached) is served by a moto
 S3 server in its own process on 127.0.0.1 (``tests.bench.s3server``: with HTTP keep-alive, as S3 has),
@@ -415,9 +415,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: system temp)")
     parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--long-hours", type=float, default=4.0)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per timing; the median is used")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per timing; the median is used")
     parser.add_argument("--memory-repeat", type=int, default=1, help="runs per peak-memory measurement")
-    parser.add_argument("--slow-repeat", type=int, default=3, help=f"runs on links of ≥ {SLOW_RTT_MS} ms RTT")
+    parser.add_argument("--slow-repeat", type=int, default=5, help=f"runs on links of ≥ {SLOW_RTT_MS} ms RTT")
     parser.add_argument("--links", default=",".join([LOOPBACK, *(link.name for link in LINKS)]),
                         help="comma-separated links to measure (none: only the local checks)")  # fmt: skip
     return parser.parse_args(argv)
