@@ -108,7 +108,8 @@ class SliceConsumer(Protocol):
     """Takes the fetched slices in playlist order while they stream (the remux feeder)."""
 
     def start(self, job: Job, ctx: StageContext) -> None:
-        """Called once the playlist is read, before the first slice."""
+        """Called once the playlist is read, before the first slice is given (on a fetch thread, while
+        the first slices download)."""
         ...
 
     def add(self, fetched: Fetched) -> None:

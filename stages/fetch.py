@@ -315,9 +315,10 @@ class FetchStage:
         ok = False
         ctx.progress.start("fetch" if consumer is None else "fetch+remux", total=total, unit="B")
         try:
-            if consumer is not None:
-                consumer.start(job, ctx)
             with self._executor_factory(config.fetch_workers) as executor:
+                # The consumer gets ready while the first slices are on their way (the remux feeder
+                # asks the destination whether its MP4's name is taken: a round trip).
+                ready = executor.submit(consumer.start, job, ctx) if consumer is not None else None
                 for fetched in map_in_order(
                     one,
                     job.segments,
@@ -333,8 +334,13 @@ class FetchStage:
                         fetched = Fetched(segment=replace(seg, size=read.size, media=read.media), data=None)
                     done.append(fetched.segment)
                     if consumer is not None:
+                        if ready is not None:  # ready before its first slice, or its error raised
+                            ready.result()
+                            ready = None
                         consumer.add(fetched)
                     ctx.progress.advance(fetched.segment.size or 0)
+                if ready is not None:  # no slice at all
+                    ready.result()
             ok = True
         finally:
             if consumer is not None:

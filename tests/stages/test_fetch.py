@@ -243,3 +243,58 @@ def test_a_slice_listed_many_times_is_read_once(tmp_path):
     assert len(job.segments) == 402
     assert reads.count(f"rec/{uri}") == 1
     assert all(s.present and s.size == 188 for s in job.segments)
+
+
+# --- the slice consumer ------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A slice consumer that notes what it was given; ``start`` runs ``on_start`` first."""
+
+    def __init__(self, on_start=lambda: None):
+        self.on_start = on_start
+        self.added: list[int] = []
+        self.finished: bool | None = None
+
+    def start(self, job, ctx):
+        self.on_start()
+
+    def add(self, fetched: Fetched) -> None:
+        self.added.append(fetched.segment.index)
+
+    def finish(self, *, ok: bool) -> None:
+        self.finished = ok
+
+
+def consumer_run(tmp_path, consumer, *, count=6, storage_class=LocalStorage):
+    _, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": make_playlist(count=count)}, slices=range(count))
+    store = storage_class(tmp_path)
+    ctx = StageContext(storage=store, destination=Destination(storage=store, directory="rec/"),
+                       workdir=tmp_path, config=PipelineConfig())  # fmt: skip
+    return FetchStage(consumer=consumer).run(Job(recording=rec), ctx)
+
+
+def test_the_consumer_gets_ready_while_the_first_slices_download(tmp_path):
+    """The remux feeder's start asks the destination a question (a round trip): the slices do not wait."""
+    first_read = threading.Event()
+
+    class Watched(LocalStorage):
+        def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
+            if key.endswith(".ts"):
+                first_read.set()
+            return super().read_bytes(key, max_bytes=max_bytes)
+
+    consumer = Recorder(on_start=lambda: first_read.wait(timeout=5) or pytest.fail("no slice was read"))
+    job = consumer_run(tmp_path, consumer, storage_class=Watched)
+    assert (consumer.added, consumer.finished) == (list(range(6)), True)
+    assert all(s.present for s in job.segments)
+
+
+def test_a_consumer_that_cannot_get_ready_fails_the_fetch_before_its_first_slice(tmp_path):
+    def refuse():
+        raise StorageError("the destination cannot be asked", key="rec/x.mp4")
+
+    consumer = Recorder(on_start=refuse)
+    with pytest.raises(StorageError, match="cannot be asked"):
+        consumer_run(tmp_path, consumer)
+    assert (consumer.added, consumer.finished) == ([], False)
