@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pipeline.model.config import MIN_PART_BYTES
 from pipeline.model.exceptions import MediaError
 from pipeline.storage.base import Upload
 from pipeline.storage.parts import UPLOAD_WORKERS
@@ -24,17 +25,24 @@ class GrowingUpload(Following):
     The published file is a head (``ftyp``, the regular ``moov``, one ``mdat`` header) followed by the
     payloads of ffmpeg's ``mdat`` boxes back to back (``stages.media.faststart``). Following the file
     (``stages.follow``): once an ``mdat`` is complete its payload is final, and every ``part_bytes``
-    stretch of the media is sent as soon as it is complete. Part 1 (the head plus the first stretch)
-    waits for ``finish``, which sends the rest and part 1 last. Nothing is visible until
-    ``Upload.complete``.
+    stretch of the media is sent as soon as it is complete. Part 1 (the head plus the media's first
+    ``first_bytes``) waits for ``finish``, which sends the rest and part 1 last. Nothing is visible
+    until ``Upload.complete``.
+
+    Part 1 is on the way from the end of the recording to the published MP4, so it holds as little
+    media as a part may: by default S3's smallest part (5 MiB, whatever the head's size), where a
+    whole ``part_bytes`` made it the largest part of the upload (the head, 0.9 MB an hour, on top).
     """
 
-    def __init__(self, upload: Upload, path: Path, *, part_bytes: int) -> None:
+    def __init__(
+        self, upload: Upload, path: Path, *, part_bytes: int, first_bytes: int = MIN_PART_BYTES
+    ) -> None:
         super().__init__(path)
         self.upload = upload
         self._part = part_bytes
+        self._first = min(first_bytes, part_bytes)
         self._sent: dict[int, tuple[int, int]] = {}
-        self._next = (2, part_bytes)
+        self._next = (2, self._first)
         """The next part to send from the media found so far: its number and where it starts."""
 
     def _looked(self) -> None:
@@ -77,13 +85,13 @@ class GrowingUpload(Following):
         body = sum(end - start for start, end in layout.ranges)
         with ThreadPoolExecutor(1, "recpipe-hash") as pool:
             digest = pool.submit(sha256_of, layout, self._path)
-            start = max((end for _, end in self._sent.values()), default=self._part)
+            start = max((end for _, end in self._sent.values()), default=self._first)
             number = max(self._sent, default=1) + 1
             while start < body:
                 end = min(start + self._part, body)
                 self._send(number, start, end, media=layout.ranges)
                 number, start = number + 1, end
-            self._send(1, 0, min(self._part, body), media=layout.ranges, head=layout.head)
+            self._send(1, 0, min(self._first, body), media=layout.ranges, head=layout.head)
             log.debug(
                 "%s: %d of %d parts were sent while ffmpeg wrote", self.upload.key, streamed, len(self._sent)
             )

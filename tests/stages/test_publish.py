@@ -75,6 +75,42 @@ def test_media_goes_up_while_ffmpeg_writes_fragments_and_part_one_last(s3_bucket
     )
 
 
+def test_part_one_holds_the_head_and_the_smallest_part_of_media(s3_bucket, tmp_path: Path):
+    """Part 1 is sent after ffmpeg ends, so it is kept small: the head and 5 MiB, not a whole part."""
+    store = S3Storage(s3_bucket.client, s3_bucket.name)
+    path = tmp_path / "out.mp4.part"
+    payloads = [bytes([i]) * MiB for i in range(23)]
+    growing = GrowingUpload(store.begin_upload("out/c.mp4"), path, part_bytes=8 * MiB)
+    growing.start()
+    with path.open("wb") as f:
+        ranges = [write_box(f, b"mdat", payload) for payload in payloads]
+    wait_for(lambda: parts_on_server(s3_bucket, "out/c.mp4") == [(2, 8 * MiB), (3, 8 * MiB)])
+    head = b"HEAD" * 300
+    sha256 = growing.finish(Layout(head=head, ranges=tuple(ranges)))
+    wait_for(lambda: len(parts_on_server(s3_bucket, "out/c.mp4")) == 4)
+    assert parts_on_server(s3_bucket, "out/c.mp4") == [(1, len(head) + 5 * MiB), (2, 8 * MiB), (3, 8 * MiB),
+                                                      (4, 2 * MiB)]  # fmt: skip
+    growing.upload.complete()
+    expected = head + b"".join(payloads)
+    assert store.read_bytes("out/c.mp4", max_bytes=30 * MiB) == expected
+    assert sha256 == hashlib.sha256(expected).hexdigest()
+
+
+@pytest.mark.parametrize(("media", "parts"), [(3 * MiB, [3 * MiB]), (9 * MiB, [5 * MiB, 4 * MiB])])
+def test_short_media_is_part_one_alone_or_with_one_more(s3_bucket, tmp_path: Path, media: int, parts):
+    store = S3Storage(s3_bucket.client, s3_bucket.name)
+    path = tmp_path / "out.mp4.part"
+    growing = GrowingUpload(store.begin_upload("out/d.mp4"), path, part_bytes=8 * MiB)
+    growing.start()
+    with path.open("wb") as f:
+        sent = write_box(f, b"mdat", bytes(range(256)) * (media // 256))
+    growing.finish(Layout(head=b"H", ranges=(sent,)))
+    wait_for(lambda: len(parts_on_server(s3_bucket, "out/d.mp4")) == len(parts))
+    assert [size for _, size in parts_on_server(s3_bucket, "out/d.mp4")] == [1 + parts[0], *parts[1:]]
+    growing.upload.complete()
+    assert store.read_bytes("out/d.mp4", max_bytes=30 * MiB) == b"H" + bytes(range(256)) * (media // 256)
+
+
 def test_media_that_changed_after_it_was_sent_is_refused(s3_bucket, tmp_path: Path):
     store = S3Storage(s3_bucket.client, s3_bucket.name)
     path = tmp_path / "out.mp4.part"
