@@ -175,6 +175,12 @@ def backed_up(tmp_path, playlists: dict[str, str], *, slices=range(4)):
     return store, rec
 
 
+def local_ctx(store, tmp_path) -> StageContext:
+    """A run's context on a local store, outputs beside the recording."""
+    destination = Destination(storage=store, directory="rec/")
+    return StageContext(storage=store, destination=destination, workdir=tmp_path, config=PipelineConfig())
+
+
 SNAPSHOT = f"{SID}_{CNAME}_1768469400_0.m3u8"
 
 
@@ -183,9 +189,7 @@ def test_fetch_uses_the_snapshot_that_finished_the_recording(tmp_path):
         tmp_path,
         {f"{SID}_{CNAME}.m3u8": make_playlist(count=2, endlist=False), SNAPSHOT: make_playlist(count=4)},
     )
-    destination = Destination(storage=store, directory="rec/")
-    ctx = StageContext(storage=store, destination=destination, workdir=tmp_path, config=PipelineConfig())
-    job = FetchStage().run(Job(recording=rec), ctx)
+    job = FetchStage().run(Job(recording=rec), local_ctx(store, tmp_path))
     assert (job.endlist, job.playlists, len(job.segments)) == (True, (f"rec/{SNAPSHOT}",), 4)
     assert [s.present for s in job.segments] == [True] * 4
     [finding] = job.findings
@@ -235,11 +239,9 @@ def test_a_slice_listed_many_times_is_read_once(tmp_path):
     )
     _, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": text}, slices=[0])
     store = Counting(tmp_path)
-    ctx = StageContext(
-        storage=store, destination=Destination(storage=store, directory="rec/"), workdir=tmp_path,
-        config=PipelineConfig(),
-    )  # fmt: skip
-    job = FetchStage(executor_factory=lambda n: InlineExecutor()).run(Job(recording=rec), ctx)
+    job = FetchStage(executor_factory=lambda n: InlineExecutor()).run(
+        Job(recording=rec), local_ctx(store, tmp_path)
+    )
     assert len(job.segments) == 402
     assert reads.count(f"rec/{uri}") == 1
     assert all(s.present and s.size == 188 for s in job.segments)
@@ -268,10 +270,7 @@ class Recorder:
 
 def consumer_run(tmp_path, consumer, *, count=6, storage_class=LocalStorage):
     _, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": make_playlist(count=count)}, slices=range(count))
-    store = storage_class(tmp_path)
-    ctx = StageContext(storage=store, destination=Destination(storage=store, directory="rec/"),
-                       workdir=tmp_path, config=PipelineConfig())  # fmt: skip
-    return FetchStage(consumer=consumer).run(Job(recording=rec), ctx)
+    return FetchStage(consumer=consumer).run(Job(recording=rec), local_ctx(storage_class(tmp_path), tmp_path))
 
 
 def test_the_consumer_gets_ready_while_the_first_slices_download(tmp_path):

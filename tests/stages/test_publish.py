@@ -102,13 +102,14 @@ def test_short_media_is_part_one_alone_or_with_one_more(s3_bucket, tmp_path: Pat
     path = tmp_path / "out.mp4.part"
     growing = GrowingUpload(store.begin_upload("out/d.mp4"), path, part_bytes=8 * MiB)
     growing.start()
+    payload = bytes(range(256)) * (media // 256)
     with path.open("wb") as f:
-        sent = write_box(f, b"mdat", bytes(range(256)) * (media // 256))
+        sent = write_box(f, b"mdat", payload)
     growing.finish(Layout(head=b"H", ranges=(sent,)))
     wait_for(lambda: len(parts_on_server(s3_bucket, "out/d.mp4")) == len(parts))
     assert [size for _, size in parts_on_server(s3_bucket, "out/d.mp4")] == [1 + parts[0], *parts[1:]]
     growing.upload.complete()
-    assert store.read_bytes("out/d.mp4", max_bytes=30 * MiB) == b"H" + bytes(range(256)) * (media // 256)
+    assert store.read_bytes("out/d.mp4", max_bytes=30 * MiB) == b"H" + payload
 
 
 def test_media_that_changed_after_it_was_sent_is_refused(s3_bucket, tmp_path: Path):
