@@ -16,6 +16,7 @@ input; what is wrong ends up in ``SliceMedia`` (see ``SliceMedia.problems``).
 from __future__ import annotations
 
 import array
+import itertools
 import logging
 import operator
 import re
@@ -463,8 +464,7 @@ class TsReader:
 
     def _one_by_one(self, stream: _Stream, buf: bytes, start: int, heads: _Heads, *, after: int) -> None:
         b1, b3 = heads.b1, heads.b3
-        for match in _NOT_ZERO.finditer(heads.mask(stream.pid).to_bytes(heads.count), after):
-            index = match.start()
+        for index in _marked(heads.mask(stream.pid).to_bytes(heads.count), after):
             pusi = bool(b1[index] & 0x40)
             if pusi or stream.pid in self._collecting:
                 self._payload(buf, start + index * PACKET, stream.pid, pusi=pusi, b3=b3[index])
@@ -483,8 +483,7 @@ class TsReader:
         follow = (everything & ~units).to_bytes(heads.count)
         since = begun[-2][0] if len(begun) > 1 else after
         pieces: list[tuple[int, bytes]] = []
-        for match in _NOT_ZERO.finditer(follow, since):
-            index = match.start()
+        for index in _marked(follow, since):
             flags = b3[index]
             off = start + index * PACKET
             begin = _payload_start(buf, off, flags)
@@ -623,7 +622,7 @@ _PAYLOAD = bytes(0xFF if v & 0x10 else 0 for v in range(256))
 _PID_HIGH = bytes(v & 0x1F for v in range(256))
 _COUNTER = bytes(0x10 | (v & 0x0F) if v & 0x10 else 0 for v in range(256))
 """Header byte 3 → its continuity counter, marked with 0x10, for packets that carry a payload; else 0."""
-_COUNTING = bytes(0x10 | (i & 0x0F) for i in range(16 + 8192))
+_COUNTING = bytes(range(0x10, 0x20)) * (1 + 8192 // 16)
 _NOT_ZERO = re.compile(rb"[^\x00]")
 
 
@@ -634,12 +633,21 @@ def _counting(first: int, length: int) -> bytes:
     return bytes(0x10 | ((first + i) & 0x0F) for i in range(length))
 
 
+def _marked(flags: bytes, after: int = 0) -> list[int]:
+    """The indexes of the 0xFF bytes of ``flags`` (each of its bytes 0xFF or 0) from ``after`` on: the
+    lengths of the runs of zeros between them, added up (a few calls in C, where a regular expression
+    made a match object for each)."""
+    gaps = (flags[after:] if after else flags).split(b"\xff")
+    gaps.pop()  # the zeros after the last one
+    return list(map(operator.add, itertools.accumulate(map(len, gaps)), itertools.count(after)))
+
+
 def _equals(values: bytes, value: int) -> bytes:
     """0xFF where ``values`` holds ``value``, else 0."""
     return values.translate(_EQUALS[value])
 
 
-_EQUALS = tuple(bytes(0xFF if v == value else 0 for v in range(256)) for value in range(256))
+_EQUALS = tuple(bytes(value) + b"\xff" + bytes(255 - value) for value in range(256))
 
 
 class _Heads:
@@ -725,7 +733,7 @@ def _pes_timestamps(
     as a recording's are; otherwise one at a time."""
     b3 = heads.b3
     units = heads.mask(stream.pid) & heads.starts() & int.from_bytes(b3.translate(_PAYLOAD))
-    indexes = [match.start() for match in _NOT_ZERO.finditer(units.to_bytes(heads.count), after)]
+    indexes = _marked(units.to_bytes(heads.count), after)
     begun = _pes_in_bulk(stream, buf, start, b3, indexes)
     if begun is not None:
         return begun

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from pipeline.model.media import PTS_WRAP, SliceMedia, unwrap
 from stages.media.retime import retime, write_pts
-from stages.media.ts import TsReader, _decode_timestamps, adts_header, read_pts, read_slice, read_slice_file
+from stages.media.ts import (
+    TsReader,
+    _decode_timestamps,
+    _marked,
+    adts_header,
+    read_pts,
+    read_slice,
+    read_slice_file,
+)
 from tests.media_builders import packet_pid, starts_unit, ts_packets
 
 SLICES = sorted((Path(__file__).resolve().parents[3] / "sample_data" / "recordings").glob("*.ts"))
@@ -308,6 +316,12 @@ def test_timestamps_are_decoded_in_bulk_as_one_by_one(values):
         write_pts(field, 0, value)
         fields.append(bytes(field))
     assert _decode_timestamps(fields) == [read_pts(f, 0) for f in fields] == values
+
+
+@given(st.lists(st.booleans(), max_size=300), st.integers(min_value=0, max_value=310))
+def test_marked_packets_are_found_from_any_start(marks, after):
+    flags = bytes(0xFF if mark else 0 for mark in marks)
+    assert _marked(flags, after) == [i for i, mark in enumerate(marks) if mark and i >= after]
 
 
 def pes_packets(data: bytes, pid: int) -> list[int]:
