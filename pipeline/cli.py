@@ -23,7 +23,7 @@ from pipeline.model.logs import LOG_FORMATS, LOGGERS, LogFormat, setup_logging
 from pipeline.model.policy import STATUS_EXIT, exit_code_for
 from pipeline.model.progress import NullProgress, Progress, TerminalProgress
 from pipeline.model.report import summary_lines
-from pipeline.run import interrupts
+from pipeline.run import collector, interrupts
 from pipeline.run.app import (
     Listing,
     Request,
@@ -220,6 +220,7 @@ def _run(
             config=_config(obj),
             environ=os.environ,
             progress=_progress(quiet=quiet, as_json=as_json),
+            own_process=True,
         )
         if page is not None:
             write_html(page, result.report, result.parts)
@@ -850,6 +851,7 @@ def serve(obj: Mapping[str, Any], /, recordings: str, listen: str, secret_env: s
 def run_main() -> None:
     """The ``recpipe`` program: SIGTERM and Ctrl-C stop a run cleanly (uploads aborted, leases
     released, work directory removed) instead of killing it where it stands."""
+    collector.settle()
     interrupts.install()
     limit_malloc_arenas()
     try:

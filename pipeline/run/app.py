@@ -21,6 +21,7 @@ from pipeline.model.exceptions import ConfigError, PipelineError, PlaylistError
 from pipeline.model.job import BACKUPED_NOW, Absent, Expectations, Policy, Recording
 from pipeline.model.progress import NullProgress, Progress
 from pipeline.model.report import recording_json
+from pipeline.run import collector
 from pipeline.run.individual import (
     UserSettings,
     is_individual_set,
@@ -211,24 +212,30 @@ def run(
     environ: Mapping[str, str],
     progress: Progress | None = None,
     logger: logging.Logger | None = None,
+    own_process: bool = False,
 ) -> Result:
-    """Discover, then run the stages for one recording (process, verify, dry run)."""
+    """Discover, then run the stages for one recording (process, verify, dry run).
+
+    :param own_process: the process ends with this run (the command line, not a worker or Lambda):
+        what its setup builds is exempted from later garbage collections (``pipeline.run.collector``).
+    """
     profile = read_profile(request.profile)
     early = early_version_probe(request, profile=profile, config=config, environ=environ)
     try:
-        source = open_source(request, profile=profile, environ=environ)
-        found = discover(source, sid=request.sid, profile=profile)
-        recording = found[0]
-        if profile is not None and profile.mode == "web" and recording.uid is None:
-            recording = replace(recording, mode="web")  # named like a composite recording
-        want_mp4 = wants_mp4(request, profile=profile)
-        config = recording_config(config, profile=profile)
-        publish = request.publish and not request.dry_run
-        if early is not None:  # the same question, answered before discovery
-            ffmpeg: str | None = early.exe
-        else:
-            ffmpeg = remux_ffmpeg(request, profile=profile, config=config, environ=environ)
-        destination = destination_for(recording, request=request, source=source, environ=environ)
+        with collector.paused(settle_after=own_process):  # the setup builds what lives for the run
+            source = open_source(request, profile=profile, environ=environ)
+            found = discover(source, sid=request.sid, profile=profile)
+            recording = found[0]
+            if profile is not None and profile.mode == "web" and recording.uid is None:
+                recording = replace(recording, mode="web")  # named like a composite recording
+            want_mp4 = wants_mp4(request, profile=profile)
+            config = recording_config(config, profile=profile)
+            publish = request.publish and not request.dry_run
+            if early is not None:  # the same question, answered before discovery
+                ffmpeg: str | None = early.exe
+            else:
+                ffmpeg = remux_ffmpeg(request, profile=profile, config=config, environ=environ)
+            destination = destination_for(recording, request=request, source=source, environ=environ)
     except BaseException:
         if early is not None:
             early.close()
