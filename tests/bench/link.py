@@ -329,10 +329,12 @@ async def serve_forever(link: Link, *, upstream: tuple[str, int]) -> None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Service:
-    """A helper process serving on 127.0.0.1 (the proxy, the S3 server): its URL and process id."""
+    """A helper process serving on 127.0.0.1 (the proxy, the S3 server): its URL and process id, and the
+    file it logs its requests' times to, if any (the S3 server: ``tests.bench.serial``)."""
 
     url: str
     pid: int
+    timeline: Path | None = None
 
 
 @contextlib.contextmanager

@@ -33,12 +33,15 @@ class CommandError(RuntimeError):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Measured:
     """One run: wall seconds, CPU seconds (user + sys) of the process tree, its peak summed RSS (bytes,
-    when sampled) and the CPU seconds each watched helper process used meanwhile."""
+    when sampled), the CPU seconds each watched helper process used meanwhile, and when it started and
+    ended (epoch seconds, to find its requests in the S3 server's timeline)."""
 
     seconds: float
     cpu: float
     peak_rss: int = 0
     watched: Mapping[str, float] = field(default_factory=dict)
+    started_at: float = 0.0
+    ended_at: float = 0.0
 
 
 def children_of() -> dict[int, list[int]]:
@@ -96,12 +99,12 @@ def run(
     watch = watch or {}
     before = {name: process_cpu(pid) for name, pid in watch.items()}
     with tempfile.TemporaryFile() as stderr:
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         proc = subprocess.Popen(list(argv), env=dict(env) if env is not None else None,
                                 stdout=subprocess.DEVNULL, stderr=stderr)  # fmt: skip
         sampler = Sampler(proc.pid) if memory else None
         _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - started
+        elapsed, ended_at = time.perf_counter() - started, time.time()
         proc.returncode = os.waitstatus_to_exitcode(status)
         peak = sampler.stop() if sampler is not None else 0
         if proc.returncode != 0:
@@ -109,7 +112,8 @@ def run(
             tail = stderr.read().decode(errors="replace").strip().splitlines()
             raise CommandError(f"{Path(argv[0]).name} exited {proc.returncode}: {(tail or [''])[-1]}")
     used = {name: process_cpu(pid) - before[name] for name, pid in watch.items()}
-    return Measured(seconds=elapsed, cpu=usage.ru_utime + usage.ru_stime, peak_rss=peak, watched=used)
+    return Measured(seconds=elapsed, cpu=usage.ru_utime + usage.ru_stime, peak_rss=peak, watched=used,
+                    started_at=started_at, ended_at=ended_at)  # fmt: skip
 
 
 class Sampler:

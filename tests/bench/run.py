@@ -21,7 +21,10 @@ proxy of ``tests.bench.link`` (``4ms``: 4 ms RTT, 90 MB/s per connection, 400 MB
 - ``<link>.server_cpu``, ``<link>.proxy_cpu``: CPU seconds the S3 server and the proxy used during one
   recpipe S3 → S3 run (reference: on a small machine they compete with the client);
 - ``<link>.s3_to_s3_floor``: the least ``s3_to_s3`` this machine allows, recpipe's CPU seconds with
-  the server's and the proxy's spread perfectly over its cores (reference).
+  the server's and the proxy's spread perfectly over its cores (reference);
+- ``<link>.s3_to_s3_floor_serial``: the same with the stretches of each run in which at most one core
+  can work (start-up to the first slice GET, CompleteMultipartUpload) taken from the S3 server's
+  timeline (``tests.bench.serial``; reference).
 
 Before the links, ``ts_reader`` (reference): the diagnostic of ``tests.bench.reader``, TS reader speed over
 fetch speed. Then, on local files: ``vs_ffmpeg_local`` (``recpipe process`` against bare ``ffmpeg -c
@@ -64,6 +67,7 @@ from tests.bench.measure import Measured, run, run_steps, total
 from tests.bench.profile import profile_results
 from tests.bench.recording import BenchRecording, cached
 from tests.bench.report import Result, Trials, failed, reason, show, summary
+from tests.bench.serial import serial_stretches
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +101,14 @@ class Bench:
 
 
 @contextlib.contextmanager
-def s3_server() -> Iterator[Service]:
+def s3_server(timeline: Path) -> Iterator[Service]:
     """A moto S3 server (``tests.bench.s3server``: with keep-alive) in its own process on 127.0.0.1, so
-    nothing in this process slows it."""
+    nothing in this process slows it, logging its slice GETs and upload completions to ``timeline``."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.s3server", "--port", str(port)],
+        [sys.executable, "-m", "tests.bench.s3server", "--port", str(port), "--timeline", str(timeline)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -120,7 +124,7 @@ def s3_server() -> Iterator[Service]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("the moto S3 server did not start") from None
                 time.sleep(0.1)
-        yield Service(url=endpoint, pid=proc.pid)
+        yield Service(url=endpoint, pid=proc.pid, timeline=timeline)
     finally:
         proc.terminate()
         proc.wait()
@@ -263,8 +267,10 @@ def measure_link(bench: Bench, *, url: str, watch: Mapping[str, int], repeat: in
     return trials
 
 
-def compare_link(bench: Bench, name: str, *, url: str, watch: Mapping[str, int], repeat: int) -> list[Result]:
-    """Every comparison over one link (the S3 server reached at ``url``)."""
+def compare_link(
+    bench: Bench, name: str, *, url: str, watch: Mapping[str, int], repeat: int, timeline: Path | None
+) -> list[Result]:
+    """Every comparison over one link (the S3 server reached at ``url``, logging to ``timeline``)."""
     trials = measure_link(bench, url=url, watch=watch, repeat=repeat)
     results = [
         ratio(f"{name}.s3_to_s3", trials, ("recpipe_s3", "naive_s3"), parts=list(STEPS)),
@@ -274,7 +280,10 @@ def compare_link(bench: Bench, name: str, *, url: str, watch: Mapping[str, int],
         ratio(f"{name}.vs_yt_dlp", trials, ("recpipe_local", "yt_dlp"), labels="recpipe yt-dlp"),
     ]
     helpers = [helper_cpu(f"{name}.{role}_cpu", trials, helper) for role, helper in ROLES if helper in watch]
-    return [*results, cpu_floor(f"{name}.s3_to_s3_floor", trials), *helpers]
+    floors = [cpu_floor(f"{name}.s3_to_s3_floor", trials)]
+    if timeline is not None:
+        floors.append(serial_floor(f"{name}.s3_to_s3_floor_serial", trials, timeline))
+    return [*results, *floors, *helpers]
 
 
 def cpu_floor(name: str, trials: Trials) -> Result:
@@ -294,21 +303,50 @@ def cpu_floor(name: str, trials: Trials) -> Result:
     return result(name, busy / cores / naive, detail)
 
 
+def serial_floor(name: str, trials: Trials, timeline: Path) -> Result:
+    """``cpu_floor`` with each recpipe S3 → S3 run's single-core stretches (``tests.bench.serial``): the
+    median of the runs' bounds against the naive median (a reference line)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        naive = trials.median("naive_s3", lambda m: m.seconds)
+        runs = trials.runs["recpipe_s3"] if trials.count("recpipe_s3") else []
+        lines = timeline.read_text().splitlines()
+    except (LookupError, OSError) as err:
+        return failure(name, str(err))
+    bounds = []
+    for one in runs:
+        stretches = serial_stretches(lines, start=one.started_at, end=one.ended_at)
+        if stretches is not None:
+            busy = one.cpu + sum(one.watched.values())
+            bounds.append((stretches.bound(busy=busy, cores=cores), stretches, one.seconds))
+    if not bounds:
+        return failure(name, "no recpipe S3 → S3 run with a slice GET in the S3 server's timeline")
+    bound, stretches, seconds = sorted(bounds, key=lambda b: b[0])[len(bounds) // 2]
+    detail = (
+        f"at most one core busy {stretches.seconds:.2f} s (start-up to the first slice GET "
+        f"{stretches.startup:.2f} s, CompleteMultipartUpload {stretches.complete:.2f} s), the rest spread "
+        f"over {cores} cores: {bound:.2f} s at best, that run took {seconds:.2f} s; naive {naive:.2f} s; "
+        f"median of {len(bounds)} runs"
+    )
+    return result(name, bound / naive, detail)
+
+
 ROLES = (("server", "moto"), ("proxy", "proxy"))
 
 
 def compare_s3(bench: Bench, *, links: Sequence[str], repeat: int, slow_repeat: int) -> list[Result]:
     """Every comparison against the S3 server, on each link in ``links``."""
     results: list[Result] = []
-    with s3_server() as server:
+    with s3_server(bench.work / "s3-timeline.log") as server:
         upload(bench.recording, endpoint=server.url, prefix="rec/")
         results.append(diagnose_reader(bench, endpoint=server.url))
         results += guard("profile", functools.partial(profile_steps, bench, endpoint=server.url))
         if LOOPBACK in links:
             print(f"link {LOOPBACK}: the S3 server directly, no proxy (runs: {repeat})", flush=True)
             results += compare_link(
-                bench, LOOPBACK, url=server.url, watch={"moto": server.pid}, repeat=repeat
-            )
+                bench, LOOPBACK, url=server.url, watch={"moto": server.pid}, repeat=repeat,
+                timeline=server.timeline,
+            )  # fmt: skip
             memory = functools.partial(compare_s3_memory, bench, url=server.url)
             results += guard("memory_s3_to_s3_mb", memory)
         for link in LINKS:
@@ -324,7 +362,9 @@ def compare_proxied(bench: Bench, link: Link, server: Service, repeat: int, slow
     print(f"link {link.describe()} (runs: {runs})", flush=True)
     with running(link, upstream=server.url.removeprefix("http://")) as proxy:
         watch = {"moto": server.pid, "proxy": proxy.pid}
-        return compare_link(bench, link.name, url=proxy.url, watch=watch, repeat=runs)
+        return compare_link(
+            bench, link.name, url=proxy.url, watch=watch, repeat=runs, timeline=server.timeline
+        )
 
 
 def profile_steps(bench: Bench, *, endpoint: str) -> list[Result]:

@@ -1,6 +1,6 @@
 """The benchmark's S3 server: moto's, on werkzeug's threaded server, with HTTP/1.1 keep-alive.
 
-    python -m tests.bench.s3server [--host 127.0.0.1] --port PORT
+    python -m tests.bench.s3server [--host 127.0.0.1] --port PORT [--timeline PATH]
 
 werkzeug's development server (which ``python -m moto.server`` runs) answers every request with
 ``Connection: close``, because http.server cannot drain an unread request body before the next
@@ -9,7 +9,8 @@ new connection costs a round trip for its handshake, so closing them would charg
 extra RTT. Here a request's body is read in full before moto sees it, so the connection can stay
 open (werkzeug's drain of unread bytes after each response, which would eat the next request, finds
 nothing); a chunked request body keeps werkzeug's ``Connection: close``. The per-request access log is
-off (it costs the server CPU on the benchmark's two cores).
+off (it costs the server CPU on the benchmark's two cores); ``--timeline`` logs only the slice GETs and
+CompleteMultipartUploads (``tests.bench.serial``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from moto.core.compat import HAS_CRT
@@ -33,6 +37,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from moto.s3.models import MultipartChecksumBuilder
 from werkzeug.serving import run_simple
+
+from tests.bench.serial import request_kind
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +110,37 @@ def incremental_full_object_crc32() -> None:
     MultipartChecksumBuilder.build = build  # type: ignore[method-assign,assignment]
 
 
+class Timeline:
+    """WSGI middleware appending ``get <start>`` for each slice GET and ``complete <start> <end>`` for each
+    CompleteMultipartUpload to a file (epoch seconds; ``tests.bench.serial`` reads it)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], path: Path) -> None:
+        self.app = app
+        self.file = path.open("a", buffering=1)
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        query = environ.get("QUERY_STRING", "")
+        kind = request_kind(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), query)
+        started = time.time()
+        if kind == "get":
+            self.write(f"get {started:.6f}")
+        if kind != "complete":
+            return self.app(environ, start_response)
+        body = list(self.app(environ, start_response))  # moto joins the parts here
+        self.write(f"complete {started:.6f} {time.time():.6f}")
+        return body
+
+    def write(self, line: str) -> None:
+        with self.lock:
+            self.file.write(line + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--timeline", type=Path, help="log slice GETs and CompleteMultipartUploads here")
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))
     # moto spools every object over 5 MB (each uploaded part) to a temporary file and reads it back
@@ -117,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     incremental_full_object_crc32()
-    app = DomainDispatcherApplication(create_backend_app)
+    app: Callable[..., Iterable[bytes]] = DomainDispatcherApplication(create_backend_app)
+    if args.timeline is not None:
+        app = Timeline(app, args.timeline)
     run_simple(args.host, args.port, app, threaded=True, request_handler=KeepAliveHandler)
     return 0
 

@@ -1,0 +1,79 @@
+"""The single-core stretches of a run (``tests.bench.serial``), and the S3 server's timeline they are read
+from (``tests.bench.s3server --timeline``, run as ``make bench`` runs it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.storage.s3 import make_s3_client
+from tests.bench.run import s3_server
+from tests.bench.serial import Serial, request_kind, serial_stretches
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "kind"),
+    [
+        ("GET", "/bench/rec/a_b_20260302140000000.ts", "X-Amz-Signature=x", "get"),
+        ("GET", "/bench/rec/a_b.m3u8", "", None),
+        ("HEAD", "/bench/rec/a_b_20260302140000000.ts", "", None),
+        ("POST", "/bench/out/a_b_0.mp4", "uploadId=abc", "complete"),
+        ("POST", "/bench/out/a_b_0.mp4", "uploads", None),  # CreateMultipartUpload
+        ("PUT", "/bench/out/a_b_0.mp4", "partNumber=1&uploadId=abc", None),
+    ],
+)
+def test_which_requests_are_logged(method: str, path: str, query: str, kind: str | None) -> None:
+    assert request_kind(method, path, query) == kind
+
+
+def test_the_stretches_of_one_run_among_others() -> None:
+    lines = [
+        "get 99.0",  # an earlier run's
+        "complete 99.5 99.9",
+        "get 101.25",
+        "get 101.2",  # answered out of order: the first one counts
+        "get 102.0",
+        "complete 104.0 104.75",
+        "complete 105.0 107.0",  # cut at the run's end
+        "get 108.0",  # a later run's
+    ]
+    stretches = serial_stretches(lines, start=100.0, end=106.0)
+    assert stretches is not None
+    assert (stretches.startup, stretches.complete) == (pytest.approx(1.2), pytest.approx(1.75))
+
+
+def test_a_run_without_a_slice_get_has_no_bound() -> None:
+    assert serial_stretches(["complete 1.0 2.0", "get 9.0"], start=0.0, end=5.0) is None
+
+
+def test_the_bound_spreads_only_what_is_not_serial() -> None:
+    stretches = Serial(startup=0.75, complete=1.25)
+    assert stretches.bound(busy=10.0, cores=2) == pytest.approx(2.0 + 8.0 / 2)
+    assert stretches.bound(busy=10.0, cores=1) == pytest.approx(10.0)  # one core: the CPU seconds
+    assert stretches.bound(busy=1.0, cores=2) == pytest.approx(2.0)  # waiting, not working
+
+
+@pytest.mark.integration
+def test_the_s3_server_logs_slice_gets_and_upload_completions(tmp_path: Path, aws_environment: None) -> None:
+    timeline = tmp_path / "timeline.log"
+    with s3_server(timeline) as server:  # the benchmark's, not the suite's (tests.moto_server)
+        client = make_s3_client(endpoint_url=server.url)
+        client.create_bucket(Bucket="bench")
+        client.put_object(Bucket="bench", Key="rec/x_20260302140000000.ts", Body=b"G" * 188)
+        client.put_object(Bucket="bench", Key="rec/x.m3u8", Body=b"#EXTM3U\n")
+        client.get_object(Bucket="bench", Key="rec/x.m3u8")["Body"].read()
+        client.get_object(Bucket="bench", Key="rec/x_20260302140000000.ts")["Body"].read()
+        upload = client.create_multipart_upload(Bucket="bench", Key="out/x.mp4")["UploadId"]
+        part = client.upload_part(
+            Bucket="bench", Key="out/x.mp4", UploadId=upload, PartNumber=1, Body=b"m" * 1000
+        )
+        client.complete_multipart_upload(
+            Bucket="bench", Key="out/x.mp4", UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+        )  # fmt: skip
+        assert client.get_object(Bucket="bench", Key="out/x.mp4")["Body"].read() == b"m" * 1000
+    kinds = [line.split()[0] for line in timeline.read_text().splitlines()]
+    assert kinds == ["get", "complete"]
+    start, end = map(float, timeline.read_text().splitlines()[1].split()[1:])
+    assert 0 <= end - start < 5
