@@ -159,4 +159,6 @@ def total(parts: Sequence[Measured]) -> Measured:
         cpu=sum(p.cpu for p in parts),
         peak_rss=max((p.peak_rss for p in parts), default=0),
         watched=watched,
+        started_at=min((p.started_at for p in parts), default=0.0),
+        ended_at=max((p.ended_at for p in parts), default=0.0),
     )

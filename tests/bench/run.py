@@ -322,7 +322,7 @@ def serial_floor(name: str, trials: Trials, timeline: Path) -> Result:
             bounds.append((stretches.bound(busy=busy, cores=cores), stretches, one.seconds))
     if not bounds:
         return failure(name, "no recpipe S3 → S3 run with a slice GET in the S3 server's timeline")
-    bound, stretches, seconds = sorted(bounds, key=lambda b: b[0])[len(bounds) // 2]
+    bound, stretches, seconds = sorted(bounds, key=lambda b: b[0])[len(bounds) // 2]  # a run's own numbers
     detail = (
         f"at most one core busy {stretches.seconds:.2f} s (start-up to the first slice GET "
         f"{stretches.startup:.2f} s, CompleteMultipartUpload {stretches.complete:.2f} s), the rest spread "

@@ -127,7 +127,13 @@ class Timeline:
             self.write(f"get {started:.6f}")
         if kind != "complete":
             return self.app(environ, start_response)
-        body = list(self.app(environ, start_response))  # moto joins the parts here
+        answer = self.app(environ, start_response)
+        try:
+            body = list(answer)  # moto joins the parts here
+        finally:
+            close = getattr(answer, "close", None)
+            if close is not None:  # WSGI: a consumed iterable is closed (here, not by the server)
+                close()
         self.write(f"complete {started:.6f} {time.time():.6f}")
         return body
 

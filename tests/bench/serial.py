@@ -9,6 +9,10 @@ run takes at least ``serial + (busy - serial) / cores``: the serial stretches us
 CPU seconds, and the rest can at best be spread. ``<link>.s3_to_s3_floor_serial`` is that bound, run by
 run, against the naive pipeline.
 
+The start-up stretch is one core's only when ffmpeg's version is already known (``stages.ffmpeg``'s
+version cache, which every run after the first finds); the first run of a new ffmpeg asks it beside
+the start-up, which can only make its bound a little high.
+
 The S3 server (``tests.bench.s3server --timeline PATH``) appends one line per such request, in epoch
 seconds: ``get <start>`` for a GET of a ``.ts`` object, ``complete <start> <end>`` for a
 CompleteMultipartUpload.
@@ -50,18 +54,32 @@ def request_kind(method: str, path: str, query: str) -> str | None:
 
 def serial_stretches(lines: Iterable[str], *, start: float, end: float) -> Serial | None:
     """The stretches of the run between ``start`` and ``end`` (epoch seconds) from the server's
-    timeline lines; None when it made no slice GET (not a run this can bound)."""
+    timeline lines (completions that overlap are counted once; a line that does not parse, such as one
+    cut short, is skipped); None when it made no slice GET (not a run this can bound)."""
     first_get: float | None = None
-    complete = 0.0
+    completions: list[tuple[float, float]] = []
     for line in lines:
-        kind, *stamps = line.split()
-        times = [float(stamp) for stamp in stamps]
+        kind, _, rest = line.partition(" ")
+        try:
+            times = [float(stamp) for stamp in rest.split()]
+        except ValueError:
+            continue
         if not times or not start <= times[0] <= end:
             continue
         if kind == "get":
             first_get = times[0] if first_get is None else min(first_get, times[0])
         elif kind == "complete" and len(times) == 2:
-            complete += min(times[1], end) - times[0]
+            completions.append((times[0], min(times[1], end)))
     if first_get is None:
         return None
-    return Serial(startup=first_get - start, complete=complete)
+    return Serial(startup=first_get - start, complete=covered(completions))
+
+
+def covered(intervals: Iterable[tuple[float, float]]) -> float:
+    """Seconds covered by the union of ``(start, end)`` intervals."""
+    total, reach = 0.0, float("-inf")
+    for begin, finish in sorted(intervals):
+        if finish > reach:
+            total += finish - max(begin, reach)
+            reach = finish
+    return total

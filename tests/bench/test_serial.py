@@ -40,7 +40,16 @@ def test_the_stretches_of_one_run_among_others() -> None:
     ]
     stretches = serial_stretches(lines, start=100.0, end=106.0)
     assert stretches is not None
-    assert (stretches.startup, stretches.complete) == (pytest.approx(1.2), pytest.approx(1.75))
+    assert stretches.startup == pytest.approx(1.2)
+    assert stretches.complete == pytest.approx(1.75)
+
+
+def test_overlapping_completions_count_once_and_broken_lines_are_skipped() -> None:
+    lines = ["get 100.5", "complete 101.0 102.0", "complete 101.5 102.5", "complete 103.0 103.25",
+             "complete 104", "get", "complete 10x.0 104.0", ""]  # fmt: skip
+    stretches = serial_stretches(lines, start=100.0, end=110.0)
+    assert stretches is not None
+    assert stretches.complete == pytest.approx(1.75)
 
 
 def test_a_run_without_a_slice_get_has_no_bound() -> None:
