@@ -634,9 +634,10 @@ def _counting(first: int, length: int) -> bytes:
 
 
 def _marked(flags: bytes, after: int = 0) -> list[int]:
-    """The indexes of the 0xFF bytes of ``flags`` (each of its bytes 0xFF or 0) from ``after`` on: the
-    lengths of the runs of zeros between them, added up (a few calls in C, where a regular expression
-    made a match object for each)."""
+    """The indexes of the 0xFF bytes of ``flags`` from ``after`` (≥ 0) on: the lengths of the runs of
+    zeros between them, added up (a few calls in C, where a regular expression made a match object for
+    each). Every byte of ``flags`` must be 0xFF or 0, as the ``_Heads`` masks are: another byte would
+    count as zeros."""
     gaps = (flags[after:] if after else flags).split(b"\xff")
     gaps.pop()  # the zeros after the last one
     return list(map(operator.add, itertools.accumulate(map(len, gaps)), itertools.count(after)))

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from pipeline import cli
 from pipeline.model.config import PipelineConfig
-from pipeline.run import collector
+from pipeline.run import app, collector
 from pipeline.run.app import Request, run
 
 SAMPLE = Path(__file__).resolve().parents[3] / "sample_data" / "recordings"
@@ -91,12 +91,21 @@ def test_only_a_settled_pause_exempts_what_it_made() -> None:
     assert gc.get_freeze_count() > 0
 
 
-def test_a_run_in_a_longer_process_freezes_nothing(tmp_path: Path) -> None:
+def test_a_run_in_a_longer_process_pauses_but_freezes_nothing(tmp_path: Path, monkeypatch) -> None:
     """Lambda runs jobs in its own process (``run_in_process``): each job's objects stay collectable."""
     recording = shutil.copytree(SAMPLE, tmp_path / "rec")
+    collecting: list[bool] = []
+
+    def open_source(*args: Any, **kwargs: Any) -> Any:
+        collecting.append(gc.isenabled())
+        return real_open_source(*args, **kwargs)
+
+    real_open_source = app.open_source
+    monkeypatch.setattr(app, "open_source", open_source)
     before = gc.get_freeze_count()
     result = run(Request(location=str(recording), dry_run=True), config=PipelineConfig(), environ={})
     assert result.job.status == "ok"
+    assert collecting == [False]  # paused while the stores open
     assert gc.get_freeze_count() == before
     assert gc.isenabled()
 
