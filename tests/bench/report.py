@@ -82,11 +82,15 @@ class Trials:
         for side, one in zip(sides, measured, strict=True):
             self.runs.setdefault(side, []).append(one)
 
-    def median(self, side: str, metric: Callable[[Measured], float]) -> float:
-        """The median of ``metric`` over ``side``'s runs (``LookupError`` with the reason if it failed)."""
+    def of(self, side: str) -> list[Measured]:
+        """``side``'s runs (``LookupError`` with the reason if it failed or never ran)."""
         if side in self.errors or side not in self.runs:
             raise LookupError(f"{side}: {self.errors.get(side, 'not measured')}")
-        return statistics.median(metric(one) for one in self.runs[side])
+        return self.runs[side]
+
+    def median(self, side: str, metric: Callable[[Measured], float]) -> float:
+        """The median of ``metric`` over ``side``'s runs (``LookupError`` with the reason if it failed)."""
+        return statistics.median(metric(one) for one in self.of(side))
 
     def count(self, side: str) -> int:
         return len(self.runs.get(side, []))

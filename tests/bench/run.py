@@ -310,7 +310,7 @@ def serial_floor(name: str, trials: Trials, timeline: Path) -> Result:
     cores = len(os.sched_getaffinity(0))
     try:
         naive = trials.median("naive_s3", lambda m: m.seconds)
-        runs = trials.runs["recpipe_s3"] if trials.count("recpipe_s3") else []
+        runs = trials.of("recpipe_s3")
         lines = timeline.read_text().splitlines()
     except (LookupError, OSError) as err:
         return failure(name, str(err))

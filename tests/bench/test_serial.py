@@ -3,12 +3,16 @@ from (``tests.bench.s3server --timeline``, run as ``make bench`` runs it)."""
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 import pytest
 
 from pipeline.storage.s3 import make_s3_client
-from tests.bench.run import s3_server
+from tests.bench.measure import Measured
+from tests.bench.report import Trials
+from tests.bench.run import s3_server, serial_floor
 from tests.bench.serial import Serial, request_kind, serial_stretches
 
 
@@ -86,3 +90,27 @@ def test_the_s3_server_logs_slice_gets_and_upload_completions(tmp_path: Path, aw
     assert kinds == ["get", "complete"]
     start, end = map(float, timeline.read_text().splitlines()[1].split()[1:])
     assert 0 <= end - start < 5
+
+
+def test_the_bench_line_bounds_each_run_and_names_a_failed_side(tmp_path: Path) -> None:
+    timeline = tmp_path / "timeline.log"
+    timeline.write_text("get 101.0\ncomplete 105.0 106.0\nget 201.0\ncomplete 205.0 205.5\n")
+    trials = Trials()
+    trials.run(["naive_s3"], lambda: [Measured(seconds=10.0, cpu=6.0)])
+    for start, busy in ((100.0, 8.0), (200.0, 9.0)):
+        one = Measured(
+            seconds=6.0, cpu=busy - 1.0, watched={"moto": 1.0}, started_at=start, ended_at=start + 6.5
+        )
+        trials.run(["recpipe_s3"], functools.partial(list, [one]))
+    line = serial_floor("x.s3_to_s3_floor_serial", trials, timeline)
+    cores = len(os.sched_getaffinity(0))
+    bounds = sorted([2.0 + 6.0 / cores, 1.5 + 7.5 / cores])  # serial: 1 + 1 s, then 1 + 0.5 s
+    assert line.value == pytest.approx(bounds[1] / 10.0)
+
+    def broken() -> list[Measured]:
+        raise RuntimeError("recpipe exited 1")
+
+    failed = Trials()
+    failed.run(["naive_s3"], lambda: [Measured(seconds=10.0, cpu=6.0)])
+    failed.run(["recpipe_s3"], broken)
+    assert "recpipe exited 1" in (serial_floor("y", failed, timeline).error or "")

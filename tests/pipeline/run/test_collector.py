@@ -23,13 +23,10 @@ SAMPLE = Path(__file__).resolve().parents[3] / "sample_data" / "recordings"
 
 @pytest.fixture(autouse=True)
 def restored() -> Iterator[None]:
-    """Each test leaves the collector as it found it: enabled, nothing frozen."""
+    """Each test leaves the collector enabled (``tests/conftest.py`` unfreezes what it froze)."""
     assert gc.isenabled()
-    frozen = gc.get_freeze_count()
     yield
     gc.enable()
-    if gc.get_freeze_count() != frozen:
-        gc.unfreeze()
 
 
 def collections_during(block: Any) -> list[int]:
