@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.model.exceptions import MediaError
-from stages.media.fragments import SampleTable
+from stages.media.fragments import SampleTable, all_equal
 from stages.media.mp4 import unpack
 
 CONTAINERS = frozenset({"moov", "trak", "mdia", "minf", "stbl"})
@@ -232,7 +232,7 @@ def runs_payload(runs: Sequence[Sequence[int]], *, version: int = 0) -> bytes:
 
 def stsz_payload(sizes: array[int]) -> bytes:
     """``stsz``: one size for all samples when they are equal, else the table."""
-    if sizes and min(sizes) == max(sizes):
+    if sizes and all_equal(sizes):
         return full(0) + struct.pack(">II", sizes[0], len(sizes))
     return full(0) + struct.pack(">II", 0, len(sizes)) + be32(sizes)
 
