@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +28,16 @@ class Destination:
     storage: Storage
     directory: str
     """Key prefix for this recording's outputs ("" or ending with "/")."""
+    cleared: Callable[[], object] = lambda: None  # nothing to wait for
+    """Returns once outputs may be written under ``directory``, raising if they may not: a publishing
+    run throws away the unfinished uploads a killed run left there while its first slices download
+    (``pipeline.run.runner.leased``), and writes nothing before that is done."""
+
+    def writable(self) -> Storage:
+        """The storage, once outputs may be written to it (``cleared``): every write of an output or a
+        report goes through here; reads and the lease's own writes use ``storage``."""
+        self.cleared()
+        return self.storage
 
     @property
     def is_local(self) -> bool:

@@ -89,7 +89,7 @@ def read_existing_report(storage: Storage, key: str) -> dict[str, Any] | None:
 def write_report(report: Mapping[str, Any], *, recording: Recording, destination: Destination) -> str:
     """Write the report beside the recording's outputs (after them); returns its key."""
     key = report_key(recording, directory=destination.directory)
-    destination.storage.put_bytes(dump_report(report), key, metadata={OWNER_LABEL: recording.stem})
+    destination.writable().put_bytes(dump_report(report), key, metadata={OWNER_LABEL: recording.stem})
     return key
 
 
@@ -112,7 +112,7 @@ class PublishStage:
                 continue
             key = ctx.destination.directory + out.key
             sha256 = out.sha256 or sha256_file(out.local)
-            info = ctx.destination.storage.put(out.local, key, metadata=owner_label(job))
+            info = ctx.destination.writable().put(out.local, key, metadata=owner_label(job))
             ctx.logger.info("published %s (%d bytes)", key, info.size)
             published.append(replace(out, key=key, bytes=info.size, sha256=sha256, local=None))
         return replace(job, outputs=tuple(published))

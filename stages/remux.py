@@ -195,7 +195,7 @@ class Feeder:
         name = self._name(index, first=first)
         path = ctx.workdir / f"part-{index}.mp4.part"
         self._proc = FfmpegProcess(remux_argv(ctx.ffmpeg, output=path))
-        upload = ctx.destination.storage.begin_upload(
+        upload = ctx.destination.writable().begin_upload(
             ctx.destination.directory + name, metadata=owner_label(self._job)
         )
         follow = (

@@ -296,5 +296,5 @@ def publish_summary(
         existing = read_existing_report(ctx.destination.storage, key)
         if skipped and existing is not None and existing.get("inputs_digest") == report["inputs_digest"]:
             return Result(job=job, report=existing, report_key=key, parts=parts)
-        ctx.destination.storage.put_bytes(dump_report(report), key, metadata=label_for(key))
+        ctx.destination.writable().put_bytes(dump_report(report), key, metadata=label_for(key))
     return Result(job=job, report=report, report_key=key, parts=parts)

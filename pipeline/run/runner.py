@@ -17,7 +17,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import copy_context
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -186,8 +188,14 @@ def remove_orphaned_workdirs(parent: Path) -> None:
 
 
 def already_done(job: Job, *, ctx: StageContext) -> Result | None:
-    key = report_key(job.recording, directory=ctx.destination.directory)
-    existing = read_existing_report(ctx.destination.storage, key)
+    """The result of an earlier run, when the report at the destination says the job is done."""
+    return done_by(read_existing_report(ctx.destination.storage, _report_key(job, ctx=ctx)), job=job, ctx=ctx)
+
+
+def done_by(existing: Mapping[str, Any] | None, *, job: Job, ctx: StageContext) -> Result | None:
+    """The result of the run that wrote ``existing`` (the report at the destination), when it did
+    this job with the same inputs and its outputs are all there; else None."""
+    key = _report_key(job, ctx=ctx)
     if existing is None or not is_up_to_date(existing, job=job):
         return None
     if not outputs_intact(existing, storage=ctx.destination.storage):
@@ -195,7 +203,13 @@ def already_done(job: Job, *, ctx: StageContext) -> Result | None:
     ctx.logger.info(
         "%s is already processed with the same inputs (%s); nothing to do", job.recording.label, key
     )
-    return Result(job=replace(job, skipped=True, status=existing["status"]), report=existing, report_key=key)
+    return Result(
+        job=replace(job, skipped=True, status=existing["status"]), report=dict(existing), report_key=key
+    )
+
+
+def _report_key(job: Job, *, ctx: StageContext) -> str:
+    return report_key(job.recording, directory=ctx.destination.directory)
 
 
 def busy(job: Job, holder: Holder, *, ctx: StageContext) -> Result:
@@ -217,36 +231,62 @@ def execute(
         a recording's (``stages_for``). Individual mode passes a user's (``pipeline.run.individual``).
     """
     chosen = tuple(stages) if stages is not None else stages_for(options, want_mp4=job.want_mp4)
+
+    def work(ctx: StageContext, previous: Previous) -> Result:
+        return _execute(job, chosen, ctx=ctx, options=options, previous=previous)
+
     with bound(recording=job.recording.label, sid=job.recording.sid):
-        return leased(
-            job, ctx=ctx, options=options, work=lambda: _execute(job, chosen, ctx=ctx, options=options)
-        )
+        return leased(job, ctx=ctx, options=options, work=work)
 
 
-def leased(job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[], Result]) -> Result:
-    """``work()`` for ``job``'s recording, unless its report is already up to date.
+Previous = Callable[[], Mapping[str, Any] | None]
+"""The report the destination held when the run took the recording's lease (None: none), once read."""
+
+
+def leased(
+    job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[StageContext, Previous], Result]
+) -> Result:
+    """``work(ctx, previous)`` for ``job``'s recording, unless its report is already up to date.
 
     A publishing run holds the recording's lease (``pipeline.run.lease``) from the check for an existing
-    report to the report's commit, so two recpipes never process one recording at once; it first
-    throws away the unfinished uploads a killed run left under the recording's output names."""
+    report to the report's commit, so two recpipes never process one recording at once. Under it, the
+    unfinished uploads a killed run left under the recording's output names are thrown away while the
+    work starts (its reads do not wait for that, its first write does: ``Destination.cleared``), and
+    the report there is read once: for the check, and for the work to compare its own with."""
     if not options.publish:
-        return work()
+        return work(ctx, lambda: None)
     if not options.force and (done := already_done(job, ctx=ctx)) is not None:
         clear_leftovers(job.recording, ctx=ctx)
         return done
-    rec = job.recording
-    key = lease_key(rec, ctx=ctx)
+    key = lease_key(job.recording, ctx=ctx)
     lease = acquire(ctx.destination.storage, key, owner=new_owner(), seconds=ctx.config.lease_seconds)
     if isinstance(lease, Holder):
         return busy(job, lease, ctx=ctx)
     lease.keep()
     try:
-        if not options.force and (done := already_done(job, ctx=ctx)) is not None:
-            return done  # finished by the previous holder while this run waited
-        ctx.destination.storage.discard_incomplete(ctx.destination.directory + rec.stem)
-        return work()
+        with under_lease(job, ctx=ctx) as (cleared, previous):
+            if not options.force and (done := done_by(previous(), job=job, ctx=ctx)) is not None:
+                return done  # finished by the previous holder while this run waited
+            return work(replace(ctx, destination=replace(ctx.destination, cleared=cleared)), previous)
     finally:
         lease.release()
+
+
+@contextmanager
+def under_lease(job: Job, *, ctx: StageContext) -> Iterator[tuple[Callable[[], object], Previous]]:
+    """Throw away the unfinished uploads under the recording's output names and read its report, each
+    on a thread of its own; yields what waits for each (raising its error). Ends when both have: the
+    lease must outlast them. An error of the first is raised here if the body never waited for it."""
+    storage = ctx.destination.storage
+    with ThreadPoolExecutor(2, thread_name_prefix="recpipe-leased") as pool:
+        # each in a copy of this thread's context, so that what it logs names the recording
+        cleared = pool.submit(
+            copy_context().run, storage.discard_incomplete, ctx.destination.directory + job.recording.stem
+        )
+        previous = pool.submit(copy_context().run, read_existing_report, storage, _report_key(job, ctx=ctx))
+        pool.shutdown(wait=False)  # its threads end with their tasks; leaving the block waits for them
+        yield cleared.result, previous.result
+        cleared.result()
 
 
 def lease_key(recording: Recording, *, ctx: StageContext) -> str:
@@ -278,7 +318,9 @@ def storage_retries(ctx: StageContext) -> int:
     return sum(s.retries for s in stores.values())
 
 
-def _execute(job: Job, stages: Sequence[Stage], *, ctx: StageContext, options: RunOptions) -> Result:
+def _execute(
+    job: Job, stages: Sequence[Stage], *, ctx: StageContext, options: RunOptions, previous: Previous
+) -> Result:
     retries_before = storage_retries(ctx)
     with job_workdir(ctx.config) as workdir:
         try:
@@ -291,22 +333,21 @@ def _execute(job: Job, stages: Sequence[Stage], *, ctx: StageContext, options: R
     report = build_report(job, tool=ctx.tool)
     key = None
     if options.publish and job.status != "pending":
-        remove_stale_outputs(report, job=job, ctx=ctx)
+        remove_stale_outputs(report, previous=previous(), ctx=ctx)
         key = write_report(report, recording=job.recording, destination=ctx.destination)
     return Result(job=job, report=report, report_key=key)
 
 
-def remove_stale_outputs(report: Mapping[str, Any], *, job: Job, ctx: StageContext) -> None:
+def remove_stale_outputs(
+    report: Mapping[str, Any], *, previous: Mapping[str, Any] | None, ctx: StageContext
+) -> None:
     """Delete recpipe's own outputs that the previous report lists and the new one does not (written
     with other options), so that no output is left that no report describes. Only objects carrying
     recpipe's label are deleted, each only while it is the one the previous report saw (same tag)."""
-    previous = read_existing_report(
-        ctx.destination.storage, report_key(job.recording, directory=ctx.destination.directory)
-    )
     if previous is None:
         return
     kept = {o["key"] for o in report["outputs"]}
-    storage = ctx.destination.storage
+    storage = ctx.destination.writable()
     for key in stale_keys(previous, kept=kept, directory=ctx.destination.directory):
         try:
             info = storage.stat(key)

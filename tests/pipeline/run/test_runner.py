@@ -159,3 +159,135 @@ def test_work_directories_of_killed_recpipes_are_removed(tmp_path):
         (tmp_path / name / "part-0.mp4.part").write_bytes(b"x")
     remove_orphaned_workdirs(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
+
+
+class Logged(LocalStorage):
+    """A local store that logs the calls a run's lease and outputs make, in order."""
+
+    def __init__(self, root, log, *, discard=lambda: None):
+        super().__init__(root)
+        self.log, self._discard = log, discard
+
+    def discard_incomplete(self, prefix):
+        self._discard()
+        self.log.append("discarded")
+        return super().discard_incomplete(prefix)
+
+    def read_bytes(self, key, *, max_bytes):
+        self.log.append(f"read {key}")
+        return super().read_bytes(key, max_bytes=max_bytes)
+
+    def put_bytes(self, data, key, *, metadata=None):
+        self.log.append(f"wrote {key}")
+        return super().put_bytes(data, key, metadata=metadata)
+
+    def delete_if(self, key, *, etag):
+        self.log.append(f"deleted {key}")
+        return super().delete_if(key, etag=etag)
+
+
+class ReadThenWrite:
+    """A stage that reads from the destination, says so, then writes an output there."""
+
+    name = "remux"
+
+    def __init__(self, have_read, log):
+        self.have_read, self.log = have_read, log
+
+    def run(self, job, ctx):
+        assert not ctx.destination.storage.exists("a/b/sid1_room_0.mp4")
+        self.log.append("checked a/b/sid1_room_0.mp4")
+        self.have_read.set()
+        ctx.destination.writable().put_bytes(b"mp4", "a/b/sid1_room_0.mp4")
+        return job
+
+
+def leased_ctx(tmp_path, store):
+    (tmp_path / "work").mkdir(exist_ok=True)
+    return StageContext(
+        storage=store,
+        destination=Destination(storage=store, directory="a/b/"),
+        workdir=tmp_path / "work",
+        config=PipelineConfig(workdir=tmp_path / "work"),
+    )
+
+
+def test_a_run_reads_before_the_leftovers_are_gone_and_writes_after(tmp_path):
+    import threading
+    import time
+
+    from pipeline.run.runner import RunOptions, execute
+
+    have_read, log = threading.Event(), []
+
+    def slow_discard():  # done only after the work has read: a run that waited for it first waits 5 s
+        have_read.wait(timeout=5)
+        time.sleep(0.1)
+
+    store = Logged(tmp_path / "dest", log, discard=slow_discard)
+    result = execute(
+        Job(recording=REC),
+        ctx=leased_ctx(tmp_path, store),
+        options=RunOptions(force=True),
+        stages=[ReadThenWrite(have_read, log)],
+    )
+    assert result.report_key == "a/b/sid1_room.report.json"
+    steps = [e for e in log if e.startswith(("checked", "wrote a/b/sid1_room_0", "discarded"))]
+    assert steps == ["checked a/b/sid1_room_0.mp4", "discarded", "wrote a/b/sid1_room_0.mp4"]
+    assert log[-1] == "deleted a/b/sid1_room.lease.json"  # the lease outlasts the work and the discard
+
+
+def test_a_run_that_cannot_clear_the_leftovers_writes_nothing(tmp_path):
+    import threading
+
+    from pipeline.model.exceptions import StorageError
+    from pipeline.run.runner import RunOptions, execute
+
+    def refused():
+        raise StorageError("cannot list multipart uploads: AccessDenied")
+
+    log: list[str] = []
+    store = Logged(tmp_path / "dest", log, discard=refused)
+    with pytest.raises(StorageError, match="AccessDenied"):
+        execute(
+            Job(recording=REC),
+            ctx=leased_ctx(tmp_path, store),
+            options=RunOptions(force=True),
+            stages=[ReadThenWrite(threading.Event(), log)],
+        )
+    assert [e for e in log if e.startswith("wrote") and "lease" not in e] == []
+    assert sorted(p.name for p in (tmp_path / "dest/a/b").iterdir()) == []  # the lease is released too
+
+
+def test_under_lease_ends_when_the_leftovers_are_gone(tmp_path):
+    import time
+
+    from pipeline.run.runner import under_lease
+
+    log: list[str] = []
+    store = Logged(tmp_path / "dest", log, discard=lambda: time.sleep(0.2))
+    with under_lease(Job(recording=REC), ctx=leased_ctx(tmp_path, store)) as (_, previous):
+        assert previous() is None
+    assert "discarded" in log
+
+
+@pytest.mark.parametrize(("force", "reads"), [(False, 2), (True, 1)])
+def test_a_run_reads_the_previous_report_once_under_its_lease(tmp_path, force, reads):
+    from pipeline.model.report import build_report, dump_report
+    from pipeline.run.runner import RunOptions, execute
+
+    log: list[str] = []
+    store = Logged(tmp_path / "dest", log)
+    ctx = leased_ctx(tmp_path, store)
+    # an earlier run's report, of other inputs, listing an output of recpipe's that this run does not write
+    earlier = build_report(Job(recording=REC, inputs_digest="other"), tool={})
+    earlier["outputs"] = [{"key": "a/b/sid1_room_old.mp4", "kind": "mp4", "bytes": 3, "sha256": "x"}]
+    LocalStorage(tmp_path / "dest").put_bytes(dump_report(earlier), "a/b/sid1_room.report.json")
+    from stages.outputs import owner_label
+
+    job = Job(recording=REC, inputs_digest="new")
+    LocalStorage(tmp_path / "dest").put_bytes(b"old", "a/b/sid1_room_old.mp4", metadata=owner_label(job))
+    execute(job, ctx=ctx, options=RunOptions(force=force), stages=[Record("verify", [])])
+    assert log.count("read a/b/sid1_room.report.json") == reads
+    assert "deleted a/b/sid1_room_old.mp4" in log  # compared with the report read under the lease
+    assert not (tmp_path / "dest/a/b/sid1_room_old.mp4").exists()
