@@ -28,7 +28,7 @@ class Destination:
     storage: Storage
     directory: str
     """Key prefix for this recording's outputs ("" or ending with "/")."""
-    cleared: Callable[[], object] = lambda: None  # nothing to wait for
+    cleared: Callable[[], object] = field(default=lambda: None, compare=False, repr=False)
     """Returns once outputs may be written under ``directory``, raising if they may not: a publishing
     run throws away the unfinished uploads a killed run left there while its first slices download
     (``pipeline.run.runner.leased``), and writes nothing before that is done."""

@@ -95,6 +95,10 @@ class Feeder:
         self._alongside = job.mp4_alongside or name_taken(
             ctx.destination.storage, ctx.destination.directory + self._name(0, first=None)
         )
+        # Its first MP4 is written with the first slice: it waits here, beside the first slices'
+        # download, until the destination may be written, so that one which may not (the leftovers
+        # of a killed run could not be cleared) stops the fetch at once.
+        ctx.destination.cleared()
         self._splicer = Splicer(max_seconds=ctx.config.max_mp4_seconds, max_bytes=ctx.config.max_mp4_bytes)
         need = space_needed(sum(s.size or 0 for s in job.segments))
         try:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import copy_context
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from pipeline.model.config import PipelineConfig
 from pipeline.model.exceptions import ObjectNotFound, PipelineError, PreconditionFailed
@@ -49,6 +49,9 @@ from stages.remux import RemuxStage
 from stages.verify import VerifyStage
 
 log = logging.getLogger(__name__)
+
+Previous: TypeAlias = Callable[[], Mapping[str, Any] | None]
+"""The report the destination held when the run took the recording's lease (None: none), once read."""
 
 
 @runtime_checkable
@@ -239,10 +242,6 @@ def execute(
         return leased(job, ctx=ctx, options=options, work=work)
 
 
-Previous = Callable[[], Mapping[str, Any] | None]
-"""The report the destination held when the run took the recording's lease (None: none), once read."""
-
-
 def leased(
     job: Job, *, ctx: StageContext, options: RunOptions, work: Callable[[StageContext, Previous], Result]
 ) -> Result:
@@ -276,16 +275,22 @@ def leased(
 def under_lease(job: Job, *, ctx: StageContext) -> Iterator[tuple[Callable[[], object], Previous]]:
     """Throw away the unfinished uploads under the recording's output names and read its report, each
     on a thread of its own; yields what waits for each (raising its error). Ends when both have: the
-    lease must outlast them. An error of the first is raised here if the body never waited for it."""
+    lease must outlast them. An error of the first is raised here if the body never waited for it, and
+    logged if the body raised one of its own."""
     storage = ctx.destination.storage
-    with ThreadPoolExecutor(2, thread_name_prefix="recpipe-leased") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="recpipe-clear") as pool:
         # each in a copy of this thread's context, so that what it logs names the recording
         cleared = pool.submit(
             copy_context().run, storage.discard_incomplete, ctx.destination.directory + job.recording.stem
         )
         previous = pool.submit(copy_context().run, read_existing_report, storage, _report_key(job, ctx=ctx))
         pool.shutdown(wait=False)  # its threads end with their tasks; leaving the block waits for them
-        yield cleared.result, previous.result
+        try:
+            yield cleared.result, previous.result
+        except BaseException:
+            if (err := cleared.exception()) is not None:
+                log.warning("could not clear what a killed run left under %s either: %s", storage.url, err)
+            raise
         cleared.result()
 
 

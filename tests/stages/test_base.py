@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.model.exceptions import StorageError
 from pipeline.storage.local import LocalStorage
 from pipeline.storage.s3 import S3Storage
 from stages.base import Destination
@@ -40,3 +41,21 @@ def test_an_object_store_uploads_them(s3_bucket: S3Bucket, tmp_path: Path) -> No
     destination = Destination(storage=S3Storage(s3_bucket.client, s3_bucket.name), directory="rec/")
     assert not destination.is_local
     assert not destination.links_from(tmp_path)
+
+
+def test_outputs_are_written_once_the_destination_is_cleared(tmp_path: Path) -> None:
+    seen: list[str] = []
+    store = LocalStorage(tmp_path)
+    destination = Destination(storage=store, directory="rec/", cleared=lambda: seen.append("x"))
+    assert destination.writable() is destination.storage
+    assert seen == ["x"]
+
+
+def test_a_destination_that_may_not_be_written_says_why(tmp_path: Path) -> None:
+    def refused() -> None:
+        raise StorageError("cannot list multipart uploads: AccessDenied")
+
+    destination = Destination(storage=LocalStorage(tmp_path), directory="rec/", cleared=refused)
+    with pytest.raises(StorageError, match="AccessDenied"):
+        destination.writable()
+    assert destination == Destination(storage=destination.storage, directory="rec/")  # not part of equality

@@ -1,4 +1,5 @@
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -6,13 +7,16 @@ from pipeline.model.config import (
     DEFAULT_INDIVIDUAL_MP4_TEMPLATE,
     DEFAULT_MP4_TEMPLATE,
     DEFAULT_RAW_MP4_TEMPLATE,
+    PipelineConfig,
 )
-from pipeline.model.exceptions import MediaError
-from pipeline.model.job import Recording, Segment
+from pipeline.model.exceptions import MediaError, StorageError
+from pipeline.model.job import Job, Recording, Segment
+from pipeline.storage.local import LocalStorage
+from stages.base import Destination, StageContext
 from stages.coverage import expected_tracks
 from stages.media.mp4 import Mp4Info, Mp4Track
 from stages.outputs import mp4_file_name
-from stages.remux import check_output
+from stages.remux import Feeder, check_output
 from tests.builders import media
 
 WHEN = datetime(2026, 1, 15, 9, 30, 0, 120000, tzinfo=UTC)
@@ -105,3 +109,37 @@ def test_expected_tracks_without_read_slices_follow_the_profile(stream_types, tr
 def test_expected_tracks_are_what_the_slices_carry():
     seg = Segment(index=0, num=0, uri="s0.ts", duration=15.0, size=188, media=media(kinds=("audio",)))
     assert expected_tracks([seg], stream_types=2) == ("audio",)
+
+
+class Uploads(LocalStorage):
+    """A local store that says which uploads were begun."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.begun: list[str] = []
+
+    def begin_upload(self, key, *, metadata=None):
+        self.begun.append(key)
+        return super().begin_upload(key, metadata=metadata)
+
+
+def test_the_feeder_stops_the_run_at_once_when_the_destination_may_not_be_written(tmp_path: Path) -> None:
+    """Its first MP4 would start with the first slice: it waits for the destination beside the first
+    slices' download, and its error (the leftovers of a killed run could not be cleared) ends the fetch."""
+
+    def refused() -> None:
+        raise StorageError("cannot list multipart uploads: AccessDenied")
+
+    store = Uploads(tmp_path / "dest")
+    ctx = StageContext(
+        storage=store,
+        destination=Destination(storage=store, directory="a/", cleared=refused),
+        workdir=tmp_path,
+        config=PipelineConfig(),
+    )
+    recording = Recording(sid="sid1", cname="room", directory="a/", playlist_key="a/sid1_room.m3u8")
+    first = Segment(index=0, num=0, uri="sid1_room_20260115093000120.ts", duration=9.6)
+    job = Job(recording=recording, segments=(first,))
+    with pytest.raises(StorageError, match="AccessDenied"):
+        Feeder().start(job, ctx)
+    assert store.begun == []

@@ -1,14 +1,27 @@
+import logging
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pipeline.model.config import PipelineConfig
-from pipeline.model.exceptions import PlaylistError, RemuxError
+from pipeline.model.exceptions import PlaylistError, RemuxError, StorageError
 from pipeline.model.job import Finding, Job, Recording
-from pipeline.run.runner import job_workdir, output_directory, run_job
+from pipeline.model.report import build_report, dump_report
+from pipeline.run.runner import (
+    RunOptions,
+    execute,
+    job_workdir,
+    output_directory,
+    remove_stale_outputs,
+    run_job,
+    under_lease,
+)
 from pipeline.storage.local import LocalStorage
 from stages.base import Destination, StageContext
+from stages.outputs import owner_label
 
 REC = Recording(sid="sid1", cname="room", directory="a/b/", playlist_key="a/b/sid1_room.m3u8")
 
@@ -164,7 +177,7 @@ def test_work_directories_of_killed_recpipes_are_removed(tmp_path):
 class Logged(LocalStorage):
     """A local store that logs the calls a run's lease and outputs make, in order."""
 
-    def __init__(self, root, log, *, discard=lambda: None):
+    def __init__(self, root: Path, log: list[str], *, discard=lambda: None) -> None:
         super().__init__(root)
         self.log, self._discard = log, discard
 
@@ -186,12 +199,16 @@ class Logged(LocalStorage):
         return super().delete_if(key, etag=etag)
 
 
+def refused() -> None:
+    raise StorageError("cannot list multipart uploads: AccessDenied")
+
+
 class ReadThenWrite:
     """A stage that reads from the destination, says so, then writes an output there."""
 
     name = "remux"
 
-    def __init__(self, have_read, log):
+    def __init__(self, have_read: threading.Event, log: list[str]) -> None:
         self.have_read, self.log = have_read, log
 
     def run(self, job, ctx):
@@ -202,7 +219,16 @@ class ReadThenWrite:
         return job
 
 
-def leased_ctx(tmp_path, store):
+class Pending:
+    """A stage after which nothing is published (and no report written)."""
+
+    name = "fetch"
+
+    def run(self, job, ctx):
+        return replace(job, status="pending")
+
+
+def leased_ctx(tmp_path: Path, store: LocalStorage) -> StageContext:
     (tmp_path / "work").mkdir(exist_ok=True)
     return StageContext(
         storage=store,
@@ -213,14 +239,9 @@ def leased_ctx(tmp_path, store):
 
 
 def test_a_run_reads_before_the_leftovers_are_gone_and_writes_after(tmp_path):
-    import threading
-    import time
-
-    from pipeline.run.runner import RunOptions, execute
-
     have_read, log = threading.Event(), []
 
-    def slow_discard():  # done only after the work has read: a run that waited for it first waits 5 s
+    def slow_discard() -> None:  # done only after the work has read: a run that waited for it first waits 5 s
         have_read.wait(timeout=5)
         time.sleep(0.1)
 
@@ -238,14 +259,6 @@ def test_a_run_reads_before_the_leftovers_are_gone_and_writes_after(tmp_path):
 
 
 def test_a_run_that_cannot_clear_the_leftovers_writes_nothing(tmp_path):
-    import threading
-
-    from pipeline.model.exceptions import StorageError
-    from pipeline.run.runner import RunOptions, execute
-
-    def refused():
-        raise StorageError("cannot list multipart uploads: AccessDenied")
-
     log: list[str] = []
     store = Logged(tmp_path / "dest", log, discard=refused)
     with pytest.raises(StorageError, match="AccessDenied"):
@@ -259,11 +272,31 @@ def test_a_run_that_cannot_clear_the_leftovers_writes_nothing(tmp_path):
     assert sorted(p.name for p in (tmp_path / "dest/a/b").iterdir()) == []  # the lease is released too
 
 
+def test_the_leftovers_error_ends_a_run_that_writes_nothing(tmp_path):
+    store = Logged(tmp_path / "dest", [], discard=refused)
+    with pytest.raises(StorageError, match="AccessDenied"):
+        execute(
+            Job(recording=REC),
+            ctx=leased_ctx(tmp_path, store),
+            options=RunOptions(force=True),
+            stages=[Pending()],
+        )
+
+
+def test_a_run_that_fails_says_the_leftovers_could_not_be_cleared_either(tmp_path, caplog):
+    store = Logged(tmp_path / "dest", [], discard=refused)
+    with caplog.at_level(logging.WARNING), pytest.raises(ZeroDivisionError):
+        execute(
+            Job(recording=REC),
+            ctx=leased_ctx(tmp_path, store),
+            options=RunOptions(force=True),
+            stages=[Raise("fetch", ZeroDivisionError())],
+        )
+    assert "could not clear what a killed run left" in caplog.text
+    assert "AccessDenied" in caplog.text
+
+
 def test_under_lease_ends_when_the_leftovers_are_gone(tmp_path):
-    import time
-
-    from pipeline.run.runner import under_lease
-
     log: list[str] = []
     store = Logged(tmp_path / "dest", log, discard=lambda: time.sleep(0.2))
     with under_lease(Job(recording=REC), ctx=leased_ctx(tmp_path, store)) as (_, previous):
@@ -273,9 +306,6 @@ def test_under_lease_ends_when_the_leftovers_are_gone(tmp_path):
 
 @pytest.mark.parametrize(("force", "reads"), [(False, 2), (True, 1)])
 def test_a_run_reads_the_previous_report_once_under_its_lease(tmp_path, force, reads):
-    from pipeline.model.report import build_report, dump_report
-    from pipeline.run.runner import RunOptions, execute
-
     log: list[str] = []
     store = Logged(tmp_path / "dest", log)
     ctx = leased_ctx(tmp_path, store)
@@ -283,11 +313,20 @@ def test_a_run_reads_the_previous_report_once_under_its_lease(tmp_path, force, r
     earlier = build_report(Job(recording=REC, inputs_digest="other"), tool={})
     earlier["outputs"] = [{"key": "a/b/sid1_room_old.mp4", "kind": "mp4", "bytes": 3, "sha256": "x"}]
     LocalStorage(tmp_path / "dest").put_bytes(dump_report(earlier), "a/b/sid1_room.report.json")
-    from stages.outputs import owner_label
-
     job = Job(recording=REC, inputs_digest="new")
     LocalStorage(tmp_path / "dest").put_bytes(b"old", "a/b/sid1_room_old.mp4", metadata=owner_label(job))
     execute(job, ctx=ctx, options=RunOptions(force=force), stages=[Record("verify", [])])
     assert log.count("read a/b/sid1_room.report.json") == reads
     assert "deleted a/b/sid1_room_old.mp4" in log  # compared with the report read under the lease
     assert not (tmp_path / "dest/a/b/sid1_room_old.mp4").exists()
+
+
+def test_stale_outputs_are_removed_only_once_the_destination_may_be_written(tmp_path):
+    store = Logged(tmp_path / "dest", [])
+    store.put_bytes(b"old", "a/b/sid1_room_old.mp4", metadata=owner_label(Job(recording=REC)))
+    ctx = leased_ctx(tmp_path, store)
+    ctx = replace(ctx, destination=replace(ctx.destination, cleared=refused))
+    previous = {"outputs": [{"key": "a/b/sid1_room_old.mp4"}]}
+    with pytest.raises(StorageError, match="AccessDenied"):
+        remove_stale_outputs({"outputs": []}, previous=previous, ctx=ctx)
+    assert (tmp_path / "dest/a/b/sid1_room_old.mp4").exists()
