@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.model.exceptions import MediaError
+from pipeline.model.config import PipelineConfig
+from pipeline.model.exceptions import MediaError, StorageError
+from pipeline.model.job import Job, Output, Recording
 from pipeline.storage import S3Storage
+from pipeline.storage.local import LocalStorage
+from stages.base import Destination, StageContext
 from stages.media.faststart import Layout
+from stages.publish import PublishStage
 from stages.upload import GrowingUpload, media_pieces
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("aws_environment")]
@@ -137,3 +142,24 @@ def test_media_that_changed_after_it_was_sent_is_refused(s3_bucket, tmp_path: Pa
 )
 def test_media_pieces(start, end, pieces):
     assert list(media_pieces([(100, 110), (200, 220), (300, 310)], start, end)) == pieces
+
+
+def test_nothing_is_published_before_the_destination_may_be_written(tmp_path: Path):
+    def refused() -> None:
+        raise StorageError("cannot list multipart uploads: AccessDenied")
+
+    store = LocalStorage(tmp_path / "dest")
+    (tmp_path / "work").mkdir()
+    mp4 = tmp_path / "work" / "part-0.mp4"
+    mp4.write_bytes(b"mp4")
+    ctx = StageContext(
+        storage=store,
+        destination=Destination(storage=store, directory="a/", cleared=refused),
+        workdir=tmp_path / "work",
+        config=PipelineConfig(),
+    )
+    recording = Recording(sid="sid1", cname="room", directory="a/", playlist_key="a/sid1_room.m3u8")
+    output = Output(key="sid1_room_0.mp4", kind="mp4", bytes=3, sha256="", local=mp4)
+    with pytest.raises(StorageError, match="AccessDenied"):
+        PublishStage().run(Job(recording=recording, outputs=(output,)), ctx)
+    assert not (tmp_path / "dest").exists() or list((tmp_path / "dest").rglob("*")) == []
