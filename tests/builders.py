@@ -1,10 +1,12 @@
-"""Builders for test inputs: playlists and slice names in Agora's shapes."""
+"""Builders for test inputs: playlists and slice names in Agora's shapes, and the refusal of a store
+that may not be written."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
+from pipeline.model.exceptions import StorageError
 from pipeline.model.media import TICKS_PER_S, SliceMedia, StreamFacts
 
 SID = "sid713476478245"
@@ -97,3 +99,8 @@ def media(
         streams=tuple(streams) if readable else (),
         cc_errors=cc_errors,
     )
+
+
+def leftovers_refused() -> None:
+    """A destination's ``cleared`` when the store refuses to list what a killed run left."""
+    raise StorageError("cannot list multipart uploads: AccessDenied")

@@ -11,6 +11,7 @@ from pipeline.model.exceptions import StorageError
 from pipeline.storage.local import LocalStorage
 from pipeline.storage.s3 import S3Storage
 from stages.base import Destination
+from tests.builders import leftovers_refused
 from tests.conftest import S3Bucket
 
 
@@ -52,10 +53,7 @@ def test_outputs_are_written_once_the_destination_is_cleared(tmp_path: Path) -> 
 
 
 def test_a_destination_that_may_not_be_written_says_why(tmp_path: Path) -> None:
-    def refused() -> None:
-        raise StorageError("cannot list multipart uploads: AccessDenied")
-
-    destination = Destination(storage=LocalStorage(tmp_path), directory="rec/", cleared=refused)
+    destination = Destination(storage=LocalStorage(tmp_path), directory="rec/", cleared=leftovers_refused)
     with pytest.raises(StorageError, match="AccessDenied"):
         destination.writable()
     assert destination == Destination(storage=destination.storage, directory="rec/")  # not part of equality

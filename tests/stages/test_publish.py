@@ -17,6 +17,7 @@ from stages.base import Destination, StageContext
 from stages.media.faststart import Layout
 from stages.publish import PublishStage
 from stages.upload import GrowingUpload, media_pieces
+from tests.builders import leftovers_refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("aws_environment")]
 
@@ -145,16 +146,13 @@ def test_media_pieces(start, end, pieces):
 
 
 def test_nothing_is_published_before_the_destination_may_be_written(tmp_path: Path):
-    def refused() -> None:
-        raise StorageError("cannot list multipart uploads: AccessDenied")
-
     store = LocalStorage(tmp_path / "dest")
     (tmp_path / "work").mkdir()
     mp4 = tmp_path / "work" / "part-0.mp4"
     mp4.write_bytes(b"mp4")
     ctx = StageContext(
         storage=store,
-        destination=Destination(storage=store, directory="a/", cleared=refused),
+        destination=Destination(storage=store, directory="a/", cleared=leftovers_refused),
         workdir=tmp_path / "work",
         config=PipelineConfig(),
     )

@@ -17,7 +17,7 @@ from stages.coverage import expected_tracks
 from stages.media.mp4 import Mp4Info, Mp4Track
 from stages.outputs import mp4_file_name
 from stages.remux import Feeder, check_output
-from tests.builders import media
+from tests.builders import leftovers_refused, media
 
 WHEN = datetime(2026, 1, 15, 9, 30, 0, 120000, tzinfo=UTC)
 
@@ -127,13 +127,10 @@ def test_the_feeder_stops_the_run_at_once_when_the_destination_may_not_be_writte
     """Its first MP4 would start with the first slice: it waits for the destination beside the first
     slices' download, and its error (the leftovers of a killed run could not be cleared) ends the fetch."""
 
-    def refused() -> None:
-        raise StorageError("cannot list multipart uploads: AccessDenied")
-
     store = Uploads(tmp_path / "dest")
     ctx = StageContext(
         storage=store,
-        destination=Destination(storage=store, directory="a/", cleared=refused),
+        destination=Destination(storage=store, directory="a/", cleared=leftovers_refused),
         workdir=tmp_path,
         config=PipelineConfig(),
     )

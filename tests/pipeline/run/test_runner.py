@@ -22,6 +22,7 @@ from pipeline.run.runner import (
 from pipeline.storage.local import LocalStorage
 from stages.base import Destination, StageContext
 from stages.outputs import owner_label
+from tests.builders import leftovers_refused
 
 REC = Recording(sid="sid1", cname="room", directory="a/b/", playlist_key="a/b/sid1_room.m3u8")
 
@@ -199,10 +200,6 @@ class Logged(LocalStorage):
         return super().delete_if(key, etag=etag)
 
 
-def refused() -> None:
-    raise StorageError("cannot list multipart uploads: AccessDenied")
-
-
 class ReadThenWrite:
     """A stage that reads from the destination, says so, then writes an output there."""
 
@@ -260,7 +257,7 @@ def test_a_run_reads_before_the_leftovers_are_gone_and_writes_after(tmp_path):
 
 def test_a_run_that_cannot_clear_the_leftovers_writes_nothing(tmp_path):
     log: list[str] = []
-    store = Logged(tmp_path / "dest", log, discard=refused)
+    store = Logged(tmp_path / "dest", log, discard=leftovers_refused)
     with pytest.raises(StorageError, match="AccessDenied"):
         execute(
             Job(recording=REC),
@@ -273,7 +270,7 @@ def test_a_run_that_cannot_clear_the_leftovers_writes_nothing(tmp_path):
 
 
 def test_the_leftovers_error_ends_a_run_that_writes_nothing(tmp_path):
-    store = Logged(tmp_path / "dest", [], discard=refused)
+    store = Logged(tmp_path / "dest", [], discard=leftovers_refused)
     with pytest.raises(StorageError, match="AccessDenied"):
         execute(
             Job(recording=REC),
@@ -284,7 +281,7 @@ def test_the_leftovers_error_ends_a_run_that_writes_nothing(tmp_path):
 
 
 def test_a_run_that_fails_says_the_leftovers_could_not_be_cleared_either(tmp_path, caplog):
-    store = Logged(tmp_path / "dest", [], discard=refused)
+    store = Logged(tmp_path / "dest", [], discard=leftovers_refused)
     with caplog.at_level(logging.WARNING), pytest.raises(ZeroDivisionError):
         execute(
             Job(recording=REC),
@@ -325,7 +322,7 @@ def test_stale_outputs_are_removed_only_once_the_destination_may_be_written(tmp_
     store = Logged(tmp_path / "dest", [])
     store.put_bytes(b"old", "a/b/sid1_room_old.mp4", metadata=owner_label(Job(recording=REC)))
     ctx = leased_ctx(tmp_path, store)
-    ctx = replace(ctx, destination=replace(ctx.destination, cleared=refused))
+    ctx = replace(ctx, destination=replace(ctx.destination, cleared=leftovers_refused))
     previous = {"outputs": [{"key": "a/b/sid1_room_old.mp4"}]}
     with pytest.raises(StorageError, match="AccessDenied"):
         remove_stale_outputs({"outputs": []}, previous=previous, ctx=ctx)
