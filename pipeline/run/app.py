@@ -224,6 +224,8 @@ def run(
     try:
         with collector.paused(settle_after=own_process):  # the setup builds what lives for the run
             source = open_source(request, profile=profile, environ=environ)
+            # the slices' connections open while the recording is listed
+            source.storage.prepare_reads(config.fetch_workers, prefix=source.prefix)
             found = discover(source, sid=request.sid, profile=profile)
             recording = found[0]
             if profile is not None and profile.mode == "web" and recording.uid is None:

@@ -193,6 +193,9 @@ class AzureStorage:
         """Where the account's blobs are served (``https://<account>.blob.core.windows.net/``)."""
         return str(self._service.url)
 
+    def prepare_reads(self, count: int, *, prefix: str) -> None:
+        """Nothing is opened ahead: the Azure SDK's pipeline opens its connections as requests need them."""
+
     @property
     def url(self) -> str:
         """``az://account/container``."""

@@ -28,6 +28,12 @@ class Storage(Protocol):
         """Requests this store needed to send again so far (for the report)."""
         ...
 
+    def prepare_reads(self, count: int, *, prefix: str) -> None:
+        """A hint that about ``count`` reads under ``prefix`` will run at once soon: a store reached over
+        the network opens connections for them in the background. Nothing waits for it, and nothing
+        fails here: what goes wrong shows in the reads."""
+        ...
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order, recursively."""
         ...

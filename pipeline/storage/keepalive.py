@@ -14,11 +14,14 @@ connection, which is safe for the only requests made here (GETs), and is not a f
 from __future__ import annotations
 
 import http.client
+import logging
 import select
 import ssl
 import threading
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
+
+log = logging.getLogger(__name__)
 
 _STALE = (
     BrokenPipeError,
@@ -125,6 +128,24 @@ class ConnectionPool:
                 return
         conn.close()
 
+    def warm(self, count: int) -> None:
+        """Open connections in the background until about ``count`` (at most ``max_idle``) are idle,
+        each on a thread of its own, so that the next requests need not wait for their handshakes (one
+        round trip for TCP, one or two more for TLS). Nothing waits for them: a request that comes first
+        opens its own, and one that cannot be opened is left for a request to find (and report)."""
+        with self._lock:
+            missing = min(count, self._max_idle) - len(self._idle)
+        for n in range(missing):
+            threading.Thread(target=self._open_idle, name=f"recpipe-connect-{n}", daemon=True).start()
+
+    def _open_idle(self) -> None:
+        try:
+            conn = self._new()
+        except (OSError, http.client.HTTPException) as err:
+            log.debug("could not open a connection ahead to %s: %s", self._origin.host, err)
+            return
+        self.give_back(conn)
+
     def close(self) -> None:
         """Close every idle connection."""
         with self._lock:
@@ -168,7 +189,9 @@ class ConnectionPool:
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
     """Whether an idle connection has something to read: the server closed it (or sent what no request
-    asked for); either way it cannot carry a request."""
+    asked for); either way it cannot carry a request. Over TLS, what is there may be only the session
+    tickets a TLS 1.3 server sends after its handshake, which a connection opened ahead and not used yet
+    has not read: those are read here, and the connection is kept."""
     sock = conn.sock
     if sock is None:
         return True
@@ -176,4 +199,21 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
         return True
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
+    if not poller.poll(0):
+        return False
+    return not isinstance(sock, ssl.SSLSocket) or not _only_tls_records(sock)
+
+
+def _only_tls_records(sock: ssl.SSLSocket) -> bool:
+    """Whether what a TLS connection has to read is TLS's own records, no data and no end (read here)."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        sock.recv(1)  # data, or b"" at the end: either way the connection cannot carry a request
+    except ssl.SSLWantReadError:
+        return True  # records read, and nothing for the application
+    except OSError:  # ssl.SSLError included
+        return False
+    finally:
+        sock.settimeout(timeout)
+    return False

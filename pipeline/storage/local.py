@@ -113,6 +113,9 @@ class LocalStorage:
         """The resolved root directory."""
         return self._root
 
+    def prepare_reads(self, count: int, *, prefix: str) -> None:
+        """Nothing to prepare: files are opened as they are read."""
+
     @property
     def url(self) -> str:
         """The root directory, for messages and reports."""

@@ -270,6 +270,16 @@ class S3Storage:
         """Requests sent again so far through this storage's client (botocore's and body re-reads)."""
         return retry_counter(self._client).count
 
+    def prepare_reads(self, count: int, *, prefix: str) -> None:
+        """Open about ``count`` connections for the reads under ``prefix`` about to come, on a thread of
+        its own (``s3_direct.DirectReads.warm``): while the recording is listed, not after."""
+        if self._direct is not None:
+            direct = self._direct
+            key = prefix or "_"  # any key: only the URL's origin is used
+            threading.Thread(
+                target=lambda: direct.warm(count, key=key), name="recpipe-warm", daemon=True
+            ).start()
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order; "folder" markers are skipped."""
         paginator = self._client.get_paginator("list_objects_v2")

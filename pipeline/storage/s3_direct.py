@@ -295,6 +295,23 @@ class DirectReads:
         finally:
             answer.close()
 
+    def warm(self, count: int, *, key: str) -> None:
+        """Open about ``count`` bare connections ahead of the reads (``ConnectionPool.warm``), where reads
+        go on them; ``key`` stands for the keys to come (they all go to one origin). Its URL is
+        botocore's own, signed only to learn where reads are sent, and never sent."""
+        if not self.usable:
+            return
+        try:
+            url = self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=URL_LIFETIME_S
+            )
+            pool = self.pool(url)
+        except BotoCoreError as err:  # no credentials, say: the first read reports it
+            log.debug("s3://%s: no connections opened ahead: %s", self._bucket, type(err).__name__)
+            return
+        if pool is not None:
+            pool.warm(count)
+
     def pool(self, url: str) -> ConnectionPool | None:
         """The bare connections for ``url``'s origin (decided once per origin), None: the session's."""
         origin_key = urlsplit(url).netloc

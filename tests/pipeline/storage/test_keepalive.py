@@ -7,7 +7,7 @@ import http.client
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -217,3 +217,69 @@ def test_a_refused_connection_is_an_error() -> None:
 def test_only_http_origins() -> None:
     with pytest.raises(ValueError, match="ftp"):
         ConnectionPool(Origin("ftp", "127.0.0.1", 21))
+
+
+def wait_for(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def openers_done() -> bool:
+    return not any(t.name.startswith("recpipe-connect-") for t in threading.enumerate())
+
+
+def test_connections_opened_ahead_carry_the_next_requests(server: ThreadingHTTPServer) -> None:
+    pool = pool_for(server, read_timeout=5.0, socket_options=((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),))
+    pool.warm(4)
+    wait_for(lambda: pool.idle == 4)
+    assert pool.opened == 4
+    assert server.log == []  # type: ignore[attr-defined]  # opened, nothing sent on them yet
+    barrier = threading.Barrier(4)
+    socks: list[socket.socket] = []
+
+    def work() -> None:
+        barrier.wait()
+        exchange = pool.request("GET", "/ok", {})
+        assert exchange._conn.sock is not None
+        socks.append(exchange._conn.sock)
+        assert exchange.response.read() == BODY
+        barrier.wait()  # all four busy at once
+        exchange.finish()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert pool.opened == 4  # none opened on the way
+    assert len(set(connections(server))) == 4
+    assert {s.gettimeout() for s in socks} == {5.0}  # made as every connection is
+    assert {s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) for s in socks} == {1}
+    pool.close()
+
+
+def test_opening_ahead_counts_the_idle_ones_and_stops_at_the_cap(server: ThreadingHTTPServer) -> None:
+    pool = ConnectionPool(Origin("http", "127.0.0.1", server.server_address[1]), max_idle=2)
+    pool.warm(8)
+    wait_for(openers_done)
+    assert (pool.opened, pool.idle) == (2, 2)
+    pool.warm(2)  # enough are idle already
+    wait_for(openers_done)
+    assert pool.opened == 2
+    assert get(pool, "/ok") == BODY
+    assert pool.opened == 2
+    pool.close()
+
+
+def test_a_connection_that_cannot_be_opened_ahead_is_left_for_a_request_to_report() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    pool = ConnectionPool(Origin("http", "127.0.0.1", port, connect_timeout=2))
+    pool.warm(3)  # does not raise, nor wait
+    wait_for(openers_done)
+    assert (pool.opened, pool.idle) == (0, 0)
+    with pytest.raises(ConnectionRefusedError):
+        pool.request("GET", "/", {})

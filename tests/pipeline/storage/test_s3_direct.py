@@ -7,6 +7,7 @@ import base64
 import hashlib
 import socket
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -170,6 +171,58 @@ def test_https_reads_trust_what_the_client_trusts(
         assert pool.origin.scheme == "https"
         assert pool.opened == front.connections == 1
         assert retries == []
+
+
+def test_connections_for_the_reads_are_opened_ahead(
+    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prepare_reads`` makes the handshakes (TCP and TLS) while nothing waits for them: the reads that
+    follow, as many at once as were asked for, make none."""
+    for n in range(4):
+        s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=f"rec/{n}.ts", Body=DATA)
+    with (
+        FaultProxy(s3_bucket.endpoint, FaultPlan(rate=0.0)) as proxy,
+        TlsFront(proxy.url, tmp_path) as front,
+    ):
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(front.authority))
+        storage = storage_through(front.url, s3_bucket.name)
+        storage.prepare_reads(4, prefix="rec/")
+        deadline = time.monotonic() + 10
+        while front.connections < 4 or any(t.name.startswith("recpipe-") for t in threading.enumerate()):
+            assert time.monotonic() < deadline, f"{front.connections} connections opened ahead"
+            time.sleep(0.01)
+        barrier = threading.Barrier(4)
+        read: dict[int, bytes] = {}
+
+        def work(n: int) -> None:
+            barrier.wait()
+            read[n] = storage.read_bytes(f"rec/{n}.ts", max_bytes=len(DATA))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert read == {n: DATA for n in range(4)}
+        assert front.connections == 4
+        assert storage.retries == 0
+
+
+def test_opening_ahead_without_credentials_leaves_the_error_to_the_reads(
+    s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    storage = storage_through(s3_bucket.endpoint, s3_bucket.name)
+    storage.prepare_reads(2, prefix="")
+    deadline = time.monotonic() + 10
+    while any(t.name == "recpipe-warm" for t in threading.enumerate()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(StorageError, match="credentials"):
+        storage.read_bytes("rec/0.ts", max_bytes=len(DATA))
 
 
 def test_a_bundle_that_cannot_be_read_is_botocores_to_report(
