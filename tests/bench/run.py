@@ -24,7 +24,10 @@ proxy of ``tests.bench.link`` (``4ms``: 4 ms RTT, 90 MB/s per connection, 400 MB
   the server's and the proxy's spread perfectly over its cores (reference);
 - ``<link>.s3_to_s3_floor_serial``: the same with the stretches of each run in which at most one core
   can work (start-up to the first slice GET, CompleteMultipartUpload) taken from the S3 server's
-  timeline (``tests.bench.serial``; reference).
+  timeline (``tests.bench.serial``; reference);
+- ``<link>.s3_to_local_floor`` (modelled links): each S3 → local run's own start-up to its first slice
+  GET, then the recording at the link's total bandwidth, then the MP4's sha256, against the naive
+  pipeline (reference: where the link is the limit, what recpipe could at best do).
 
 Before the links, ``ts_reader`` (reference): the diagnostic of ``tests.bench.reader``, TS reader speed over
 fetch speed. Then, on local files: ``vs_ffmpeg_local`` (``recpipe process`` against bare ``ffmpeg -c
@@ -45,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import shutil
@@ -269,9 +273,17 @@ def measure_link(bench: Bench, *, url: str, watch: Mapping[str, int], repeat: in
 
 
 def compare_link(
-    bench: Bench, name: str, *, url: str, watch: Mapping[str, int], repeat: int, timeline: Path | None
+    bench: Bench,
+    name: str,
+    *,
+    url: str,
+    watch: Mapping[str, int],
+    repeat: int,
+    timeline: Path | None,
+    link: Link | None = None,
 ) -> list[Result]:
-    """Every comparison over one link (the S3 server reached at ``url``, logging to ``timeline``)."""
+    """Every comparison over one link (the S3 server reached at ``url``, logging to ``timeline``;
+    ``link``: the modelled link in between, None on loopback)."""
     trials = measure_link(bench, url=url, watch=watch, repeat=repeat)
     results = [
         ratio(f"{name}.s3_to_s3", trials, ("recpipe_s3", "naive_s3"), parts=list(STEPS)),
@@ -284,6 +296,18 @@ def compare_link(
     floors = [cpu_floor(f"{name}.s3_to_s3_floor", trials)]
     if timeline is not None:
         floors.append(serial_floor(f"{name}.s3_to_s3_floor_serial", trials, timeline))
+    if timeline is not None and link is not None:
+        mp4 = sum(p.stat().st_size for p in (bench.work / "recpipe").rglob("*.mp4")) or bench.recording.bytes
+        floors.append(
+            transfer_floor(
+                f"{name}.s3_to_local_floor",
+                trials,
+                timeline,
+                link=link,
+                size=bench.recording.bytes,
+                hash_seconds=sha256_seconds(mp4),
+            )
+        )
     return [*results, *floors, *helpers]
 
 
@@ -332,6 +356,49 @@ def serial_floor(name: str, trials: Trials, timeline: Path) -> Result:
     return result(name, bound / naive, detail)
 
 
+def transfer_floor(
+    name: str, trials: Trials, timeline: Path, *, link: Link, size: int, hash_seconds: float
+) -> Result:
+    """The least each recpipe S3 → local run could take over ``link``, against the naive median (a
+    reference line): its own start-up to the first slice GET (from the S3 server's timeline), then the
+    recording's ``size`` bytes at the link's total bandwidth, then the MP4's sha256 (``hash_seconds``),
+    which can only start after the last byte: the hash begins with the moov, built from every sample."""
+    try:
+        naive = trials.median("naive_local", lambda m: m.seconds)
+        runs = trials.of("recpipe_local")
+        lines = timeline.read_text().splitlines()
+    except (LookupError, OSError) as err:
+        return failure(name, str(err))
+    transfer = size / (link.total_mbps * MB)
+    bounds = []
+    for one in runs:
+        stretches = serial_stretches(lines, start=one.started_at, end=one.ended_at)
+        if stretches is not None:
+            bounds.append((stretches.startup + transfer + hash_seconds, stretches.startup, one.seconds))
+    if not bounds:
+        return failure(name, "no recpipe S3 → local run with a slice GET in the S3 server's timeline")
+    bound, startup, seconds = sorted(bounds)[len(bounds) // 2]  # a run's own numbers
+    detail = (
+        f"start-up to the first slice GET {startup:.2f} s, {size / MB:.0f} MB at {link.total_mbps:g} MB/s "
+        f"{transfer:.2f} s, the MP4's sha256 {hash_seconds:.2f} s: {bound:.2f} s at best, that run took "
+        f"{seconds:.2f} s; naive {naive:.2f} s; median of {len(bounds)} runs"
+    )
+    return result(name, bound / naive, detail)
+
+
+def sha256_seconds(size: int) -> float:
+    """Seconds this machine's sha256 takes over ``size`` bytes (the best of three, on 32 MB)."""
+    block = bytes(32 * 1024 * 1024)
+    best = min(timed(lambda: hashlib.sha256(block).digest()) for _ in range(3))
+    return best * size / len(block)
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
 ROLES = (("server", "moto"), ("proxy", "proxy"))
 
 
@@ -364,7 +431,7 @@ def compare_proxied(bench: Bench, link: Link, server: Service, repeat: int, slow
     with running(link, upstream=server.url.removeprefix("http://")) as proxy:
         watch = {"moto": server.pid, "proxy": proxy.pid}
         return compare_link(
-            bench, link.name, url=proxy.url, watch=watch, repeat=runs, timeline=server.timeline
+            bench, link.name, url=proxy.url, watch=watch, repeat=runs, timeline=server.timeline, link=link
         )
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.storage.s3 import make_s3_client
+from tests.bench.link import Link
 from tests.bench.measure import Measured
 from tests.bench.report import Trials
-from tests.bench.run import s3_server, serial_floor
+from tests.bench.run import s3_server, serial_floor, sha256_seconds, transfer_floor
 from tests.bench.serial import Serial, request_kind, serial_stretches
 
 
@@ -114,3 +115,31 @@ def test_the_bench_line_bounds_each_run_and_names_a_failed_side(tmp_path: Path) 
     failed.run(["naive_s3"], lambda: [Measured(seconds=10.0, cpu=6.0)])
     failed.run(["recpipe_s3"], broken)
     assert "recpipe exited 1" in (serial_floor("y", failed, timeline).error or "")
+
+
+def test_the_transfer_floor_is_each_runs_start_up_the_links_transfer_and_the_hash(tmp_path: Path) -> None:
+    timeline = tmp_path / "timeline.log"
+    timeline.write_text("get 100.5\nget 101.0\nget 200.25\nget 300.75\n")
+    trials = Trials()
+    trials.run(["naive_local"], lambda: [Measured(seconds=10.0, cpu=6.0)])
+    for start in (100.0, 200.0, 300.0):
+        one = Measured(seconds=7.0, cpu=3.0, started_at=start, ended_at=start + 7.0)
+        trials.run(["recpipe_local"], functools.partial(list, [one]))
+    link = Link(name="x", rtt_ms=40, conn_mbps=25, total_mbps=60)
+    line = transfer_floor(
+        "x.s3_to_local_floor", trials, timeline, link=link, size=300_000_000, hash_seconds=0.2
+    )
+    assert line.value == pytest.approx((0.5 + 5.0 + 0.2) / 10.0)  # the middle run's start-up
+    assert "start-up to the first slice GET 0.50 s" in line.detail
+    assert "300 MB at 60 MB/s 5.00 s" in line.detail
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    assert "no recpipe S3 → local run" in (
+        transfer_floor("y", trials, empty, link=link, size=1, hash_seconds=0.0).error or ""
+    )
+
+
+def test_sha256_seconds_scale_with_the_size() -> None:
+    small, large = sha256_seconds(100 * 1024 * 1024), sha256_seconds(400 * 1024 * 1024)
+    assert 0 < small < large
+    assert large / small == pytest.approx(4.0, rel=0.5)  # measured twice: the machine's noise
