@@ -8,9 +8,10 @@ request line. Real S3 keeps connections open, and over a modelled link (``tests.
 new connection costs a round trip for its handshake, so closing them would charge each request an
 extra RTT. Here a request's body is read in full before moto sees it, so the connection can stay
 open (werkzeug's drain of unread bytes after each response, which would eat the next request, finds
-nothing); a chunked request body keeps werkzeug's ``Connection: close``. The per-request access log is
-off (it costs the server CPU on the benchmark's two cores); ``--timeline`` logs only the slice GETs and
-CompleteMultipartUploads (``tests.bench.serial``).
+nothing); a chunked request body keeps werkzeug's ``Connection: close``. Responses are sent with
+``TCP_NODELAY`` (werkzeug's small ones otherwise waited up to 40 ms on each kept connection). The
+per-request access log is off (it costs the server CPU on the benchmark's two cores); ``--timeline``
+logs only the slice GETs and CompleteMultipartUploads (``tests.bench.serial``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import io
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -50,6 +53,15 @@ class KeepAliveHandler(MotoRequestHandler):
     """moto's request handler, keeping the connection open after each request it has read in full."""
 
     keep_alive = False
+
+    def setup(self) -> None:
+        """Responses leave at once (``TCP_NODELAY``), as S3's do. werkzeug writes a response's status and
+        headers, then its body: without it, a small body waits for the client to acknowledge the headers,
+        which the client delays by up to 40 ms on a connection in use (delayed ACK), so every small
+        request but a connection's first took 43 ms instead of 4 on loopback."""
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def handle_one_request(self) -> None:
         self.keep_alive = False
