@@ -72,7 +72,7 @@ from tests.bench.measure import Measured, run, run_steps, total
 from tests.bench.profile import profile_results
 from tests.bench.recording import BenchRecording, cached
 from tests.bench.report import Result, Trials, failed, reason, show, summary
-from tests.bench.serial import serial_stretches
+from tests.bench.serial import Serial, serial_stretches
 
 log = logging.getLogger(__name__)
 
@@ -328,24 +328,35 @@ def cpu_floor(name: str, trials: Trials) -> Result:
     return result(name, busy / cores / naive, detail)
 
 
+Timed = tuple[Measured, Serial]
+"""A run and its stretches on the S3 server's timeline."""
+
+
+def on_timeline(trials: Trials, timeline: Path, *, side: str, naive: str) -> tuple[float, list[Timed]]:
+    """The median seconds of the ``naive`` side, and each run of ``side`` with its stretches on the S3
+    server's ``timeline`` (a run without a slice GET there is left out).
+
+    :raises LookupError: a side has no runs (the reason its runs failed); ``OSError``: no timeline.
+    """
+    seconds = trials.median(naive, lambda m: m.seconds)
+    lines = timeline.read_text().splitlines()
+    runs = [(one, serial_stretches(lines, start=one.started_at, end=one.ended_at)) for one in trials.of(side)]
+    return seconds, [(one, stretches) for one, stretches in runs if stretches is not None]
+
+
 def serial_floor(name: str, trials: Trials, timeline: Path) -> Result:
     """``cpu_floor`` with each recpipe S3 → S3 run's single-core stretches (``tests.bench.serial``): the
     median of the runs' bounds against the naive median (a reference line)."""
     cores = len(os.sched_getaffinity(0))
     try:
-        naive = trials.median("naive_s3", lambda m: m.seconds)
-        runs = trials.of("recpipe_s3")
-        lines = timeline.read_text().splitlines()
+        naive, runs = on_timeline(trials, timeline, side="recpipe_s3", naive="naive_s3")
     except (LookupError, OSError) as err:
         return failure(name, str(err))
-    bounds = []
-    for one in runs:
-        stretches = serial_stretches(lines, start=one.started_at, end=one.ended_at)
-        if stretches is not None:
-            busy = one.cpu + sum(one.watched.values())
-            bounds.append((stretches.bound(busy=busy, cores=cores), stretches, one.seconds))
-    if not bounds:
+    if not runs:
         return failure(name, "no recpipe S3 → S3 run with a slice GET in the S3 server's timeline")
+    bounds = [
+        (s.bound(busy=one.cpu + sum(one.watched.values()), cores=cores), s, one.seconds) for one, s in runs
+    ]
     bound, stretches, seconds = sorted(bounds, key=lambda b: b[0])[len(bounds) // 2]  # a run's own numbers
     detail = (
         f"at most one core busy {stretches.seconds:.2f} s (start-up to the first slice GET "
@@ -364,20 +375,14 @@ def transfer_floor(
     recording's ``size`` bytes at the link's total bandwidth, then the MP4's sha256 (``hash_seconds``),
     which can only start after the last byte: the hash begins with the moov, built from every sample."""
     try:
-        naive = trials.median("naive_local", lambda m: m.seconds)
-        runs = trials.of("recpipe_local")
-        lines = timeline.read_text().splitlines()
+        naive, runs = on_timeline(trials, timeline, side="recpipe_local", naive="naive_local")
     except (LookupError, OSError) as err:
         return failure(name, str(err))
-    transfer = size / (link.total_mbps * MB)
-    bounds = []
-    for one in runs:
-        stretches = serial_stretches(lines, start=one.started_at, end=one.ended_at)
-        if stretches is not None:
-            bounds.append((stretches.startup + transfer + hash_seconds, stretches.startup, one.seconds))
-    if not bounds:
+    if not runs:
         return failure(name, "no recpipe S3 → local run with a slice GET in the S3 server's timeline")
-    bound, startup, seconds = sorted(bounds)[len(bounds) // 2]  # a run's own numbers
+    transfer = size / (link.total_mbps * MB)
+    bounds = sorted((s.startup + transfer + hash_seconds, s.startup, one.seconds) for one, s in runs)
+    bound, startup, seconds = bounds[len(bounds) // 2]  # a run's own numbers
     detail = (
         f"start-up to the first slice GET {startup:.2f} s, {size / MB:.0f} MB at {link.total_mbps:g} MB/s "
         f"{transfer:.2f} s, the MP4's sha256 {hash_seconds:.2f} s: {bound:.2f} s at best, that run took "

@@ -204,11 +204,15 @@ def test_reads_time_out_and_socket_options_are_set(server: ThreadingHTTPServer) 
     exchange.finish()
 
 
-def test_a_refused_connection_is_an_error() -> None:
+def unused_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (a connection to it is refused)."""
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    pool = ConnectionPool(Origin("http", "127.0.0.1", port, connect_timeout=2))
+        return int(unused.getsockname()[1])
+
+
+def test_a_refused_connection_is_an_error() -> None:
+    pool = ConnectionPool(Origin("http", "127.0.0.1", unused_port(), connect_timeout=2))
     with pytest.raises(ConnectionRefusedError):
         pool.request("GET", "/", {})
     assert pool.opened == 0
@@ -274,10 +278,7 @@ def test_opening_ahead_counts_the_idle_ones_and_stops_at_the_cap(server: Threadi
 
 
 def test_a_connection_that_cannot_be_opened_ahead_is_left_for_a_request_to_report() -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    pool = ConnectionPool(Origin("http", "127.0.0.1", port, connect_timeout=2))
+    pool = ConnectionPool(Origin("http", "127.0.0.1", unused_port(), connect_timeout=2))
     pool.warm(3)  # does not raise, nor wait
     wait_for(openers_done)
     assert (pool.opened, pool.idle) == (0, 0)
