@@ -273,12 +273,10 @@ class S3Storage:
     def prepare_reads(self, count: int, *, prefix: str) -> None:
         """Open about ``count`` connections for the reads under ``prefix`` about to come, on a thread of
         its own (``s3_direct.DirectReads.warm``): while the recording is listed, not after."""
-        if self._direct is not None:
-            direct = self._direct
-            key = prefix or "_"  # any key: only the URL's origin is used
-            threading.Thread(
-                target=lambda: direct.warm(count, key=key), name="recpipe-warm", daemon=True
-            ).start()
+        if self._direct is not None:  # any key stands for them: only its URL's origin is used
+            warm = threading.Thread(target=self._direct.warm, args=(count,), kwargs={"key": prefix or "_"},
+                                    name="recpipe-warm", daemon=True)  # fmt: skip
+            warm.start()
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order; "folder" markers are skipped."""
