@@ -9,15 +9,18 @@ every player handles and which starts playing over HTTP at once::
 
 ``moov'`` is built from the fragments (``stages.media.moov``); the media bytes are copied unchanged,
 inside the kernel (``copy_file_range``), while a second thread hashes the result, so the conversion
-costs about as long as hashing alone. An output about to be published on local disk is made durable as
-it is written: its writeback is started every ``WRITEBACK_BYTES`` and the closing ``fsync`` overlaps
-the hashing, instead of writing 250 MB an hour out after both (0.35 s instead of 0.47 s here).
+costs about as long as hashing alone. The output's disk space is allocated before the copy, in one
+request (``reserve``). An output about to be published on local disk is made durable as it is written:
+its writeback is started every ``WRITEBACK_BYTES`` and the closing ``fsync`` overlaps the hashing,
+instead of writing 250 MB an hour out after both (0.35 s instead of 0.47 s here).
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import ctypes
+import errno
 import hashlib
 import logging
 import mmap
@@ -28,9 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from pipeline.model.exceptions import MediaError
+from pipeline.model.exceptions import MediaError, NoSpace
 from stages.media.fragments import Fragmented, read_fragmented
 from stages.media.moov import U32, brands, regular_moov
 from stages.media.mp4 import Mp4Info, parse_mp4
@@ -111,6 +114,7 @@ def write(layout: Layout, *, src: Path, dest: BinaryIO, sync: bool = False) -> s
     """
     with ThreadPoolExecutor(1, "recpipe-hash") as pool:
         digest = pool.submit(sha256_of, layout, src)
+        reserve(dest.fileno(), layout.size)
         dest.write(layout.head)
         dest.flush()
         written = started = len(layout.head)
@@ -124,6 +128,39 @@ def write(layout: Layout, *, src: Path, dest: BinaryIO, sync: bool = False) -> s
         if sync:
             os.fsync(dest.fileno())
         return digest.result()
+
+
+def reserve(fd: int, size: int) -> None:
+    """Allocate the disk space of the file ``fd``, about to be written with ``size`` bytes, in one
+    request (Linux's ``fallocate``); ``NoSpace`` if the file system has no room for it.
+
+    Given its blocks up front, the file lies in a few large extents, and copying the media into it
+    costs less than having the file system allocate it piece by piece as the writeback goes: a durable
+    hour was copied and synced in 0.12–0.13 s instead of 0.17–0.26 s here (a local run, 1.01 → 0.98 s).
+    A full disk is reported before anything is written. Where the call is missing or the file system
+    cannot allocate ahead, nothing happens and the copy allocates as before (glibc's
+    ``posix_fallocate`` would write a byte into every block instead, which costs more than it saves).
+    """
+    if _FALLOCATE is None or _FALLOCATE(fd, 0, 0, size) == 0:
+        return
+    code = ctypes.get_errno()
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        raise NoSpace(f"the work directory has no room for a file of {size} bytes ({os.strerror(code)})")
+    log.debug("cannot allocate %d bytes ahead (%s); the copy allocates them", size, os.strerror(code))
+
+
+def _libc_fallocate() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``fallocate64(fd, mode, offset, length)``, where there is one (Linux)."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).fallocate64
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    call.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], call)
+
+
+_FALLOCATE = _libc_fallocate()
 
 
 def start_writeback(fd: int, *, start: int, end: int) -> None:

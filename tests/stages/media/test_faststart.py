@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.model.exceptions import MediaError
+from pipeline.model.exceptions import MediaError, NoSpace
 from stages.ffmpeg import remux_argv
 from stages.media import faststart
 from stages.media.faststart import (
@@ -24,6 +24,7 @@ from stages.media.faststart import (
     moov_first,
     plan,
     read_pieces,
+    reserve,
     sha256_of,
 )
 from stages.media.fragments import read_fragmented
@@ -208,6 +209,51 @@ def test_an_unsynced_output_is_left_to_the_kernel(ffmpeg_exe, tmp_path, monkeypa
     monkeypatch.setattr(faststart.os, "fsync", lambda fd: calls.append("fsync"))
     moov_first(source, tmp_path / "out.mp4")
     assert calls == []
+
+
+needs_fallocate = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="fallocate is Linux's; elsewhere the copy allocates"
+)
+
+
+@needs_fallocate
+def test_the_output_is_given_its_disk_space_before_the_copy(ffmpeg_exe, tmp_path, monkeypatch):
+    """``moov_first`` asks for the whole output's blocks at once, before writing any of it; the bytes are
+    those written without asking."""
+    assert faststart._FALLOCATE is not None, "libc's fallocate64 was not found on Linux"
+    source = fragmented(ffmpeg_exe, make_ts(ffmpeg_exe, tmp_path / "in.ts"), tmp_path / "f.mp4")
+    layout = plan(source)
+    seen: list[tuple[int, int]] = []
+    real_reserve = faststart.reserve
+
+    def watched(fd: int, size: int) -> None:
+        real_reserve(fd, size)
+        stat = os.fstat(fd)
+        seen.append((stat.st_size, stat.st_blocks * 512))
+
+    monkeypatch.setattr(faststart, "reserve", watched)
+    sha256 = moov_first(source, tmp_path / "reserved.mp4", layout=layout, sync=True)
+    assert len(seen) == 1
+    size, allocated = seen[0]
+    assert size == layout.size, "the file did not get its full size at once"
+    assert allocated >= layout.size, "the file system did not allocate the blocks ahead"
+    monkeypatch.setattr(faststart, "_FALLOCATE", None)  # a libc without it: the copy allocates
+    monkeypatch.setattr(faststart, "reserve", real_reserve)
+    assert moov_first(source, tmp_path / "plain.mp4", layout=layout) == sha256
+    assert (tmp_path / "reserved.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
+
+
+@needs_fallocate
+def test_a_file_the_file_system_cannot_hold_is_refused_before_it_is_written(tmp_path):
+    """More than any file system here can hold (ext4's and tmpfs' largest file are far smaller): the
+    error names the size and is ``NoSpace`` (retryable: another worker may have the room), and nothing
+    was allocated."""
+    with (tmp_path / "huge.mp4").open("xb") as out:
+        with pytest.raises(NoSpace, match=str(1 << 62)):
+            reserve(out.fileno(), 1 << 62)
+        assert os.fstat(out.fileno()).st_size == 0
+        reserve(out.fileno(), 4096)
+        assert os.fstat(out.fileno()).st_size == 4096
 
 
 def test_not_an_mp4(tmp_path):
