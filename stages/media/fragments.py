@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import os
 import struct
+import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -83,13 +84,37 @@ def add_column(runs: list[list[int]], values: array[int]) -> None:
         runs_append(runs, value)
 
 
+NARROW, WIDE = "H", "I"
+"""The typecodes of a sample size column: two bytes, then four (``SampleTable.sizes``)."""
+MAX_NARROW = 0xFFFF
+
+
+def narrowed(sizes: array[int]) -> array[int] | None:
+    """Four-byte ``sizes`` in two bytes each, or None when one does not fit.
+
+    Done on the bytes where the machine is little-endian (every value's upper two bytes must be zero,
+    and the lower two are the narrow value), so no Python int is made per sample: 2 ms an hour of
+    samples, against 13 ms through ``max`` and ``array``.
+    """
+    if sys.byteorder != "little":
+        return array(NARROW, sizes) if max(sizes, default=0) <= MAX_NARROW else None
+    raw, zeros = sizes.tobytes(), bytes(len(sizes))
+    if raw[2::4] != zeros or raw[3::4] != zeros:
+        return None
+    two = bytearray(2 * len(sizes))
+    two[0::2], two[1::2] = raw[0::4], raw[1::4]
+    return array(NARROW, two)
+
+
 @dataclass(slots=True)
 class SampleTable:
     """One track's samples, in the shapes of the regular MP4's tables."""
 
     track_id: int
-    sizes: array[int] = field(default_factory=lambda: array("I"))
-    """``stsz``: every sample's size."""
+    sizes: array[int] = field(default_factory=lambda: array(NARROW))
+    """``stsz``: every sample's size, in two bytes while all of them fit (AAC frames always do, and
+    video frames under 64 KB), in four from the first that does not (``add_sizes``): the largest table
+    recpipe keeps, 3.6 MB for 4 h of video and AAC in four bytes."""
     durations: list[list[int]] = field(default_factory=list)
     """``stts``: ``[count, duration]`` runs."""
     offsets: list[list[int]] = field(default_factory=list)
@@ -132,7 +157,7 @@ class SampleTable:
     ) -> None:
         """Append one ``trun``: its samples lie back to back from file offset ``at``."""
         first = len(self.sizes) + 1
-        self.sizes.extend(sizes)
+        self.add_sizes(sizes)
         add_column(self.durations, durations)
         add_column(self.offsets, offsets)
         if all_equal(flags[1:]):  # the usual trun: only the first sample's flags differ
@@ -149,6 +174,16 @@ class SampleTable:
         if not self.per_chunk or self.per_chunk[-1][1:] != [len(sizes), description]:
             self.per_chunk.append([len(self.chunks), len(sizes), description])
         self.end += sum(durations)
+
+    def add_sizes(self, sizes: array[int]) -> None:
+        """Append sample sizes, widening the column to four bytes once one does not fit in two."""
+        if self.sizes.typecode == NARROW:
+            narrow = narrowed(sizes)
+            if narrow is not None:
+                self.sizes.extend(narrow)
+                return
+            self.sizes = array(WIDE, self.sizes)
+        self.sizes.extend(sizes)
 
     def _list_sync(self, first: int) -> None:
         """The first sample that is not a sync sample is coming: list the ones before it, all sync."""

@@ -37,11 +37,13 @@ SLICES = sorted((Path(__file__).resolve().parents[3] / "sample_data" / "recordin
 
 
 def make_ts(ffmpeg: str, out: Path, *, seconds: float = 3, video: bool = True, audio: bool = True,
-            bframes: int = 0, offset_s: float = 0) -> bytes:  # fmt: skip
+            bframes: int = 0, offset_s: float = 0, size: str = "160x120",
+            lossless: bool = False) -> bytes:  # fmt: skip
     argv = [ffmpeg, "-nostdin", "-loglevel", "error", "-y",
-            *av_source_args(seconds=seconds, video=video, audio=audio), *BITEXACT]  # fmt: skip
+            *av_source_args(seconds=seconds, video=video, audio=audio, size=size), *BITEXACT]  # fmt: skip
     if video:
         argv[argv.index("-bf") + 1] = str(bframes)
+        argv += ["-qp", "0", "-vf", "noise=alls=60:allf=t"] if lossless else []  # frames of ~120 KB
     argv += ["-output_ts_offset", str(offset_s), "-f", "mpegts", str(out)]
     subprocess.run(argv, check=True, capture_output=True)
     return out.read_bytes()
@@ -157,6 +159,20 @@ def test_64_bit_chunk_offsets_play_the_same(ffmpeg_exe, tmp_path):
     assert b"co64" in wide.head
     assert b"stco" not in wide.head
     assert packets(ffmpeg_exe, tmp_path / "wide.mp4") == packets(ffmpeg_exe, tmp_path / "narrow.mp4")
+
+
+def test_frames_over_64_kb_play_the_same(ffmpeg_exe, tmp_path):
+    """Sample sizes are kept in two bytes while they fit (``SampleTable.sizes``): lossless frames of
+    noise do not, so the video's column is four bytes wide and the MP4 still holds what ffmpeg's own
+    does; the audio's stays narrow (widening mid-track: ``test_fragments``)."""
+    ts = make_ts(ffmpeg_exe, tmp_path / "in.ts", seconds=2, size="320x240", lossless=True)
+    frag = fragmented(ffmpeg_exe, ts, tmp_path / "frag.mp4")
+    columns = {table.track_id: table.sizes for table in read_fragmented(frag).tables.values()}
+    assert sorted(column.typecode for column in columns.values()) == ["H", "I"]
+    assert max(max(column) for column in columns.values()) > 0xFFFF
+    theirs = regular(ffmpeg_exe, ts, tmp_path / "theirs.mp4")
+    publish(frag, tmp_path / "ours.mp4")
+    assert packets(ffmpeg_exe, tmp_path / "ours.mp4") == packets(ffmpeg_exe, theirs)
 
 
 def test_sha256_of_matches_what_is_written(ffmpeg_exe, tmp_path):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 
 import pytest
 
 from pipeline.model.exceptions import MediaError
-from stages.media.fragments import SampleTable, all_equal, parse_fragmented, runs_append
+from stages.media import fragments
+from stages.media.fragments import SampleTable, all_equal, narrowed, parse_fragmented, runs_append
 from stages.media.moov import box, full
 
 NON_SYNC = 0x01010000
@@ -198,6 +200,35 @@ def test_a_trun_with_a_huge_sample_count_is_refused_before_anything_is_allocated
     bad = box("trun", full(0, 0) + struct.pack(">I", 2**31))
     with pytest.raises(MediaError, match="over the limit"):
         read(moov(1) + fragment(tfhd(1) + bad))
+
+
+def test_sample_sizes_take_two_bytes_until_one_does_not_fit():
+    table = SampleTable(1)
+    table.add_sizes(array("I", [10, 0xFFFF]))
+    table.add_sizes(array("I", [20]))
+    assert (table.sizes.typecode, table.sizes.itemsize, list(table.sizes)) == ("H", 2, [10, 0xFFFF, 20])
+    table.add_sizes(array("I", [30, 0x10000, 40]))
+    assert (table.sizes.itemsize, list(table.sizes)) == (4, [10, 0xFFFF, 20, 30, 0x10000, 40])
+    table.add_sizes(array("I", [50]))
+    table.add_sizes(array("I"))
+    assert (table.sizes.itemsize, list(table.sizes)) == (4, [10, 0xFFFF, 20, 30, 0x10000, 40, 50])
+    assert table.sample_count == 7
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_narrowed_sizes_on_either_byte_order(byteorder, monkeypatch):
+    """The bytes path (little-endian machines) and the plain one give the same answers."""
+    if byteorder != sys.byteorder:
+        if byteorder == "little":
+            pytest.skip("the bytes path needs a little-endian machine")
+        monkeypatch.setattr(fragments.sys, "byteorder", byteorder)
+    for values in ([], [0], [1, 255, 256, 0xFFFF], [0xFFFF, 0x10000], [0x1000000], [7, 0xFFFFFFFF]):
+        narrow = narrowed(array("I", values))
+        if max(values, default=0) > 0xFFFF:
+            assert narrow is None, values
+        else:
+            assert narrow is not None
+            assert (narrow.typecode, list(narrow)) == ("H", values)
 
 
 def test_runs_append():
