@@ -14,7 +14,7 @@ from pipeline.storage.s3 import make_s3_client
 from tests.bench.link import Link
 from tests.bench.measure import Measured
 from tests.bench.report import Trials
-from tests.bench.run import s3_server, serial_floor, sha256_seconds, transfer_floor
+from tests.bench.run import publish_seconds, s3_server, serial_floor, transfer_floor
 from tests.bench.serial import Serial, request_kind, serial_stretches
 
 
@@ -118,7 +118,7 @@ def test_the_bench_line_bounds_each_run_and_names_a_failed_side(tmp_path: Path) 
     assert "recpipe exited 1" in (serial_floor("y", failed, timeline).error or "")
 
 
-def test_the_transfer_floor_is_each_runs_start_up_the_links_transfer_and_the_hash(tmp_path: Path) -> None:
+def test_the_transfer_floor_is_each_runs_start_up_the_links_transfer_and_the_publish(tmp_path: Path) -> None:
     timeline = tmp_path / "timeline.log"
     timeline.write_text("get 100.5\nget 101.0\nget 200.25\nget 300.75\n")
     trials = Trials()
@@ -128,22 +128,24 @@ def test_the_transfer_floor_is_each_runs_start_up_the_links_transfer_and_the_has
         trials.run(["recpipe_local"], functools.partial(list, [one]))
     link = Link(name="x", rtt_ms=40, conn_mbps=25, total_mbps=60)
     line = transfer_floor(
-        "x.s3_to_local_floor", trials, timeline, link=link, size=300_000_000, hash_seconds=0.2
+        "x.s3_to_local_floor", trials, timeline, link=link, size=300_000_000, finish_seconds=0.2
     )
-    assert line.value == pytest.approx((0.5 + 5.0 + 0.2) / 10.0)  # the middle run's start-up
-    assert "start-up to the first slice GET 0.50 s" in line.detail
-    assert "300 MB at 60 MB/s 5.00 s" in line.detail
+    assert line.value == pytest.approx((0.5 + 0.02 + 5.0 + 0.2) / 10.0)  # the middle run's start-up
+    assert "start-up to the first slice GET 0.50 s, its answer's way back 0.02 s" in line.detail
+    assert "300 MB at 60 MB/s 5.00 s, the MP4 copied, hashed and synced 0.20 s" in line.detail
     empty = tmp_path / "empty.log"
     empty.write_text("")
     assert "no recpipe S3 → local run" in (
-        transfer_floor("y", trials, empty, link=link, size=1, hash_seconds=0.0).error or ""
+        transfer_floor("y", trials, empty, link=link, size=1, finish_seconds=0.0).error or ""
     )
 
 
-def test_sha256_seconds_scale_with_the_size() -> None:
-    small, large = sha256_seconds(100 * 1024 * 1024), sha256_seconds(400 * 1024 * 1024)
+def test_publish_seconds_scale_with_the_size_and_leave_nothing_behind(tmp_path: Path) -> None:
+    small = publish_seconds(32 * 1024 * 1024 + 5, work=tmp_path)
+    large = publish_seconds(128 * 1024 * 1024, work=tmp_path)
     assert 0 < small < large
-    assert large / small == pytest.approx(4.0, rel=0.5)  # measured twice: the machine's noise
+    assert large / small == pytest.approx(4.0, rel=0.6)  # measured twice: the machine's noise
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.integration
