@@ -49,7 +49,16 @@ class S3Bucket:
     def upload_directory(self, directory: Path, *, prefix: str) -> None:
         """Upload every file of ``directory`` (not its subdirectories) under ``prefix``."""
         for path in sorted(p for p in directory.iterdir() if p.is_file()):
-            self.client.upload_file(str(path), self.name, f"{prefix}{path.name}")
+            self.put_file(path, f"{prefix}{path.name}")
+
+    def put_file(self, path: Path, key: str) -> None:
+        """Store the file at ``path`` as ``key`` (one PutObject: the test files are small)."""
+        self.client.put_object(Bucket=self.name, Key=key, Body=path.read_bytes())
+
+    def get_file(self, key: str, path: Path) -> Path:
+        """Write object ``key`` to ``path``."""
+        path.write_bytes(self.client.get_object(Bucket=self.name, Key=key)["Body"].read())
+        return path
 
 
 @pytest.fixture(autouse=True)

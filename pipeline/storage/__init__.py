@@ -1,7 +1,7 @@
 """Object stores recpipe reads recordings from and writes outputs to: a local directory, an S3 bucket,
 or an Azure Blob Storage container (``pipeline.storage.azure``).
 
-``S3Storage`` is imported on first use: boto3 takes a tenth of a second to import, and a run on local
+``S3Storage`` is imported on first use: botocore takes a tenth of a second to import, and a run on local
 files never needs it.
 """
 

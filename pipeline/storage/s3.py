@@ -1,4 +1,5 @@
-"""``S3Storage``: a bucket on any S3-compatible store, through an injected boto3 client.
+"""``S3Storage``: a bucket on any S3-compatible store, through an injected S3 client (botocore's, as
+boto3 makes them; ``make_s3_client`` makes one without boto3's session, see there).
 
 This module and ``s3_direct`` (whole-object reads on the client's connections) are the only code that
 imports boto3 or botocore, and ``translate_error`` is the one place botocore errors become recpipe
@@ -20,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import boto3.session
 import botocore.session
 import botocore.utils
 from botocore.config import Config
@@ -34,7 +34,6 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
-from s3transfer.manager import TransferConfig, TransferManager
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from pipeline.agora.vendors import AddressingStyle
@@ -54,6 +53,7 @@ from pipeline.storage.s3_direct import BrokenBodyError, DirectReads, ShortReadEr
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
+    from s3transfer.manager import TransferConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,10 @@ PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequest
 DEFAULT_READ_ATTEMPTS = 3
 """How often a body that fails while streaming is fetched, in all."""
 
-DEFAULT_TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 1024 * 1024, max_request_concurrency=8)
-"""Uploads above 16 MiB go multipart; the object appears only when the upload is completed."""
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+"""``put`` uploads files of this size or more multipart; the object appears once the upload is completed."""
+PUT_CONCURRENCY = 8
+"""Parts ``put`` sends at once."""
 
 _CHUNK = 1024 * 1024
 
@@ -152,6 +154,10 @@ def make_s3_client(
 ) -> S3Client:
     """A thread-safe S3 client; credentials from boto3's standard chain unless both keys are given.
 
+    Made by botocore's session itself, as boto3's session does, without boto3's: it would import boto3
+    and s3transfer and add upload and download helpers nothing here calls, 30–35 ms more at the start of
+    every run (0.13 instead of 0.16 s for the imports and the client, here).
+
     :param endpoint_url: an S3-compatible endpoint; None means AWS itself.
     :param region: the region requests are signed for; None: boto3's default.
     :param max_retries: botocore's ``retries.max_attempts``: retries after the first request (standard mode).
@@ -177,8 +183,7 @@ def make_s3_client(
     try:
         core = botocore.session.get_session()
         core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
-        session = boto3.session.Session(botocore_session=core)
-        client = session.client(
+        client: S3Client = core.create_client(  # type: ignore[assignment]  # S3's, typed by the stubs
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
@@ -193,6 +198,13 @@ def make_s3_client(
     client.meta.events.register("after-call.s3", counter.after_call)
     client.meta.events.register("after-call-error.s3", counter.after_call_error)
     return client
+
+
+def put_config() -> TransferConfig:
+    """How ``put`` uploads a file unless told otherwise."""
+    from s3transfer.manager import TransferConfig
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_request_concurrency=PUT_CONCURRENCY)
 
 
 def translate_error(err: Exception, *, bucket: str, key: str | None, action: str) -> StorageError:
@@ -230,7 +242,7 @@ class S3Storage:
         bucket: str,
         *,
         read_attempts: int = DEFAULT_READ_ATTEMPTS,
-        transfer_config: TransferConfig = DEFAULT_TRANSFER_CONFIG,
+        transfer_config: TransferConfig | None = None,
         page_size: int = 1000,
         direct_reads: bool = True,
     ) -> None:
@@ -327,6 +339,8 @@ class S3Storage:
 
     def put(self, src: Path, key: str, *, metadata: Metadata | None = None) -> ObjectInfo:
         """Upload ``src``; large files go multipart, and the object appears only once completed."""
+        from s3transfer.manager import TransferManager  # imported by the runs that put files
+
         try:
             size = src.stat().st_size
         except OSError as err:
@@ -334,7 +348,7 @@ class S3Storage:
         try:
             with (
                 self.translated("upload", key=key),
-                TransferManager(self._client, self._transfer_config) as m,
+                TransferManager(self._client, self._transfer_config or put_config()) as m,
             ):
                 extra = {"Metadata": dict(metadata)} if metadata else None
                 m.upload(str(src), self._bucket, key, extra_args=extra).result()

@@ -177,7 +177,7 @@ def run_profile(
 
 WHAT = {
     "imports": "recpipe's modules imported (the interpreter's own start not included)",
-    "s3_client": "boto3 imported, one S3 client made",
+    "s3_client": "botocore imported, one S3 client made",
     "http_reads": "GetObject of every slice, 8 threads",
     "ts_reading": "the MPEG-TS reader over every slice (verification)",
     "pipe_writes": "the slices written to ffmpeg's stdin",

@@ -142,10 +142,12 @@ def upload(recording: BenchRecording, *, endpoint: str, prefix: str) -> None:
     client = make_s3_client(endpoint_url=endpoint)
     client.create_bucket(Bucket=BUCKET)
     files = sorted(recording.directory.iterdir())
+
+    def put(path: Path) -> None:  # public-read, so yt-dlp can fetch the playlist and slices over HTTP
+        client.put_object(Bucket=BUCKET, Key=prefix + path.name, Body=path.read_bytes(), ACL="public-read")
+
     with ThreadPoolExecutor(8) as pool:
-        # Public-read, so yt-dlp can fetch the playlist and slices over plain HTTP.
-        extra = {"ACL": "public-read"}
-        list(pool.map(lambda p: client.upload_file(str(p), BUCKET, prefix + p.name, ExtraArgs=extra), files))
+        list(pool.map(put, files))
 
 
 def fresh(directory: Path) -> Path:

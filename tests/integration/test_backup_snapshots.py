@@ -109,7 +109,7 @@ def test_s3_recording_merged_and_found_through_its_snapshot_key(backed_up, s3_bu
     report = json.loads(result.stdout)
     [output] = report["outputs"]
     local = tmp_path / "out.mp4"
-    s3_bucket.client.download_file(s3_bucket.name, output["key"], str(local))
+    s3_bucket.get_file(output["key"], local)
     keys = [f"recordings/{rec.playlist.name}", f"recordings/{snapshot.name}"]
     check_whole(report, mp4=local, full=full, playlists=keys)
 

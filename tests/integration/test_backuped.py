@@ -102,7 +102,7 @@ def test_on_s3_a_backuped_recording_waits_then_is_processed(made, s3_bucket):
     assert (code, report["status"]) == (75, "pending")
     late = sample.slices[-1]
     held = root.parent / f"{root.name}-late"
-    s3_bucket.client.upload_file(str(held / late.name), s3_bucket.name, f"rec/{late.name}")
+    s3_bucket.put_file(held / late.name, f"rec/{late.name}")
     code, report = run(*args)
     assert (code, report["status"]) == (0, "ok")
     assert report["segments"]["present"] == len(sample.slices)

@@ -121,7 +121,7 @@ def test_process_s3(s3_bucket, tmp_path):
     assert result.exit_code == 0, result.output
     [output] = report_of(result)["outputs"]
     local = tmp_path / "out.mp4"
-    s3_bucket.client.download_file(s3_bucket.name, output["key"], str(local))
+    s3_bucket.get_file(output["key"], local)
     info = read_mp4(local)
     assert set(info.track_kinds) == {"video", "audio"}
     assert abs(info.duration_s - playlist_duration(SAMPLE / "recordings")) <= 0.2

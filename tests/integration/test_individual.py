@@ -190,7 +190,7 @@ def test_s3(recording, s3_bucket, tmp_path):
     assert result.exit_code == 0, result.output
     for output in json.loads(result.stdout)["outputs"]:
         local = tmp_path / "user.mp4"
-        s3_bucket.client.download_file(s3_bucket.name, output["key"], str(local))
+        s3_bucket.get_file(output["key"], local)
         assert {t.kind for t in read_mp4(local).tracks} == {"video", "audio"}
     keys = [o["Key"] for o in s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name)["Contents"]]
     assert len([k for k in keys if k.endswith(".mp4")]) == 2

@@ -28,7 +28,7 @@ def recording(tmp_path_factory, ffmpeg_exe):
 
 def upload_recording(recording, s3_bucket) -> dict[str, str]:
     for path in sorted(recording.directory.iterdir()):
-        s3_bucket.client.upload_file(str(path), s3_bucket.name, f"rec/{path.name}")
+        s3_bucket.put_file(path, f"rec/{path.name}")
     return etags(s3_bucket, "rec/")
 
 

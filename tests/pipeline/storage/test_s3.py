@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,13 @@ from urllib3.exceptions import ProtocolError
 
 from pipeline.model.exceptions import ConfigError, ObjectNotFound, StorageError
 from pipeline.storage import S3Storage
-from pipeline.storage.s3 import ShortReadError, make_s3_client, parse_timestamp, translate_error
+from pipeline.storage.s3 import (
+    MULTIPART_THRESHOLD,
+    ShortReadError,
+    make_s3_client,
+    parse_timestamp,
+    translate_error,
+)
 
 if TYPE_CHECKING:
     from tests.conftest import S3Bucket
@@ -207,6 +215,32 @@ def test_large_put_goes_multipart_and_completes(s3_bucket: S3Bucket, tmp_path: P
     assert storage.read_bytes("out/big.mp4", max_bytes=len(payload)) == payload
     uploads = s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name)
     assert uploads.get("Uploads", []) == []
+
+
+@pytest.mark.integration
+def test_a_default_put_goes_multipart_from_16_mib(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    storage = S3Storage(s3_bucket.client, s3_bucket.name)
+    small, large = tmp_path / "small.mp4", tmp_path / "large.mp4"
+    small.write_bytes(b"s" * (MULTIPART_THRESHOLD - 1))
+    large.write_bytes(b"l" * MULTIPART_THRESHOLD)
+    assert "-" not in storage.put(small, "out/small.mp4").etag  # one PutObject
+    assert storage.put(large, "out/large.mp4").etag.endswith("-2")  # 8 MiB parts (s3transfer's)
+    assert storage.read_bytes("out/large.mp4", max_bytes=MULTIPART_THRESHOLD) == large.read_bytes()
+
+
+def test_a_client_is_made_without_boto3_or_s3transfer() -> None:
+    """Every S3 run makes a client: boto3's session would import boto3 and s3transfer for helpers
+    nothing calls (30–35 ms at every start); ``put`` imports s3transfer when it is used."""
+    code = (
+        "import sys\n"
+        "from pipeline.storage.s3 import S3Storage, make_s3_client\n"
+        "client = make_s3_client(endpoint_url='http://127.0.0.1:9', region='us-east-1', access_key='k',"
+        " secret_key='s')\n"
+        "S3Storage(client, 'bucket')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 's3transfer', 'botocore'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['botocore']"
 
 
 class Messages(logging.Handler):
