@@ -390,7 +390,7 @@ def transfer_floor(
     bounds = sorted((s.startup + back + transfer + finish_seconds, s.startup, one.seconds) for one, s in runs)
     bound, startup, seconds = bounds[len(bounds) // 2]  # a run's own numbers
     detail = (
-        f"start-up to the first slice GET {startup:.2f} s, its answer's way back {back:.2f} s, "
+        f"start-up to the first slice GET {startup:.2f} s, its answer's way back {back * 1000:.0f} ms, "
         f"{size / MB:.0f} MB at {link.total_mbps:g} MB/s {transfer:.2f} s, the MP4 copied, hashed and "
         f"synced {finish_seconds:.2f} s: {bound:.2f} s at best, that run took {seconds:.2f} s; "
         f"naive {naive:.2f} s; median of {len(bounds)} runs"

@@ -131,7 +131,7 @@ def test_the_transfer_floor_is_each_runs_start_up_the_links_transfer_and_the_pub
         "x.s3_to_local_floor", trials, timeline, link=link, size=300_000_000, finish_seconds=0.2
     )
     assert line.value == pytest.approx((0.5 + 0.02 + 5.0 + 0.2) / 10.0)  # the middle run's start-up
-    assert "start-up to the first slice GET 0.50 s, its answer's way back 0.02 s" in line.detail
+    assert "start-up to the first slice GET 0.50 s, its answer's way back 20 ms" in line.detail
     assert "300 MB at 60 MB/s 5.00 s, the MP4 copied, hashed and synced 0.20 s" in line.detail
     empty = tmp_path / "empty.log"
     empty.write_text("")
