@@ -209,7 +209,7 @@ def test_sample_sizes_take_two_bytes_until_one_does_not_fit():
     assert (table.sizes.typecode, table.sizes.itemsize, list(table.sizes)) == ("H", 2, [10, 0xFFFF, 20])
     table.add_sizes(array("I", [30, 0x10000, 40]))
     assert (table.sizes.itemsize, list(table.sizes)) == (4, [10, 0xFFFF, 20, 30, 0x10000, 40])
-    table.add_sizes(array("I", [50]))
+    table.add_sizes(array("Q", [50]))
     table.add_sizes(array("I"))
     assert (table.sizes.itemsize, list(table.sizes)) == (4, [10, 0xFFFF, 20, 30, 0x10000, 40, 50])
     assert table.sample_count == 7
@@ -223,12 +223,13 @@ def test_narrowed_sizes_on_either_byte_order(byteorder, monkeypatch):
             pytest.skip("the bytes path needs a little-endian machine")
         monkeypatch.setattr(fragments.sys, "byteorder", byteorder)
     for values in ([], [0], [1, 255, 256, 0xFFFF], [0xFFFF, 0x10000], [0x1000000], [7, 0xFFFFFFFF]):
-        narrow = narrowed(array("I", values))
-        if max(values, default=0) > 0xFFFF:
-            assert narrow is None, values
-        else:
-            assert narrow is not None
-            assert (narrow.typecode, list(narrow)) == ("H", values)
+        for typecode in ("I", "Q"):  # a trun's four bytes, and any other width
+            narrow = narrowed(array(typecode, values))
+            if max(values, default=0) > 0xFFFF:
+                assert narrow is None, values
+            else:
+                assert narrow is not None
+                assert (narrow.typecode, list(narrow)) == ("H", values)
 
 
 def test_runs_append():
