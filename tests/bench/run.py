@@ -336,16 +336,23 @@ Timed = tuple[Measured, Serial]
 """A run and its stretches on the S3 server's timeline."""
 
 
-def on_timeline(trials: Trials, timeline: Path, *, side: str, naive: str) -> tuple[float, list[Timed]]:
+def on_timeline(
+    trials: Trials, timeline: Path, *, side: str, naive: str, what: str
+) -> tuple[float, list[Timed]]:
     """The median seconds of the ``naive`` side, and each run of ``side`` with its stretches on the S3
     server's ``timeline`` (a run without a slice GET there is left out).
 
-    :raises LookupError: a side has no runs (the reason its runs failed); ``OSError``: no timeline.
+    :param what: what ``side`` runs, for the error when none of its runs is on the timeline.
+    :raises LookupError: a side has no runs (the reason its runs failed), or no run of ``side`` is on the
+        timeline; ``OSError``: no timeline.
     """
     seconds = trials.median(naive, lambda m: m.seconds)
     lines = timeline.read_text().splitlines()
     runs = [(one, serial_stretches(lines, start=one.started_at, end=one.ended_at)) for one in trials.of(side)]
-    return seconds, [(one, stretches) for one, stretches in runs if stretches is not None]
+    found = [(one, stretches) for one, stretches in runs if stretches is not None]
+    if not found:
+        raise LookupError(f"no {what} run with a slice GET in the S3 server's timeline")
+    return seconds, found
 
 
 def serial_floor(name: str, trials: Trials, timeline: Path) -> Result:
@@ -353,11 +360,11 @@ def serial_floor(name: str, trials: Trials, timeline: Path) -> Result:
     median of the runs' bounds against the naive median (a reference line)."""
     cores = len(os.sched_getaffinity(0))
     try:
-        naive, runs = on_timeline(trials, timeline, side="recpipe_s3", naive="naive_s3")
+        naive, runs = on_timeline(
+            trials, timeline, side="recpipe_s3", naive="naive_s3", what="recpipe S3 → S3"
+        )
     except (LookupError, OSError) as err:
         return failure(name, str(err))
-    if not runs:
-        return failure(name, "no recpipe S3 → S3 run with a slice GET in the S3 server's timeline")
     bounds = [
         (s.bound(busy=one.cpu + sum(one.watched.values()), cores=cores), s, one.seconds) for one, s in runs
     ]
@@ -380,11 +387,11 @@ def transfer_floor(
     then the MP4 written out as recpipe publishes it (``finish_seconds``), which can only start after
     the last byte: the file begins with the moov, built from every sample."""
     try:
-        naive, runs = on_timeline(trials, timeline, side="recpipe_local", naive="naive_local")
+        naive, runs = on_timeline(
+            trials, timeline, side="recpipe_local", naive="naive_local", what="recpipe S3 → local"
+        )
     except (LookupError, OSError) as err:
         return failure(name, str(err))
-    if not runs:
-        return failure(name, "no recpipe S3 → local run with a slice GET in the S3 server's timeline")
     back = link.rtt_ms / 2000
     transfer = size / (link.total_mbps * MB)
     bounds = sorted((s.startup + back + transfer + finish_seconds, s.startup, one.seconds) for one, s in runs)
