@@ -34,6 +34,7 @@ RETRY_MAX_S = 900.0
 STOP_WAIT_S = 10.0
 """How long a job has to stop cleanly after SIGTERM before it is killed."""
 STDERR_TAIL = 2000
+HEAD_START_VAR = "RECPIPE_FETCH_HEAD_START"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,6 +45,18 @@ class JobSpec:
     sid: str | None = None
     endpoint_url: str | None = None
     options: JobOptions = field(default_factory=JobOptions)
+    head_start: bool = True
+    """Whether the job may read slices before its playlist names them (``fetch_head_start``): not the
+    jobs of the fleet's workers, which come back to a recording until it is finished, and would read
+    its first slices each time for nothing."""
+
+    def environ(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The job's environment: ``base``, without a head start where the job may have none and
+        ``base`` does not ask for one itself."""
+        env = dict(base)
+        if not self.head_start:
+            env.setdefault(HEAD_START_VAR, "0")
+        return env
 
     def argv(self, *, profile: Path | None) -> list[str]:
         """``recpipe process`` arguments (after the program), as the CLI takes them."""
@@ -142,7 +155,9 @@ def run_subprocess(spec: JobSpec, *, cancel: threading.Event | None = None) -> O
         argv = [sys.executable, "-m", "pipeline", *spec.argv(profile=profile)]
         log.debug("job: %s", " ".join(argv[2:]))
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=spec.environ(os.environ)
+            )
             try:
                 while True:
                     try:
@@ -177,6 +192,7 @@ def run_in_process(spec: JobSpec, *, environ: Mapping[str, str]) -> Outcome:
     from pipeline.model.config import load_config
     from pipeline.run.app import Request, run
 
+    environ = spec.environ(environ)
     with profile_file(spec.options.profile) as profile:
         request = Request(
             location=spec.location,

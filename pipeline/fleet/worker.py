@@ -92,7 +92,13 @@ def spec_for(trigger: Trigger, *, settings: WorkerSettings) -> JobSpec | None:
         options = replace(options, profile=settings.defaults.profile)
     if trigger.backuped_at is not None:
         options = replace(options, backuped_at=trigger.backuped_at)
-    return JobSpec(location=location, sid=trigger.sid, endpoint_url=settings.endpoint_url, options=options)
+    return JobSpec(
+        location=location,
+        sid=trigger.sid,
+        endpoint_url=settings.endpoint_url,
+        options=options,
+        head_start=False,
+    )
 
 
 def outside_buckets(trigger: Trigger, buckets: frozenset[str]) -> str | None:

@@ -40,6 +40,16 @@ class PipelineConfig:
     fetch_window_bytes: int = 64 * 1024 * 1024
     """Bytes of slices in flight or waiting at any time: what bounds memory, whatever the recording's
     length (a slice larger than this is still fetched, alone)."""
+    fetch_head_start: int = 7
+    """Slices read while the playlist is read, before it names them: the first ones listed, at most
+    ``fetch_workers`` - 1 (one connection stays free for the playlist: 7 for the default 8 workers);
+    0 turns it off. Only for a recording whose playlist was last written ``fetch_head_start_after_s``
+    ago or more: one still going rewrites its playlist with every slice, and what is read ahead for a
+    recording that turns out unfinished is read for nothing. The fleet's workers never read ahead
+    (they try unfinished recordings again and again)."""
+    fetch_head_start_after_s: float = 60.0
+    """How long a playlist must have been left unchanged (by the store's clock against this machine's)
+    before its slices are read ahead (``fetch_head_start``)."""
     max_slice_bytes: int = 256 * 1024 * 1024
     """A slice larger than this is not read (the recorder cuts slices at ~50 MB)."""
     fetch_attempts: int = 3
@@ -96,6 +106,12 @@ class PipelineConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.fetch_head_start < 0:
+            raise ConfigError(f"fetch_head_start must not be negative, got {self.fetch_head_start}")
+        if not self.fetch_head_start_after_s >= 0:
+            raise ConfigError(
+                f"fetch_head_start_after_s must not be negative, got {self.fetch_head_start_after_s}"
+            )
         if self.upload_part_bytes < MIN_PART_BYTES:
             raise ConfigError(f"upload_part_bytes must be at least {MIN_PART_BYTES} (S3's minimum part size)")
         if self.workdir_reserve_bytes < 0:

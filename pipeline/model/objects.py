@@ -4,19 +4,25 @@ Plain types (the ``Storage`` protocol that produces them is in ``pipeline.storag
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 Metadata = Mapping[str, str]
 """Small ``name: value`` labels stored with an object (S3 user metadata, local extended attributes);
 names are lower-case ASCII. recpipe marks its outputs with them."""
 
 
-class ObjectInfo(NamedTuple):
-    """One stored object: its key, size in bytes and an opaque version tag (S3 ETag, local mtime)."""
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object: its key, size in bytes and an opaque version tag (S3 ETag, local mtime);
+    two are the same object when these three are."""
 
     key: str
     size: int
     etag: str
+    modified: float | None = field(default=None, compare=False)
+    """When it was last written, in POSIX seconds by the store's clock, where a listing or a stat
+    says (None where the store did not say: what recpipe has just written itself)."""
 
 
 class Upload(Protocol):

@@ -55,7 +55,7 @@ from pipeline.model.exceptions import (
     PreconditionFailed,
     StorageError,
 )
-from pipeline.storage.base import Metadata, ObjectInfo, exists_by_stat, same_size
+from pipeline.storage.base import Metadata, ObjectInfo, exists_by_stat, posix_seconds, same_size
 from pipeline.storage.local import temp_name
 from pipeline.storage.parts import PartUpload
 
@@ -211,13 +211,20 @@ class AzureStorage:
         with self.translated("list", key=prefix):
             for blob in self._container.list_blobs(name_starts_with=prefix or None):
                 if not blob.name.endswith("/"):
-                    yield ObjectInfo(key=blob.name, size=int(blob.size), etag=_etag(blob.etag))
+                    yield ObjectInfo(
+                        key=blob.name,
+                        size=int(blob.size),
+                        etag=_etag(blob.etag),
+                        modified=posix_seconds(blob.last_modified),
+                    )
 
     def stat(self, key: str) -> ObjectInfo:
         """The blob's size and ETag; ``ObjectNotFound`` if absent."""
         with self.translated("get properties", key=key):
             props = self._blob(key).get_blob_properties()
-        return ObjectInfo(key=key, size=int(props.size), etag=_etag(props.etag))
+        return ObjectInfo(
+            key=key, size=int(props.size), etag=_etag(props.etag), modified=posix_seconds(props.last_modified)
+        )
 
     def exists(self, key: str) -> bool:
         """Whether a committed blob is at ``key``."""

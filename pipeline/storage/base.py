@@ -8,6 +8,7 @@ every other failure to ``StorageError``; nothing else escapes them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -103,6 +104,13 @@ def exists_by_stat(stat: Callable[[str], ObjectInfo], key: str) -> bool:
     return True
 
 
+def posix_seconds(when: datetime | None) -> float | None:
+    """A store's last-modified time in POSIX seconds (one without a zone is UTC); None stays None."""
+    if when is None:
+        return None
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
+
+
 def same_size(info: ObjectInfo, *, sent: int) -> ObjectInfo:
     """``info`` of an object just written, if it holds the ``sent`` bytes; else ``StorageError``."""
     if info.size != sent:
@@ -110,4 +118,4 @@ def same_size(info: ObjectInfo, *, sent: int) -> ObjectInfo:
     return info
 
 
-__all__ = ["Metadata", "ObjectInfo", "Storage", "Upload", "exists_by_stat", "same_size"]
+__all__ = ["Metadata", "ObjectInfo", "Storage", "Upload", "exists_by_stat", "posix_seconds", "same_size"]

@@ -497,4 +497,4 @@ def _read_capped(src: BinaryIO, *, expected: int, cap: int) -> bytes:
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
     """ObjectInfo from a stat result."""
-    return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_size}-{st.st_mtime_ns}")
+    return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_size}-{st.st_mtime_ns}", modified=st.st_mtime)

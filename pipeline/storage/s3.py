@@ -45,7 +45,7 @@ from pipeline.model.exceptions import (
     PreconditionFailed,
     StorageError,
 )
-from pipeline.storage.base import Metadata, ObjectInfo, exists_by_stat, same_size
+from pipeline.storage.base import Metadata, ObjectInfo, exists_by_stat, posix_seconds, same_size
 from pipeline.storage.local import temp_name
 from pipeline.storage.parts import UPLOAD_WORKERS, PartUpload
 from pipeline.storage.s3_direct import BrokenBodyError, DirectReads, ShortReadError
@@ -301,13 +301,23 @@ class S3Storage:
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
                     if not key.endswith("/"):
-                        yield ObjectInfo(key=key, size=obj["Size"], etag=_etag(obj["ETag"]))
+                        yield ObjectInfo(
+                            key=key,
+                            size=obj["Size"],
+                            etag=_etag(obj["ETag"]),
+                            modified=posix_seconds(obj.get("LastModified")),
+                        )
 
     def stat(self, key: str) -> ObjectInfo:
         """The object's size and ETag; ``ObjectNotFound`` if absent."""
         with self.translated("head", key=key):
             head = self._client.head_object(Bucket=self._bucket, Key=key)
-        return ObjectInfo(key=key, size=head["ContentLength"], etag=_etag(head["ETag"]))
+        return ObjectInfo(
+            key=key,
+            size=head["ContentLength"],
+            etag=_etag(head["ETag"]),
+            modified=posix_seconds(head.get("LastModified")),
+        )
 
     def exists(self, key: str) -> bool:
         """Whether the key exists."""

@@ -1,4 +1,6 @@
+import os
 import threading
+import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import replace
 
@@ -15,6 +17,7 @@ from stages.fetch import (
     FetchStage,
     build_segments,
     fetch_segment,
+    head_start_keys,
     map_in_order,
     playlist_findings,
     read_media,
@@ -84,6 +87,19 @@ def test_map_in_order_with_threads_returns_input_order():
         results = map_in_order(slow_first, range(8), executor=pool, window=4)
         release.set()
         assert list(results) == list(range(8))
+
+
+def test_map_in_order_takes_a_result_already_on_its_way():
+    inline = InlineExecutor()
+    early: Future = Future()
+    early.set_result("early")
+    started = lambda n: early if n == 1 else None  # noqa: E731
+    assert list(map_in_order(str, range(3), executor=inline, window=2, started=started)) == [
+        "0",
+        "early",
+        "2",
+    ]
+    assert inline.submitted == 2  # no worker for the one under way
 
 
 def test_map_in_order_propagates_errors():
@@ -297,3 +313,107 @@ def test_a_consumer_that_cannot_get_ready_fails_the_fetch_before_its_first_slice
     with pytest.raises(StorageError, match="cannot be asked"):
         consumer_run(tmp_path, consumer)
     assert (consumer.added, consumer.finished) == ([], False)
+
+
+# --- the head start: slices read while the playlist is read ------------------------------------------
+
+
+def test_head_start_keys():
+    slices = tuple(ObjectInfo(f"rec/{slice_uri(n)}", 100, "e") for n in range(10))
+    playlist = ObjectInfo(REC.playlist_key, 10, "e", modified=1000.0)
+    rec = replace(REC, slices=slices, playlist=playlist)
+
+    def keys(rec, **kw):
+        return head_start_keys(rec, **{"count": 3, "quiet_s": 60.0, "budget": 10_000, "now": 1060.0, **kw})
+
+    assert keys(rec) == tuple(s.key for s in slices[:3])
+    assert keys(rec, now=1059.9) == ()  # the playlist is younger: the recording may be going on
+    assert keys(rec, count=0) == ()
+    assert keys(rec, budget=250) == tuple(s.key for s in slices[:2])
+    assert keys(rec, budget=50) == (slices[0].key,)  # the first goes alone
+    assert keys(replace(rec, playlist=replace(playlist, modified=None))) == ()  # the store did not say
+    assert keys(replace(rec, playlist=None)) == ()
+    assert keys(replace(rec, snapshots=(playlist,))) == ()
+    assert keys(replace(rec, failovers=(REC,))) == ()
+
+
+class PlaylistLast(LocalStorage):
+    """Notes every read; reading a playlist waits (at most 5 s) for ``wait_for`` slice reads to begin,
+    and notes how many had."""
+
+    def __init__(self, root, *, wait_for: int = 0, broken: str | None = None):
+        super().__init__(root)
+        self.reads: list[str] = []
+        self.before_playlist: int | None = None
+        self.wait_for = wait_for
+        self.broken = broken
+        self.changed = threading.Condition()
+
+    def slice_reads(self) -> int:
+        return sum(key.endswith(".ts") for key in self.reads)
+
+    def read_bytes(self, key: str, *, max_bytes: int) -> bytes:
+        with self.changed:
+            self.reads.append(key)
+            self.changed.notify_all()
+            if key.endswith(".m3u8"):
+                self.changed.wait_for(lambda: self.slice_reads() >= self.wait_for, timeout=5)
+                self.before_playlist = self.slice_reads()
+        if key == self.broken:
+            raise StorageError("read failed", key=key)
+        return super().read_bytes(key, max_bytes=max_bytes)
+
+
+def aged_run(
+    tmp_path, text: str, *, age_s: float, storage: PlaylistLast, head_start: int = 3, count: int = 6
+):
+    """A fetch of a local recording whose playlist was last written ``age_s`` ago."""
+    _, rec = backed_up(tmp_path, {f"{SID}_{CNAME}.m3u8": text}, slices=range(count))
+    when = time.time() - age_s
+    os.utime(tmp_path / "rec" / f"{SID}_{CNAME}.m3u8", (when, when))
+    [rec] = find_recordings(storage, "rec/")
+    config = PipelineConfig(fetch_head_start=head_start)
+    ctx = replace(local_ctx(storage, tmp_path), config=config)
+    return FetchStage().run(Job(recording=rec), ctx)
+
+
+def test_the_first_slices_are_read_while_the_playlist_is_read(tmp_path):
+    storage = PlaylistLast(tmp_path, wait_for=3)
+    job = aged_run(tmp_path, make_playlist(count=6), age_s=3600, storage=storage)
+    assert storage.before_playlist == 3
+    assert sorted(storage.reads) == sorted(
+        [f"rec/{SID}_{CNAME}.m3u8"] + [f"rec/{slice_uri(n)}" for n in range(6)]
+    )
+    assert [(s.present, s.size, s.media is not None) for s in job.segments] == [(True, 188, True)] * 6
+
+
+def test_no_head_start_for_a_playlist_just_written_or_when_off(tmp_path):
+    fresh = PlaylistLast(tmp_path)
+    aged_run(tmp_path, make_playlist(count=6), age_s=5, storage=fresh)
+    assert fresh.before_playlist == 0
+    off = PlaylistLast(tmp_path)
+    aged_run(tmp_path, make_playlist(count=6), age_s=3600, storage=off, head_start=0)
+    assert off.before_playlist == 0
+
+
+def test_an_unfinished_playlist_reads_no_more_than_the_head_start(tmp_path):
+    storage = PlaylistLast(tmp_path, wait_for=3)
+    job = aged_run(tmp_path, make_playlist(count=6, endlist=False), age_s=3600, storage=storage)
+    assert storage.slice_reads() == 3
+    assert not any(s.present for s in job.segments)
+    assert "NO_ENDLIST" in {f.code for f in job.findings}
+
+
+def test_a_read_ahead_fails_the_fetch_as_any_read_would(tmp_path):
+    storage = PlaylistLast(tmp_path, wait_for=3, broken=f"rec/{slice_uri(1)}")
+    with pytest.raises(StorageError, match="read failed"):
+        aged_run(tmp_path, make_playlist(count=6), age_s=3600, storage=storage)
+
+
+def test_a_read_ahead_the_playlist_does_not_name_is_dropped(tmp_path):
+    """Its error too: the playlist decides what is read."""
+    storage = PlaylistLast(tmp_path, wait_for=3, broken=f"rec/{slice_uri(0)}")
+    text = make_playlist(count=3, uris={n: slice_uri(n + 1) for n in range(3)})
+    job = aged_run(tmp_path, text, age_s=3600, storage=storage, count=4)
+    assert [s.key for s in job.segments] == [f"rec/{slice_uri(n)}" for n in (1, 2, 3)]
+    assert all(s.present for s in job.segments)

@@ -11,6 +11,7 @@ from pipeline.fleet.jobs import Action, JobSpec, Outcome, decide, outcome_from_o
 from pipeline.fleet.triggers import JobOptions, Trigger
 from pipeline.fleet.worker import WorkerSettings, spec_for, worst
 from pipeline.model import exceptions
+from pipeline.model.config import load_config
 from pipeline.run.app import without_secrets
 from tests.pipeline.model.test_exceptions import all_error_classes
 
@@ -120,6 +121,22 @@ def test_events_take_the_workers_defaults_and_jobs_their_own():
     assert recorder is not None
     assert (recorder.location, recorder.sid) == ("s3://rec/", "s")
     assert spec_for(Trigger(origin="recorder", location=None, sid="s"), settings=WorkerSettings()) is None
+
+
+def test_the_fleets_jobs_read_no_slice_ahead_of_their_playlist():
+    """A worker comes back to an unfinished recording every minute: a head start would read its first
+    slices each time for nothing. A variable the worker's own environment sets still wins."""
+    settings = WorkerSettings(recordings="s3://rec/")
+    for origin in ("s3", "recorder", "job"):
+        spec = spec_for(Trigger(origin=origin, location="s3://b/", sid="s"), settings=settings)
+        assert spec is not None
+        assert not spec.head_start
+        assert load_config(environ=spec.environ({"HOME": "/h"})).fetch_head_start == 0
+        assert spec.environ({"HOME": "/h"})["HOME"] == "/h"
+        assert spec.environ({"RECPIPE_FETCH_HEAD_START": "2"})["RECPIPE_FETCH_HEAD_START"] == "2"
+    batch = JobSpec(location="s3://b/")  # what ``recpipe batch`` runs: people's work, read ahead
+    assert batch.environ({}) == {}
+    assert load_config(environ=batch.environ({})).fetch_head_start == 7
 
 
 def test_worst_action_wins():

@@ -28,6 +28,8 @@ def test_environment_then_overrides():
         pytest.param({}, {"fetch_workers": 0}, "fetch_workers", id="zero-workers"),
         pytest.param({}, {"fetch_workers": 32}, "fetch_window", id="window-below-workers"),
         pytest.param({"RECPIPE_POLICY": "loose"}, {}, "policy", id="bad-policy"),
+        pytest.param({"RECPIPE_FETCH_HEAD_START": "-1"}, {}, "fetch_head_start", id="negative-head-start"),
+        pytest.param({}, {"fetch_head_start_after_s": -1.0}, "fetch_head_start_after_s", id="negative-quiet"),
         pytest.param({}, {"colour": "red"}, "unknown setting", id="unknown"),
     ],
 )

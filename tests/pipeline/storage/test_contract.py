@@ -76,6 +76,17 @@ def test_list_reports_sizes_and_the_same_etag_as_stat(storage: Storage) -> None:
     assert all(isinstance(i, ObjectInfo) for i in listed)
 
 
+def test_list_and_stat_say_when_an_object_was_last_written(storage: Storage) -> None:
+    """The store's clock (moto's and Azurite's are this machine's; S3 counts whole seconds)."""
+    before = time.time()
+    storage.put_bytes(b"1", "d/one.ts")
+    after = time.time()
+    [listed] = storage.list("d/")
+    for info in (listed, storage.stat("d/one.ts")):
+        assert info.modified is not None
+        assert before - 1 <= info.modified <= after + 1
+
+
 def test_list_of_an_empty_store(storage: Storage) -> None:
     assert keys(storage, "") == []
 
