@@ -151,7 +151,7 @@ def map_in_order(
                 return
             item = waiting.pop()
             future = started(item) if started is not None else None
-            pending.append((future or executor.submit(fn, item), cost))
+            pending.append((future if future is not None else executor.submit(fn, item), cost))
             load += cost
 
     try:
@@ -206,7 +206,7 @@ def head_start_keys(
     """The slices to read while the playlist is read: the first ``count`` listed, as long as their
     sizes add up to at most ``budget`` (the first always), when the playlist was last written
     ``quiet_s`` or more before ``now`` (a recording still going rewrites it with every slice: its
-    playlist says it is unfinished, and nothing would be read for it). None for a recording with
+    playlist says it is unfinished, and nothing would be read for it). Nothing for a recording with
     snapshot playlists or failover sets, whose playlists order the slices their own way."""
     playlist = recording.playlist
     if count < 1 or playlist is None or playlist.modified is None or now - playlist.modified < quiet_s:
