@@ -322,17 +322,23 @@ class FetchStage:
 
     def run(self, job: Job, ctx: StageContext) -> Job:
         """Fill ``job.segments`` (sizes and media facts where fetched); add the playlist's findings."""
+        listed = {o.key: o for o in job.recording.slices}
         with self._executor_factory(ctx.config.fetch_workers) as executor:
-            ahead = self._head_start(job.recording, ctx=ctx, executor=executor)
+            ahead = self._head_start(job.recording, listed=listed, ctx=ctx, executor=executor)
             try:
-                return self._run(job, ctx, executor=executor, ahead=ahead)
+                return self._run(job, ctx, listed=listed, executor=executor, ahead=ahead)
             finally:
                 for read in ahead.values():  # read ahead for entries the playlist does not have
                     read.cancel()
                 ahead.clear()
 
     def _head_start(
-        self, recording: Recording, *, ctx: StageContext, executor: Executor
+        self,
+        recording: Recording,
+        *,
+        listed: Mapping[str, ObjectInfo],
+        ctx: StageContext,
+        executor: Executor,
     ) -> dict[str, Future[bytes | None]]:
         """Start reading the first slices listed, while the playlist is read (``head_start_keys``): the
         playlist's round trip is not left idle before the first slices' (an hour over the bench's 40 ms
@@ -348,7 +354,6 @@ class FetchStage:
         )
         if keys:
             log.debug("reading %d slices while the playlist is read", len(keys))
-        listed = {o.key: o for o in recording.slices}
         return {
             key: executor.submit(
                 fetch_slice,
@@ -362,7 +367,13 @@ class FetchStage:
         }
 
     def _run(
-        self, job: Job, ctx: StageContext, *, executor: Executor, ahead: dict[str, Future[bytes | None]]
+        self,
+        job: Job,
+        ctx: StageContext,
+        *,
+        listed: Mapping[str, ObjectInfo],
+        executor: Executor,
+        ahead: dict[str, Future[bytes | None]],
     ) -> Job:
         recording = job.recording
         limits = {"max_bytes": ctx.config.max_playlist_bytes, "max_entries": ctx.config.max_playlist_entries}
@@ -384,12 +395,19 @@ class FetchStage:
         )
         if findings and any(f.code in {"UNSAFE_URI", "NO_ENDLIST"} for f in findings):
             return job
-        return replace(job, segments=self._stream(job, ctx=ctx, executor=executor, ahead=ahead))
+        return replace(
+            job, segments=self._stream(job, ctx=ctx, listed=listed, executor=executor, ahead=ahead)
+        )
 
     def _stream(
-        self, job: Job, *, ctx: StageContext, executor: Executor, ahead: dict[str, Future[bytes | None]]
+        self,
+        job: Job,
+        *,
+        ctx: StageContext,
+        listed: Mapping[str, ObjectInfo],
+        executor: Executor,
+        ahead: dict[str, Future[bytes | None]],
     ) -> tuple[Segment, ...]:
-        listed = {o.key: o for o in job.recording.slices}
         first = first_entries(job.segments)
         total = sum(listed[key].size for key in first if key in listed)
         config = ctx.config

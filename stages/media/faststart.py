@@ -117,8 +117,7 @@ def write(layout: Layout, *, src: Path, dest: BinaryIO, sync: bool = False) -> s
     ``dest`` is on disk when this returns: a third thread asks the kernel to start writing it out as it
     grows (``start_writeback``: each request waits for the disk's queue, 10–20 ms per 32 MiB here,
     which the copy does not wait for: an hour published in an S3 → local run in 0.167 s instead of
-    0.183, medians of 5), and the last
-    ``fsync`` runs while the hashing finishes.
+    0.183, medians of 5), and the last ``fsync`` runs while the hashing finishes.
     """
     with contextlib.ExitStack() as threads:
         digest = threads.enter_context(ThreadPoolExecutor(1, "recpipe-hash")).submit(
