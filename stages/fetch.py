@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -309,6 +309,16 @@ def _read_named(storage: Storage, key: str, *, max_bytes: int, max_entries: int)
         raise PlaylistError(f"{key.rpartition('/')[2]}: {err}") from err
 
 
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """What one fetch's reads share: the listing by key, the workers, and the reads under way (the head
+    start's, each taken by its entry)."""
+
+    listed: Mapping[str, ObjectInfo]
+    executor: Executor
+    ahead: dict[str, Future[bytes | None]]
+
+
 class FetchStage:
     """Read the playlist, stream every listed slice that is safe to read, and read each in order."""
 
@@ -326,7 +336,7 @@ class FetchStage:
         with self._executor_factory(ctx.config.fetch_workers) as executor:
             ahead = self._head_start(job.recording, listed=listed, ctx=ctx, executor=executor)
             try:
-                return self._run(job, ctx, listed=listed, executor=executor, ahead=ahead)
+                return self._run(job, ctx, reads=_Reads(listed=listed, executor=executor, ahead=ahead))
             finally:
                 for read in ahead.values():  # read ahead for entries the playlist does not have
                     read.cancel()
@@ -366,15 +376,7 @@ class FetchStage:
             for key in keys
         }
 
-    def _run(
-        self,
-        job: Job,
-        ctx: StageContext,
-        *,
-        listed: Mapping[str, ObjectInfo],
-        executor: Executor,
-        ahead: dict[str, Future[bytes | None]],
-    ) -> Job:
+    def _run(self, job: Job, ctx: StageContext, *, reads: _Reads) -> Job:
         recording = job.recording
         limits = {"max_bytes": ctx.config.max_playlist_bytes, "max_entries": ctx.config.max_playlist_entries}
         choice = read_playlists(ctx.storage, recording, **limits)
@@ -395,19 +397,10 @@ class FetchStage:
         )
         if findings and any(f.code in {"UNSAFE_URI", "NO_ENDLIST"} for f in findings):
             return job
-        return replace(
-            job, segments=self._stream(job, ctx=ctx, listed=listed, executor=executor, ahead=ahead)
-        )
+        return replace(job, segments=self._stream(job, ctx=ctx, reads=reads))
 
-    def _stream(
-        self,
-        job: Job,
-        *,
-        ctx: StageContext,
-        listed: Mapping[str, ObjectInfo],
-        executor: Executor,
-        ahead: dict[str, Future[bytes | None]],
-    ) -> tuple[Segment, ...]:
+    def _stream(self, job: Job, *, ctx: StageContext, reads: _Reads) -> tuple[Segment, ...]:
+        listed, executor, ahead = reads.listed, reads.executor, reads.ahead
         first = first_entries(job.segments)
         total = sum(listed[key].size for key in first if key in listed)
         config = ctx.config
