@@ -31,11 +31,13 @@ class Destination:
     cleared: Callable[[], object] = field(default=lambda: None, compare=False, repr=False)
     """Returns once outputs may be written under ``directory``, raising if they may not: a publishing
     run throws away the unfinished uploads a killed run left there while its first slices download
-    (``pipeline.run.runner.leased``), and writes nothing before that is done."""
+    (``pipeline.run.runner.leased``), and writes nothing before that is done — nor once the
+    recording's lease is no longer its own (``LeaseLost``)."""
 
     def writable(self) -> Storage:
         """The storage, once outputs may be written to it (``cleared``): every write of an output or a
-        report goes through here; reads and the lease's own writes use ``storage``."""
+        report, and every upload's completion, goes through here; reads and the lease's own writes use
+        ``storage``."""
         self.cleared()
         return self.storage
 

@@ -103,6 +103,7 @@ class PublishStage:
         published = []
         for out in job.outputs:
             if out.upload is not None:
+                ctx.destination.writable()  # completing the upload commits the output
                 info = out.upload.complete()
                 ctx.logger.info("published %s (%d bytes)", info.key, info.size)
                 published.append(replace(out, key=info.key, bytes=info.size, upload=None))

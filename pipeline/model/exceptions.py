@@ -19,7 +19,8 @@
     ├── ToolError               ffmpeg cannot be found, started or run
     │   └── RemuxError          ffmpeg ran and exited with an error (stderr's tail)  (status failed)
     ├── NoSpace                 the work directory lacks the room to write the MP4  (status failed)
-    └── PublishError            an output could not be committed                (status failed)
+    ├── PublishError            an output could not be committed                (status failed)
+    └── LeaseLost               another recpipe took the recording over meanwhile  (status pending)
 
 Each class says what it means as class attributes, which every caller reads (nothing compares class
 names): ``exit_code`` (the CLI's), ``retryable`` (whether another try later may succeed: the worker
@@ -179,5 +180,13 @@ class NoSpace(PipelineError):
 
 class PublishError(PipelineError):
     """An output could not be committed to the destination."""
+
+    retryable = True
+
+
+class LeaseLost(PipelineError):
+    """Another recpipe took over the recording's lease while this run worked (this one stalled past
+    the lease's end): the run stops before committing anything more and writes no report; the new
+    holder finishes the recording."""
 
     retryable = True

@@ -7,7 +7,9 @@ creates it holds it until ``expires``; the holder renews it every third of its l
 holder died expires, and the next comer takes it over with ``If-Match`` on the expired lease's ETag,
 so of two comers only one wins; a holder that was a process on this machine and is gone (a crash)
 is taken over at once. Outputs are committed atomically and are the same whoever makes
-them, so even a holder that lost its lease while stalled cannot leave a mixed set behind.
+them, so even a holder that lost its lease while stalled cannot leave a mixed set behind; and before
+each commit the holder makes sure the lease is still its own (``Lease.confirm``), so such a holder
+stops there instead of writing over what the new holder made from newer inputs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.model.exceptions import ObjectNotFound, PreconditionFailed, StorageError
+from pipeline.model.exceptions import LeaseLost, ObjectNotFound, PreconditionFailed, StorageError
 from pipeline.run.interrupts import deferred
 from pipeline.run.liveness import gone, this_host
 from pipeline.storage.base import Storage
@@ -98,6 +100,10 @@ class Lease:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._renewing = threading.Lock()
+        """One renewal at a time: each writes on the ETag the last one got."""
+        self._renewed = clock()
+        """When the lease was last written by this process (taken or renewed), by ``clock``."""
         self.lost = False
         """Set when a renewal found the lease taken over (this process stalled past its expiry)."""
         with _HELD_LOCK:
@@ -105,14 +111,31 @@ class Lease:
 
     def renew(self) -> bool:
         """Extend the lease by its lifetime; False (and ``lost``) if someone else holds it now."""
-        doc = lease_document(owner=self.owner, expires=self._clock() + self._seconds)
-        try:
-            self._etag = self.storage.put_if(doc, self.key, etag=self._etag).etag
-        except (PreconditionFailed, ObjectNotFound):
-            self.lost = True
-            log.warning("lost the lease %s: another recpipe took it over", self.key)
-            return False
-        return True
+        with self._renewing:
+            if self.lost:
+                return False
+            now = self._clock()
+            doc = lease_document(owner=self.owner, expires=now + self._seconds)
+            try:
+                self._etag = self.storage.put_if(doc, self.key, etag=self._etag).etag
+            except (PreconditionFailed, ObjectNotFound):
+                self.lost = True
+                log.warning("lost the lease %s: another recpipe took it over", self.key)
+                return False
+            self._renewed = now
+            return True
+
+    def confirm(self) -> None:
+        """Return while the lease is still this process's, else raise ``LeaseLost``: called before
+        each commit. A lease renewed on time is trusted as it is (no request); one last written more
+        than half its lifetime ago — the process stalled, or its renewals failed — is renewed here
+        first, so nothing is committed on a lease another recpipe may have taken over meanwhile."""
+        if self._clock() - self._renewed > self._seconds / 2:
+            self.renew()
+        if self.lost:
+            raise LeaseLost(
+                f"another recpipe took over the lease {self.key}; this run publishes nothing more"
+            )
 
     def keep(self) -> None:
         """Renew every third of the lifetime until released (a daemon thread)."""

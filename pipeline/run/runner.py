@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from pipeline.model.config import PipelineConfig
-from pipeline.model.exceptions import ObjectNotFound, PipelineError, PreconditionFailed
+from pipeline.model.exceptions import LeaseLost, ObjectNotFound, PipelineError, PreconditionFailed
 from pipeline.model.job import Expectations, Finding, Job, Policy, Recording, StageError
 from pipeline.model.logs import bound
 from pipeline.model.policy import decide_status, is_terminal
@@ -219,7 +219,20 @@ def busy(job: Job, holder: Holder, *, ctx: StageContext) -> Result:
     """Another recpipe holds the recording's lease: pending, come back later (no report)."""
     left = max(holder.expires - time.time(), 0)
     detail = f"another recpipe ({holder.owner}) is processing this recording; its lease ends in {left:.0f} s"
-    ctx.logger.info("%s: %s", job.recording.label, detail)
+    return lease_held(job, detail, ctx=ctx)
+
+
+def taken_over(job: Job, err: LeaseLost, *, ctx: StageContext) -> Result:
+    """Another recpipe took the recording's lease over while this run worked: pending, as for a run
+    that found it held (no report; what this run had not committed was thrown away)."""
+    return lease_held(
+        job, f"{err}; what it had not committed was thrown away", ctx=ctx, level=logging.WARNING
+    )
+
+
+def lease_held(job: Job, detail: str, *, ctx: StageContext, level: int = logging.INFO) -> Result:
+    """The pending result of a run whose recording another recpipe is processing (``LEASE_HELD``)."""
+    ctx.logger.log(level, "%s: %s", job.recording.label, detail)
     finding = Finding(code="LEASE_HELD", severity="info", detail=detail)
     job = replace(job, findings=(*job.findings, finding), status="pending")
     return Result(job=job, report=build_report(job, tool=ctx.tool), report_key=None)
@@ -266,7 +279,14 @@ def leased(
         with under_lease(job, ctx=ctx) as (cleared, previous):
             if not options.force and (done := done_by(previous(), job=job, ctx=ctx)) is not None:
                 return done  # finished by the previous holder while this run waited
-            return work(replace(ctx, destination=replace(ctx.destination, cleared=cleared)), previous)
+
+            def writable() -> None:
+                cleared()
+                lease.confirm()
+
+            return work(replace(ctx, destination=replace(ctx.destination, cleared=writable)), previous)
+    except LeaseLost as err:
+        return taken_over(job, err, ctx=ctx)
     finally:
         lease.release()
 

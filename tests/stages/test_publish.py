@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.model.config import PipelineConfig
-from pipeline.model.exceptions import MediaError, StorageError
+from pipeline.model.exceptions import LeaseLost, MediaError, StorageError
 from pipeline.model.job import Job, Output, Recording
 from pipeline.storage import S3Storage
 from pipeline.storage.local import LocalStorage
@@ -161,3 +161,30 @@ def test_nothing_is_published_before_the_destination_may_be_written(tmp_path: Pa
     with pytest.raises(StorageError, match="AccessDenied"):
         PublishStage().run(Job(recording=recording, outputs=(output,)), ctx)
     assert not (tmp_path / "dest").exists() or list((tmp_path / "dest").rglob("*")) == []
+
+
+def test_an_upload_is_completed_only_while_the_destination_may_be_written(s3_bucket, tmp_path: Path):
+    """Completing a streamed upload commits the output: a run whose lease another recpipe took over
+    (its destination's gate says so) leaves the upload uncompleted, for the remux stage to abort."""
+    store = S3Storage(s3_bucket.client, s3_bucket.name)
+    upload = store.begin_upload("a/sid1_room_0.mp4")
+    assert upload is not None
+    upload.put_part(1, b"mp4")
+    wait_for(lambda: upload.in_flight() == 0)
+
+    def lease_lost() -> None:
+        raise LeaseLost("another recpipe took over the lease a/sid1_room.lease.json")
+
+    ctx = StageContext(
+        storage=store,
+        destination=Destination(storage=store, directory="a/", cleared=lease_lost),
+        workdir=tmp_path,
+        config=PipelineConfig(),
+    )
+    recording = Recording(sid="sid1", cname="room", directory="a/", playlist_key="a/sid1_room.m3u8")
+    output = Output(key="sid1_room_0.mp4", kind="mp4", bytes=3, sha256="x", upload=upload)
+    with pytest.raises(LeaseLost):
+        PublishStage().run(Job(recording=recording, outputs=(output,)), ctx)
+    assert not store.exists("a/sid1_room_0.mp4")
+    assert parts_on_server(s3_bucket, "a/sid1_room_0.mp4") == [(1, 3)]
+    upload.abort()

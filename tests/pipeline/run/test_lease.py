@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from pipeline.model.exceptions import LeaseLost
 from pipeline.run.lease import Holder, Lease, acquire, lease_document, read_holder
 from pipeline.storage import LocalStorage, Storage
 
@@ -87,6 +88,66 @@ def test_of_many_comers_on_an_expired_lease_exactly_one_wins(storage: Storage) -
     holder = read_holder(storage.read_bytes(KEY, max_bytes=1000))
     assert holder is not None
     assert holder.owner in {w.owner for w in winners}
+
+
+def test_confirm_trusts_a_lease_renewed_on_time(storage: Storage) -> None:
+    clock = Clock()
+    lease = take(storage, "a", clock)
+    assert isinstance(lease, Lease)
+    written = storage.stat(KEY).etag
+    clock.now += 29  # under half the lifetime since it was written: no request
+    lease.confirm()
+    assert storage.stat(KEY).etag == written
+
+
+def test_confirm_renews_a_lease_left_unrenewed_past_half_its_life(storage: Storage) -> None:
+    clock = Clock()
+    lease = take(storage, "a", clock)
+    assert isinstance(lease, Lease)
+    clock.now += 31  # its renewals stalled: confirming writes it again before anything is committed
+    lease.confirm()
+    assert read_holder(storage.read_bytes(KEY, max_bytes=1000)) == Holder(owner="a", expires=1091.0)
+    written = storage.stat(KEY).etag
+    clock.now += 29
+    lease.confirm()  # renewed 29 s ago: trusted
+    assert storage.stat(KEY).etag == written
+
+
+def test_confirm_raises_once_another_recpipe_took_the_lease_over(storage: Storage) -> None:
+    clock = Clock()
+    old = take(storage, "a", clock)
+    assert isinstance(old, Lease)
+    clock.now += 61  # a stalled holder: its lease ended and another recpipe took it
+    assert isinstance(take(storage, "b", clock), Lease)
+    with pytest.raises(LeaseLost, match="another recpipe took over"):
+        old.confirm()
+    assert old.lost
+    with pytest.raises(LeaseLost):
+        old.confirm()  # and stays lost, even where a renewal would be due
+    old.release()
+    assert read_holder(storage.read_bytes(KEY, max_bytes=1000)) == Holder(owner="b", expires=1121.0)
+
+
+def test_renewals_at_the_same_time_never_take_the_lease_for_lost(tmp_path) -> None:
+    """The background renewal and a commit's confirmation may renew at once: each writes on the ETag
+    the other got, and only one at a time may."""
+    storage = LocalStorage(tmp_path)
+    lease = acquire(storage, KEY, owner="a", seconds=60)
+    assert isinstance(lease, Lease)
+    start, renewed = threading.Barrier(8), []
+
+    def renew_often() -> None:
+        start.wait()
+        renewed.extend(lease.renew() for _ in range(5))
+
+    threads = [threading.Thread(target=renew_often) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert renewed == [True] * 40
+    assert not lease.lost
+    lease.confirm()
 
 
 def test_keep_renews_in_the_background(storage: Storage) -> None:

@@ -10,6 +10,7 @@ from pipeline.model.config import PipelineConfig
 from pipeline.model.exceptions import PlaylistError, RemuxError, StorageError
 from pipeline.model.job import Finding, Job, Recording
 from pipeline.model.report import build_report, dump_report
+from pipeline.run.lease import lease_document, read_holder
 from pipeline.run.runner import (
     RunOptions,
     execute,
@@ -327,3 +328,37 @@ def test_stale_outputs_are_removed_only_once_the_destination_may_be_written(tmp_
     with pytest.raises(StorageError, match="AccessDenied"):
         remove_stale_outputs({"outputs": []}, previous=previous, ctx=ctx)
     assert (tmp_path / "dest/a/b/sid1_room_old.mp4").exists()
+
+
+class StalledWhileTakenOver:
+    """A stage during which the run stalls past half its lease's life and another recpipe takes the
+    lease over (as one would once the lease had ended)."""
+
+    name = "remux"
+
+    def run(self, job, ctx):
+        ctx.destination.storage.put_bytes(
+            lease_document(owner="other", expires=time.time() + 120), "a/b/sid1_room.lease.json"
+        )
+        time.sleep(1.6)  # the lease lives 3 s: its renewal is overdue, or found it taken
+        return job
+
+
+@pytest.mark.parametrize("publish", ["output", "report"])
+def test_a_run_whose_lease_was_taken_over_commits_nothing_more(tmp_path, publish):
+    log: list[str] = []
+    store = Logged(tmp_path / "dest", log)
+    ctx = leased_ctx(tmp_path, store)
+    ctx = replace(ctx, config=replace(ctx.config, lease_seconds=3))
+    stages = [
+        StalledWhileTakenOver(),
+        *([ReadThenWrite(threading.Event(), [])] if publish == "output" else []),
+    ]
+    result = execute(Job(recording=REC), ctx=ctx, options=RunOptions(force=True), stages=stages)
+    assert result.job.status == "pending"
+    assert [f.code for f in result.job.findings] == ["LEASE_HELD"]
+    assert "another recpipe took over the lease" in result.job.findings[0].detail
+    assert result.report_key is None
+    assert sorted(p.name for p in (tmp_path / "dest/a/b").iterdir()) == ["sid1_room.lease.json"]
+    assert read_holder(store.read_bytes("a/b/sid1_room.lease.json", max_bytes=1000)).owner == "other"
+    assert not [e for e in log if e.startswith("deleted")]  # the other recpipe's lease is left alone
