@@ -264,7 +264,9 @@ def leased(
     report to the report's commit, so two recpipes never process one recording at once. Under it, the
     unfinished uploads a killed run left under the recording's output names are thrown away while the
     work starts (its reads do not wait for that, its first write does: ``Destination.cleared``), and
-    the report there is read once: for the check, and for the work to compare its own with."""
+    the report there is read once: for the check, and for the work to compare its own with. Every
+    commit makes sure the lease is still this run's (``Lease.confirm``): a run that stalled and lost it
+    to another recpipe ends ``pending`` there, as one that found it held."""
     if not options.publish:
         return work(ctx, lambda: None)
     if not options.force and (done := already_done(job, ctx=ctx)) is not None:
