@@ -9,7 +9,9 @@ so of two comers only one wins; a holder that was a process on this machine and 
 is taken over at once. Outputs are committed atomically and are the same whoever makes
 them, so even a holder that lost its lease while stalled cannot leave a mixed set behind; and before
 each commit the holder makes sure the lease is still its own (``Lease.confirm``), so such a holder
-stops there instead of writing over what the new holder made from newer inputs.
+stops there instead of writing over what the new holder made from newer inputs. A lease is not a
+fence: a holder that stalls just after that check, for longer than the lease has left (at least half
+its life), still commits once; object stores offer nothing to refuse that write.
 """
 
 from __future__ import annotations
@@ -106,13 +108,16 @@ class Lease:
         """When the lease was last written by this process (taken or renewed), by ``clock``."""
         self.lost = False
         """Set when a renewal found the lease taken over (this process stalled past its expiry)."""
+        self._released = False
+        """Set by ``release``: nothing renews the lease after it."""
         with _HELD_LOCK:
             _HELD.add(self)
 
     def renew(self) -> bool:
-        """Extend the lease by its lifetime; False (and ``lost``) if someone else holds it now."""
+        """Extend the lease by its lifetime; False if someone else holds it now (``lost``), or once
+        released."""
         with self._renewing:
-            if self.lost:
+            if self.lost or self._released:
                 return False
             now = self._clock()
             doc = lease_document(owner=self.owner, expires=now + self._seconds)
@@ -160,14 +165,16 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        if self.lost:
-            return
-        try:
-            self.storage.delete_if(self.key, etag=self._etag)
-        except (PreconditionFailed, ObjectNotFound):
-            log.debug("lease %s was no longer ours at release", self.key)
-        except StorageError as err:
-            log.warning("cannot release the lease %s (it expires by itself): %s", self.key, err)
+        with self._renewing:  # after a renewal under way, and none after it
+            self._released = True
+            if self.lost:
+                return
+            try:
+                self.storage.delete_if(self.key, etag=self._etag)
+            except (PreconditionFailed, ObjectNotFound):
+                log.debug("lease %s was no longer ours at release", self.key)
+            except StorageError as err:
+                log.warning("cannot release the lease %s (it expires by itself): %s", self.key, err)
 
 
 def acquire(

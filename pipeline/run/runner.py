@@ -146,6 +146,8 @@ def _run_stage(job: Job, stage: Stage, *, ctx: StageContext) -> Job:
     ctx.logger.debug("stage %s: start", stage.name)
     try:
         job = stage.run(job, ctx)
+    except LeaseLost:
+        raise  # not the job's failure: the run ends here, pending (``leased``)
     except PipelineError as err:
         error, findings = _stage_error(stage, err)
         ctx.logger.debug("stage %s failed: %s", stage.name, err)

@@ -1,3 +1,4 @@
+import functools
 import logging
 import threading
 import time
@@ -10,6 +11,7 @@ from pipeline.model.config import PipelineConfig
 from pipeline.model.exceptions import PlaylistError, RemuxError, StorageError
 from pipeline.model.job import Finding, Job, Recording
 from pipeline.model.report import build_report, dump_report
+from pipeline.run import runner
 from pipeline.run.lease import lease_document, read_holder
 from pipeline.run.runner import (
     RunOptions,
@@ -330,30 +332,42 @@ def test_stale_outputs_are_removed_only_once_the_destination_may_be_written(tmp_
     assert (tmp_path / "dest/a/b/sid1_room_old.mp4").exists()
 
 
+class Clock:
+    """The run's clock for its lease: moved on by hand, as a stalled process finds it when it wakes."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class StalledWhileTakenOver:
-    """A stage during which the run stalls past half its lease's life and another recpipe takes the
-    lease over (as one would once the lease had ended)."""
+    """A stage during which the run stalls past its lease's end and another recpipe takes the lease
+    over, before this run's renewals (every 40 s of real time) could notice."""
 
     name = "remux"
 
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
     def run(self, job, ctx):
+        self.clock.now += 121
         ctx.destination.storage.put_bytes(
-            lease_document(owner="other", expires=time.time() + 120), "a/b/sid1_room.lease.json"
+            lease_document(owner="other", expires=self.clock.now + 120), "a/b/sid1_room.lease.json"
         )
-        time.sleep(1.6)  # the lease lives 3 s: its renewal is overdue, or found it taken
         return job
 
 
 @pytest.mark.parametrize("publish", ["output", "report"])
-def test_a_run_whose_lease_was_taken_over_commits_nothing_more(tmp_path, publish):
-    log: list[str] = []
+def test_a_run_whose_lease_was_taken_over_commits_nothing_more(tmp_path, monkeypatch, publish):
+    clock, log = Clock(), []
+    monkeypatch.setattr(runner, "acquire", functools.partial(runner.acquire, clock=clock))
     store = Logged(tmp_path / "dest", log)
     ctx = leased_ctx(tmp_path, store)
-    ctx = replace(ctx, config=replace(ctx.config, lease_seconds=3))
-    stages = [
-        StalledWhileTakenOver(),
-        *([ReadThenWrite(threading.Event(), [])] if publish == "output" else []),
-    ]
+    stages = [StalledWhileTakenOver(clock)]
+    if publish == "output":
+        stages.append(ReadThenWrite(threading.Event(), []))
     result = execute(Job(recording=REC), ctx=ctx, options=RunOptions(force=True), stages=stages)
     assert result.job.status == "pending"
     assert [f.code for f in result.job.findings] == ["LEASE_HELD"]
